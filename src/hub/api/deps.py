@@ -1,0 +1,38 @@
+"""FastAPI dependencies shared by the routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.api.context import request_id_var
+from hub.domain.principal import Principal
+from hub.domain.vocabulary import Vocabulary
+from hub.runtime import Runtime
+from hub.services.context import Actor
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AsyncIterator[AsyncSession]:
+    async with runtime.sessions() as session:
+        yield session
+
+
+def get_vocabulary(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Vocabulary:
+    return runtime.vocabulary
+
+
+Session = Annotated[AsyncSession, Depends(get_session)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+VocabularyDep = Annotated[Vocabulary, Depends(get_vocabulary)]
+
+
+def actor_for(principal: Principal) -> Actor:
+    return Actor(principal=principal, request_id=request_id_var.get())

@@ -1,0 +1,409 @@
+"""The GraphQL schema. Resolvers call the same services and domain objects as the REST routers.
+
+Expected outcomes (an unknown vocabulary, a missing token) are union members, not errors.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.fastapi import GraphQLRouter
+from strawberry.scalars import JSON
+
+from hub.api.graphql.context import Context, get_context
+from hub.domain.errors import HubError, NotFound
+from hub.domain.vocabulary import (
+    CodeSystemBase,
+    ConceptEntry,
+    LocalizedText,
+    VariantDoc,
+    WellbeingWheelDoc,
+)
+from hub.services.organisations import get_organisation
+
+
+@strawberry.enum(description="Label language")
+class Lang(Enum):
+    sv = "sv"
+    en = "en"
+
+
+LangArg = Annotated[Lang, strawberry.argument(description="Language of labels and descriptions")]
+
+
+def _t(text: LocalizedText | None, lang: Lang) -> str | None:
+    return None if text is None else text.get(lang.value)
+
+
+@strawberry.type(description="One published version of a vocabulary")
+class VocabularyEntry:
+    name: str
+    version: str
+    kind: str
+    title: str
+    checksum: str
+    latest: bool
+    url: str | None
+
+
+@strawberry.type
+class ConceptProperty:
+    code: str
+    value: JSON
+
+
+@strawberry.type(description="A coded concept")
+class Concept:
+    code: str
+    display: str
+    definition: str | None
+    properties: list[ConceptProperty]
+
+
+def _value(value: Any, lang: Lang) -> Any:
+    if isinstance(value, LocalizedText):
+        return value.get(lang.value)
+    if isinstance(value, list | tuple):
+        return [_value(v, lang) for v in value]
+    return value
+
+
+def _concept(entry: ConceptEntry, lang: Lang) -> Concept:
+    return Concept(
+        code=entry.code,
+        display=entry.display.get(lang.value),
+        definition=_t(entry.definition, lang),
+        properties=[ConceptProperty(code=k, value=_value(v, lang)) for k, v in sorted(entry.properties.items())],
+    )
+
+
+@strawberry.type(description="A code system of the shared vocabulary")
+class CodeSystem:
+    name: str
+    version: str
+    url: str
+    title: str
+    description: str
+    concepts: list[Concept]
+
+
+@strawberry.type
+class Questions:
+    child: list[str]
+    guardian: list[str]
+    professional: list[str]
+
+
+@strawberry.type(description="A SHANARRI wellbeing indicator")
+class Indicator:
+    code: str
+    label: str
+    description: str | None
+    crc_articles: list[int]
+    questions: Questions
+    goals: list[str]
+
+
+@strawberry.type(description="An overarching goal and the indicators it surrounds")
+class Goal:
+    code: str
+    label: str
+    description: str | None
+    indicators: list[str]
+
+
+@strawberry.type(description="The canonical wellbeing wheel")
+class WellbeingWheel:
+    version: str
+    url: str
+    indicators: list[Indicator]
+    goals: list[Goal]
+
+
+@strawberry.type
+class MapTarget:
+    code: str | None
+    display: str | None
+    equivalence: str
+    comment: str | None
+
+
+@strawberry.type
+class MapElement:
+    source: str
+    display: str
+    targets: list[MapTarget]
+
+
+@strawberry.type(description="A local wheel variant with its crosswalk onto the canonical wheel")
+class WheelVariant:
+    name: str
+    version: str
+    url: str
+    concept_map_url: str
+    title: str
+    target: str
+    target_version: str
+    elements: list[MapElement]
+
+
+@strawberry.type
+class TranslationMatch:
+    code: str
+    display: str
+    equivalence: str
+    comment: str | None
+
+
+@strawberry.type
+class TranslationResult:
+    code: str
+    matches: list[TranslationMatch]
+
+
+@strawberry.type(description="Codes translated through a crosswalk; `unmatched` lists codes with no match")
+class Translation:
+    variant: str
+    reverse: bool
+    source: str
+    target: str
+    results: list[TranslationResult]
+    unmatched: list[str]
+
+
+@strawberry.type(description="Something asked for does not exist")
+class NotFoundProblem:
+    detail: str
+    field: str | None
+
+
+@strawberry.type(description="The input is not valid")
+class InvalidInputProblem:
+    detail: str
+    fields: list[str]
+
+
+@strawberry.type(description="A bearer token is needed, or the one sent is not accepted")
+class AuthenticationProblem:
+    detail: str
+
+
+@strawberry.type
+class Organisation:
+    id: str
+    name: str
+    type: str
+    municipality_code: str | None
+
+
+@strawberry.type(description="How the hub sees the caller's token")
+class Me:
+    subject: str
+    organisation_id: str
+    roles: list[str]
+    organisation: Organisation | None
+
+
+CodeSystemResult = Annotated[CodeSystem | NotFoundProblem, strawberry.union("CodeSystemResult")]
+TranslationOutcome = Annotated[
+    Translation | NotFoundProblem | InvalidInputProblem, strawberry.union("TranslationOutcome")
+]
+MeResult = Annotated[Me | AuthenticationProblem, strawberry.union("MeResult")]
+
+
+def _not_found(exc: NotFound) -> NotFoundProblem:
+    return NotFoundProblem(detail=exc.detail, field=exc.errors[0].pointer if exc.errors else None)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Every vocabulary: names, versions, checksums")
+    def vocabularies(self, info: strawberry.Info[Context, None], lang: LangArg = Lang.sv) -> list[VocabularyEntry]:
+        return [
+            VocabularyEntry(
+                name=e.name,
+                version=e.version,
+                kind=e.kind,
+                title=e.title.get(lang.value),
+                checksum=e.checksum,
+                latest=e.latest,
+                url=e.url,
+            )
+            for e in info.context.runtime.vocabulary.index()
+        ]
+
+    @strawberry.field(description="One code system (latest version unless `version` is given)")
+    def code_system(
+        self, info: strawberry.Info[Context, None], name: str, version: str | None = None, lang: LangArg = Lang.sv
+    ) -> CodeSystemResult:
+        try:
+            doc = info.context.runtime.vocabulary.get(name, version)
+        except NotFound as exc:
+            return _not_found(exc)
+        if not isinstance(doc, CodeSystemBase):
+            return NotFoundProblem(detail=f"{name} is not a code system", field="name")
+        return CodeSystem(
+            name=doc.name,
+            version=doc.version,
+            url=doc.url,
+            title=doc.title.get(lang.value),
+            description=doc.description.get(lang.value),
+            concepts=[_concept(c, lang) for c in doc.concepts()],
+        )
+
+    @strawberry.field(description="The canonical wellbeing wheel (SHANARRI)")
+    def wellbeing_wheel(
+        self, info: strawberry.Info[Context, None], version: str | None = None, lang: LangArg = Lang.sv
+    ) -> WellbeingWheel:
+        doc = info.context.runtime.vocabulary.get("wellbeing-wheel", version)
+        assert isinstance(doc, WellbeingWheelDoc)
+        l = lang.value  # noqa: E741
+        return WellbeingWheel(
+            version=doc.version,
+            url=doc.url,
+            indicators=[
+                Indicator(
+                    code=i.code,
+                    label=i.label.get(l),
+                    description=_t(i.description, lang),
+                    crc_articles=list(i.crc_articles),
+                    questions=Questions(
+                        child=[q.get(l) for q in i.questions.child],
+                        guardian=[q.get(l) for q in i.questions.guardian],
+                        professional=[q.get(l) for q in i.questions.professional],
+                    ),
+                    goals=[g.code for g in doc.goals if i.code in g.indicators],
+                )
+                for i in doc.indicators
+            ],
+            goals=[
+                Goal(
+                    code=g.code,
+                    label=g.label.get(l),
+                    description=_t(g.description, lang),
+                    indicators=list(g.indicators),
+                )
+                for g in doc.goals
+            ],
+        )
+
+    @strawberry.field(description="Local wheel variants with their crosswalks")
+    def wheel_variants(self, info: strawberry.Info[Context, None], lang: LangArg = Lang.sv) -> list[WheelVariant]:
+        vocab = info.context.runtime.vocabulary
+        out = []
+        for v in vocab.variants():
+            target = vocab.get(v.map.target, v.map.target_version)
+            assert isinstance(target, CodeSystemBase)
+            target_display = {c.code: c.display for c in target.concepts()}
+            own = {c.code: c.label for c in v.concept}
+            out.append(_variant(v, lang, own, target_display))
+        return out
+
+    @strawberry.field(description="Translate codes through a variant's crosswalk (reverse: canonical → variant)")
+    def translate(
+        self,
+        info: strawberry.Info[Context, None],
+        system: str,
+        codes: list[str],
+        reverse: bool = False,
+        version: str | None = None,
+        lang: LangArg = Lang.sv,
+    ) -> TranslationOutcome:
+        try:
+            t = info.context.runtime.vocabulary.translate(system=system, codes=codes, reverse=reverse, version=version)
+        except NotFound as exc:
+            return _not_found(exc)
+        except HubError as exc:
+            return InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
+        return Translation(
+            variant=t.variant,
+            reverse=t.reverse,
+            source=t.source,
+            target=t.target,
+            unmatched=list(t.unmatched),
+            results=[
+                TranslationResult(
+                    code=r.code,
+                    matches=[
+                        TranslationMatch(
+                            code=m.code,
+                            display=m.display.get(lang.value),
+                            equivalence=m.equivalence.value,
+                            comment=_t(m.comment, lang),
+                        )
+                        for m in r.matches
+                    ],
+                )
+                for r in t.results
+            ],
+        )
+
+    @strawberry.field(description="The child's plan JSON Schema (2020-12)")
+    def child_plan_schema(self, info: strawberry.Info[Context, None], version: str | None = None) -> JSON:
+        doc = info.context.runtime.vocabulary.get("child-plan", version)
+        return doc.json_schema  # type: ignore[union-attr]
+
+    @strawberry.field(description="Any vocabulary document as JSON, labels in one language")
+    def document(
+        self, info: strawberry.Info[Context, None], name: str, version: str | None = None, lang: LangArg = Lang.sv
+    ) -> JSON | None:
+        try:
+            return info.context.runtime.vocabulary.document_json(name, version, lang.value)
+        except NotFound:
+            return None
+
+    @strawberry.field(description="The caller's organisation and roles as the hub sees them (needs a token)")
+    async def me(self, info: strawberry.Info[Context, None]) -> MeResult:
+        try:
+            principal = await info.context.principal()
+        except HubError as exc:
+            return AuthenticationProblem(detail=exc.detail)
+        async with info.context.runtime.sessions() as session:
+            org = await get_organisation(session, organisation_id=principal.organisation_id)
+        return Me(
+            subject=principal.subject,
+            organisation_id=principal.organisation_id,
+            roles=sorted(r.value for r in principal.roles),
+            organisation=Organisation(id=org.id, name=org.name, type=org.type, municipality_code=org.municipality_code)
+            if org
+            else None,
+        )
+
+
+def _variant(
+    v: VariantDoc, lang: Lang, own: dict[str, LocalizedText], target_display: dict[str, LocalizedText]
+) -> WheelVariant:
+    return WheelVariant(
+        name=v.name,
+        version=v.version,
+        url=v.url,
+        concept_map_url=v.concept_map_url,
+        title=v.title.get(lang.value),
+        target=v.map.target,
+        target_version=v.map.target_version,
+        elements=[
+            MapElement(
+                source=e.source,
+                display=own[e.source].get(lang.value),
+                targets=[
+                    MapTarget(
+                        code=t.code,
+                        display=target_display[t.code].get(lang.value) if t.code else None,
+                        equivalence=t.equivalence.value,
+                        comment=_t(t.comment, lang),
+                    )
+                    for t in e.targets
+                ],
+            )
+            for e in v.map.elements
+        ],
+    )
+
+
+schema = strawberry.Schema(query=Query)
+
+
+def graphql_router() -> GraphQLRouter[Context, None]:
+    return GraphQLRouter(schema, context_getter=get_context, path="/graphql", tags=["graphql"])  # type: ignore[arg-type]

@@ -1,0 +1,53 @@
+"""Liveness, readiness, metrics and the problem-type documentation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+
+from hub.api.deps import RuntimeDep
+from hub.api.problems import ALL_PROBLEM_TYPES
+from hub.db.migrate import current_revision
+from hub.domain.errors import NotFound
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: the database answers and its schema is at the current migration",
+    responses={503: {"description": "Not ready; the body says which check failed"}},
+)
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        revision = await current_revision(runtime.engine)
+        checks["database"] = "ok"
+        checks["migrations"] = "ok" if revision == runtime.head_revision else "behind"
+    except (SQLAlchemyError, OSError):
+        checks["database"] = "unreachable"
+        checks["migrations"] = "unknown"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not-ready", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/problems/{code}", summary="What a problem type means", tags=["operations"])
+async def problem_type(code: str) -> dict[str, object]:
+    ptype = ALL_PROBLEM_TYPES.get(code)
+    if ptype is None:
+        raise NotFound("No such problem type.")
+    return {"type": ptype.uri, "title": ptype.title, "status": ptype.status}

@@ -1,0 +1,151 @@
+"""``POST /v1/sharing-decisions``: the decision engine as a dry run ("may we send this?"), audited."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from hub.api.auth import require
+from hub.api.deps import RuntimeDep, Session, actor_for
+from hub.api.rest.schemas import ChildRef, Explanation
+from hub.domain.principal import Principal, Role
+from hub.services import sharing as svc
+
+router = APIRouter(prefix="/v1", tags=["lawful sharing"])
+Sender = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
+
+
+class SharingQuestion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to_organisation: str = Field(examples=["region-bup"], description="The receiving organisation's id")
+    child: ChildRef
+    purpose: str = Field(examples=["remiss"], description="A referral-kinds code")
+    data_categories: list[str] = Field(min_length=1, examples=[["identity", "health"]])
+    legal_basis: Literal["consent", "report-of-concern", "necessary-disclosure"] | None = Field(
+        default=None, description="The basis you invoke; omitted: the hub finds the basis that permits most"
+    )
+    basis_reference: str | None = Field(default=None, description="A consent id or necessity assessment id")
+
+
+class SharingDecisionRead(BaseModel):
+    id: str
+    decided_at: datetime
+    from_organisation: str
+    to_organisation: str
+    purpose: str
+    allowed: bool
+    legal_basis: str | None
+    basis_reference: str | None
+    permitted_categories: list[str]
+    denied_categories: list[str]
+    reasons: list[Explanation]
+    remedies: list[Explanation] = Field(description="What would make the denied part lawful")
+
+
+def to_read(recorded: svc.RecordedDecision) -> SharingDecisionRead:
+    d = recorded.decision
+    return SharingDecisionRead(
+        id=str(recorded.id),
+        decided_at=recorded.decided_at,
+        from_organisation=recorded.from_organisation,
+        to_organisation=recorded.to_organisation,
+        purpose=recorded.purpose,
+        allowed=d.allowed,
+        legal_basis=d.legal_basis,
+        basis_reference=d.basis_reference,
+        permitted_categories=list(d.permitted_categories),
+        denied_categories=list(d.denied_categories),
+        reasons=[Explanation(**dataclasses.asdict(r)) for r in d.reasons],
+        remedies=[Explanation(**dataclasses.asdict(r)) for r in d.remedies],
+    )
+
+
+@router.post("/sharing-decisions", response_model=SharingDecisionRead, summary="May we send this? (dry run, audited)")
+async def sharing_decision(
+    body: SharingQuestion, principal: Sender, session: Session, runtime: RuntimeDep
+) -> SharingDecisionRead:
+    """The sender is the caller's organisation. A refusal is an answer (200, `allowed: false`) with the
+    reasons and what would make the share lawful; it is recorded in the audit trail like an allowance."""
+    recorded = await svc.decide_share(
+        session,
+        actor=actor_for(principal),
+        question=svc.ShareQuestion(
+            to_organisation=body.to_organisation,
+            personal_identity_number=body.child.personal_identity_number,
+            purpose=body.purpose,
+            data_categories=body.data_categories,
+            legal_basis=body.legal_basis,
+            basis_reference=body.basis_reference,
+        ),
+        vocabulary=runtime.vocabulary,
+        policy=runtime.policy,
+        pseudonymizer=runtime.pseudonymizer,
+        dry_run=True,
+    )
+    return to_read(recorded)
+
+
+class AssessmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    child: ChildRef
+    recipient_organisation: str
+    decided_by_person: str = Field(
+        min_length=1, max_length=100, description="The deciding professional's id (e.g. HSA-id), not a name"
+    )
+    decided_by_role: str = Field(min_length=1, max_length=100, examples=["rektor"])
+    justification: str = Field(min_length=10, max_length=4000)
+    case_reference: str = Field(min_length=1, max_length=100)
+    data_categories: list[str] = Field(min_length=1)
+    decided_at: AwareDatetime | None = None
+
+
+class AssessmentRead(BaseModel):
+    id: str
+    organisation: str
+    recipient_organisation: str
+    decided_by_person: str
+    decided_by_role: str
+    case_reference: str
+    data_categories: list[str]
+    decided_at: datetime
+
+
+@router.post(
+    "/necessity-assessments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AssessmentRead,
+    summary="Record a necessity assessment (OSL 10 kap. 2 §) for one child and recipient",
+)
+async def create_assessment(
+    body: AssessmentCreate, principal: Sender, session: Session, runtime: RuntimeDep
+) -> AssessmentRead:
+    a = await svc.record_assessment(
+        session,
+        actor=actor_for(principal),
+        draft=svc.AssessmentDraft(
+            personal_identity_number=body.child.personal_identity_number,
+            recipient_organisation=body.recipient_organisation,
+            decided_by_person=body.decided_by_person,
+            decided_by_role=body.decided_by_role,
+            justification=body.justification,
+            case_reference=body.case_reference,
+            data_categories=body.data_categories,
+            decided_at=body.decided_at,
+        ),
+        vocabulary=runtime.vocabulary,
+        pseudonymizer=runtime.pseudonymizer,
+    )
+    return AssessmentRead(
+        id=a.id,
+        organisation=a.organisation_id,
+        recipient_organisation=a.recipient_organisation_id,
+        decided_by_person=a.decided_by.person,
+        decided_by_role=a.decided_by.role,
+        case_reference=a.case_reference,
+        data_categories=sorted(a.data_categories),
+        decided_at=a.decided_at,
+    )

@@ -1,0 +1,77 @@
+"""Settings, read from the environment with the ``HUB_`` prefix. Built on demand, never at import."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Every knob of the hub. ``docs/operations.md`` documents each field."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_file=None, extra="ignore")
+
+    # Where the embedded PostgreSQL keeps its data and dev mode keeps its keys.
+    data_dir: Path = Path(".hub")
+    # Any PostgreSQL; when unset, the hub starts the embedded PostgreSQL 18 in ``data_dir/pg``.
+    database_url: SecretStr | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+    migrations_dir: Path = _REPO_ROOT / "migrations"
+    apply_migrations_on_start: bool = True
+
+    # Dev mode: the hub makes its own signing key pair and ``hub token`` mints tokens with it.
+    # Production sets this to false and configures issuer, audience and keys or a JWKS URL.
+    dev_mode: bool = True
+    jwt_issuer: str = "https://hub.local/dev"
+    jwt_audience: str = "hub"
+    jwt_algorithms: Annotated[list[Literal["RS256", "ES256"]], NoDecode] = ["RS256", "ES256"]
+    # PEM public keys (a file with one or more concatenated PEM keys).
+    jwt_public_key_file: Path | None = None
+    jwks_url: str | None = None
+    jwks_cache_seconds: int = Field(default=300, ge=0)
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    dev_token_ttl_seconds: int = Field(default=8 * 3600, ge=60)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Extra directories with vocabulary files (wheel variants a region adds), comma separated.
+    vocabulary_dirs: Annotated[list[Path], NoDecode] = []
+    # Public base URL, used in FHIR resources.
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Lawful-sharing policy file; the default ships with the hub (docs/lawful-sharing.md).
+    policy_file: Path | None = None
+    # Pseudonym keys for personal identity numbers: "keyid:base64key,keyid2:base64key2". New pseudonyms
+    # use pseudonym_key_id; older keys stay listed so records made before a rotation still match.
+    # In dev mode a key is made and kept in data_dir when none is set.
+    pseudonym_keys: SecretStr | None = None
+    pseudonym_key_id: str | None = None
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("vocabulary_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, value: object) -> object:
+        return [Path(v.strip()) for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @cached_property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def dev_pseudonym_key_file(self) -> Path:
+        return self.data_dir / "dev-pseudonym-key"
+
+    @property
+    def dev_key_file(self) -> Path:
+        return self.data_dir / "dev-signing-key.pem"

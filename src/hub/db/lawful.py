@@ -1,0 +1,145 @@
+"""Repositories for consents, necessity assessments and sharing decisions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.domain.sharing import Consent, Decision, NecessityAssessment
+
+
+def _json(model: Any) -> str:
+    import json
+
+    return json.dumps(model.model_dump(mode="json"), sort_keys=True)
+
+
+class ConsentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, consent: Consent, *, created_by: str) -> None:
+        orgs = sorted(
+            {
+                *consent.from_parties.organisation_ids,
+                *consent.to_parties.organisation_ids,
+                consent.recording_organisation_id,
+            }
+        )
+        types = sorted({*consent.from_parties.organisation_types, *consent.to_parties.organisation_types})
+        await self.session.execute(
+            text(
+                """insert into consent (id, child_pseudonym, recording_organisation, valid_from, valid_until,
+                   withdrawn_at, party_organisations, party_types, document, created_by)
+                   values (:id, :child, :rec, :vf, :vu, :wa, :orgs, :types, cast(:doc as jsonb), :by)"""
+            ),
+            {
+                "id": uuid.UUID(consent.id),
+                "child": consent.child_pseudonym,
+                "rec": consent.recording_organisation_id,
+                "vf": consent.valid_from,
+                "vu": consent.valid_until,
+                "wa": consent.withdrawn_at,
+                "orgs": orgs,
+                "types": types,
+                "doc": _json(consent),
+                "by": created_by,
+            },
+        )
+
+    async def get(self, consent_id: uuid.UUID, *, for_update: bool = False) -> Consent | None:
+        sql = "select document from consent where id = :id" + (" for update" if for_update else "")
+        row = (await self.session.execute(text(sql), {"id": consent_id})).first()
+        return Consent.model_validate(row[0]) if row else None
+
+    async def for_child(self, candidates: Sequence[str]) -> list[Consent]:
+        rows = await self.session.execute(
+            text("select document from consent where child_pseudonym = any(:c) order by created_at, id"),
+            {"c": list(candidates)},
+        )
+        return [Consent.model_validate(r[0]) for r in rows]
+
+    async def save_withdrawal(self, consent: Consent) -> None:
+        await self.session.execute(
+            text("update consent set withdrawn_at = :wa, document = cast(:doc as jsonb) where id = :id"),
+            {"wa": consent.withdrawn_at, "doc": _json(consent), "id": uuid.UUID(consent.id)},
+        )
+
+
+class AssessmentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, assessment: NecessityAssessment, *, created_by: str) -> None:
+        await self.session.execute(
+            text(
+                """insert into necessity_assessment (id, child_pseudonym, organisation_id, decided_at, document,
+                   created_by) values (:id, :child, :org, :at, cast(:doc as jsonb), :by)"""
+            ),
+            {
+                "id": uuid.UUID(assessment.id),
+                "child": assessment.child_pseudonym,
+                "org": assessment.organisation_id,
+                "at": assessment.decided_at,
+                "doc": _json(assessment),
+                "by": created_by,
+            },
+        )
+
+    async def for_child(self, candidates: Sequence[str], *, organisation_id: str) -> list[NecessityAssessment]:
+        rows = await self.session.execute(
+            text(
+                """select document from necessity_assessment
+                   where child_pseudonym = any(:c) and organisation_id = :org order by decided_at, id"""
+            ),
+            {"c": list(candidates), "org": organisation_id},
+        )
+        return [NecessityAssessment.model_validate(r[0]) for r in rows]
+
+
+class DecisionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(
+        self,
+        decision_id: uuid.UUID,
+        decision: Decision,
+        *,
+        requested_by: str,
+        from_org: str,
+        to_org: str,
+        child: str,
+        purpose: str,
+        dry_run: bool,
+        explanation: dict[str, Any],
+    ) -> None:
+        import json
+
+        await self.session.execute(
+            text(
+                """insert into sharing_decision (id, requested_by, from_organisation, to_organisation,
+                   child_pseudonym, purpose, allowed, legal_basis, basis_reference, permitted_categories,
+                   denied_categories, explanation, dry_run)
+                   values (:id, :by, :f, :t, :c, :p, :a, :lb, :ref, :perm, :den, cast(:ex as jsonb), :dry)"""
+            ),
+            {
+                "id": decision_id,
+                "by": requested_by,
+                "f": from_org,
+                "t": to_org,
+                "c": child,
+                "p": purpose,
+                "a": decision.allowed,
+                "lb": decision.legal_basis,
+                "ref": decision.basis_reference,
+                "perm": list(decision.permitted_categories),
+                "den": list(decision.denied_categories),
+                "ex": json.dumps(explanation),
+                "dry": dry_run,
+            },
+        )

@@ -1,0 +1,124 @@
+"""Audit entries and their hash chains.
+
+Every read or share of a child's data, every sharing decision (refusals too), every consent change and
+every admin change is an :class:`AuditRecord`. Records are chained per *partition* (the acting
+organisation): ``hash_n = sha256(hash_{n-1} || canonical_n)``, starting from a genesis hash derived
+from the partition name. One chain per organisation keeps tamper evidence without making every write
+in the hub wait for one global chain head; ``verify_chain`` walks a partition and names the first
+broken link. The database computes the same function in one statement (``hub.db.audit``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class AuditAction(StrEnum):
+    """What happened. Kept close to FHIR AuditEvent's ``subtype`` use."""
+
+    SHARING_DECISION = "sharing-decision"
+    CONSENT_RECORDED = "consent-recorded"
+    CONSENT_WITHDRAWN = "consent-withdrawn"
+    CONSENT_READ = "consent-read"
+    CONSENT_LISTED = "consent-listed"
+    NECESSITY_ASSESSMENT_RECORDED = "necessity-assessment-recorded"
+    AUDIT_READ = "audit-read"
+    ADMIN_CHANGE = "admin-change"
+
+
+class AuditOutcome(StrEnum):
+    """FHIR AuditEvent.outcome: 0 success, 4 minor failure (a refusal), 8 serious, 12 major."""
+
+    SUCCESS = "0"
+    REFUSED = "4"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit entry's content. Holds no personal data: the child appears only as a pseudonym."""
+
+    occurred_at: datetime
+    action: AuditAction
+    outcome: AuditOutcome
+    actor_subject: str
+    actor_organisation: str
+    actor_roles: tuple[str, ...]
+    request_id: str | None = None
+    child_pseudonym: str | None = None
+    legal_basis: str | None = None
+    decision_id: str | None = None
+    counterpart_organisation: str | None = None
+    entity_type: str | None = None
+    entity_id: str | None = None
+    purpose: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def partition(self) -> str:
+        """The chain this record joins: the acting organisation's."""
+        return self.actor_organisation
+
+    def canonical(self) -> str:
+        """Canonical JSON (sorted keys, no spaces, UTC ISO timestamps): what the hash covers."""
+        return canonical_json(record_to_json(self))
+
+
+def record_to_json(record: AuditRecord) -> dict[str, Any]:
+    body = asdict(record)
+    body["occurred_at"] = record.occurred_at.isoformat()
+    body["action"] = record.action.value
+    body["outcome"] = record.outcome.value
+    body["actor_roles"] = list(record.actor_roles)
+    return body
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def genesis_hash(partition: str) -> bytes:
+    """The hash a partition's chain starts from."""
+    return hashlib.sha256(f"hub-audit-genesis:{partition}".encode()).digest()
+
+
+def next_hash(previous: bytes, canonical: str) -> bytes:
+    return hashlib.sha256(previous + canonical.encode()).digest()
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """A stored entry as the verifier sees it."""
+
+    partition: str
+    seq: int
+    canonical: str
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    """The first entry whose stored hash, order or content does not match the chain."""
+
+    partition: str
+    seq: int
+    problem: str
+
+
+def verify_chain(partition: str, links: Iterable[ChainLink]) -> BrokenLink | None:
+    """Walk one partition's links in ``seq`` order; return the first broken link, or None if intact."""
+    previous = genesis_hash(partition)
+    expected_seq = 1
+    for link in links:
+        if link.seq != expected_seq:
+            return BrokenLink(partition, expected_seq, f"entry {expected_seq} is missing (found {link.seq})")
+        if next_hash(previous, link.canonical) != link.hash:
+            return BrokenLink(partition, link.seq, "content does not match its hash")
+        previous = link.hash
+        expected_seq += 1
+    return None

@@ -1,0 +1,117 @@
+"""The one error tree of the hub.
+
+Every error the domain and the services raise on purpose derives from :class:`HubError`. They are
+grouped by what the caller can do about it; the API maps each class to an HTTP status and a stable
+problem ``type`` in one table (``hub.api.problems``), so the domain never learns HTTP::
+
+    HubError
+    ├── InvalidInput            the request is wrong; fix it and send again           (422)
+    ├── Unauthenticated         no or bad credentials                                  (401)
+    ├── NotPermitted            authenticated, but this role may not do this          (403)
+    ├── SharingDenied           no legal basis allows this share; reasons + remedies  (403)
+    ├── NotFound                does not exist, or the caller may not know it exists  (404)
+    ├── Conflict                clashes with current state (transition, idempotency)  (409)
+    └── Unavailable             a dependency is down; retry later                     (503)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One offending field: a JSON pointer into the request (``/child/pin``) or a parameter name."""
+
+    pointer: str
+    message: str
+    code: str = "invalid"
+
+
+class HubError(Exception):
+    """Root of every deliberate hub error. ``detail`` is for a human and never holds personal data."""
+
+    code: str = "error"
+
+    def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors: list[FieldError] = list(errors or [])
+
+
+class InvalidInput(HubError):
+    """The request is malformed or violates the vocabulary; ``errors`` names every offending field."""
+
+    code = "invalid-input"
+
+
+class Unauthenticated(HubError):
+    """Missing, malformed, expired or wrongly signed credentials."""
+
+    code = "unauthenticated"
+
+
+class NotPermitted(HubError):
+    """The caller is known but its role does not allow the operation."""
+
+    code = "forbidden"
+
+
+class NotFound(HubError):
+    """The thing does not exist, or the caller's organisation may not learn that it exists."""
+
+    code = "not-found"
+
+
+class Conflict(HubError):
+    """The request clashes with the current state (an invalid transition, a reused idempotency key)."""
+
+    code = "conflict"
+
+
+class Unavailable(HubError):
+    """A dependency (the database, a key server) is unreachable; the same request may succeed later."""
+
+    code = "unavailable"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A reason or remedy a person reads, in Swedish and English."""
+
+    code: str
+    sv: str
+    en: str
+
+
+class SharingDenied(HubError):
+    """No legal basis allows the proposed share. Carries the engine's reasons and what would help."""
+
+    code = "sharing-denied"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        reasons: list[Explanation] | None = None,
+        remedies: list[Explanation] | None = None,
+        decision_id: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.reasons = list(reasons or [])
+        self.remedies = list(remedies or [])
+        self.decision_id = decision_id
+
+
+__all__ = [
+    "Conflict",
+    "Explanation",
+    "FieldError",
+    "HubError",
+    "InvalidInput",
+    "NotFound",
+    "NotPermitted",
+    "SharingDenied",
+    "Unauthenticated",
+    "Unavailable",
+]

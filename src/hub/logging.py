@@ -1,0 +1,63 @@
+"""Structured JSON logs. Only whitelisted fields are written, so personal data cannot slip in."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from hub.api.context import request_id_var
+
+# Extra fields a log call may attach. Anything else passed in ``extra`` is dropped on purpose.
+ALLOWED_FIELDS = frozenset(
+    {
+        "method",
+        "route",
+        "status",
+        "duration_ms",
+        "error_class",
+        "pgdata",
+        "host",
+        "port",
+        "revision",
+        "organisation_id",
+        "role",
+        "count",
+        "outbox_id",
+        "attempt",
+        "adapter",
+        "event",
+    }
+)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.msg if isinstance(record.msg, str) else "event",
+        }
+        rid = request_id_var.get()
+        if rid:
+            entry["request_id"] = rid
+        for key in ALLOWED_FIELDS:
+            if key in record.__dict__:
+                entry[key] = record.__dict__[key]
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error_class"] = record.exc_info[0].__name__
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = name != "uvicorn.access"  # our own access log replaces uvicorn's

@@ -1,0 +1,67 @@
+"""The ASGI application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from hub import __version__
+from hub.api import problems
+from hub.api.auth import TokenVerifier
+from hub.api.fhir import router as fhir_router
+from hub.api.graphql import graphql_router
+from hub.api.middleware import RequestContextMiddleware
+from hub.api.rest import audit, consents, health, me, sharing, vocabulary
+from hub.config import Settings
+from hub.runtime import Runtime, open_runtime
+
+DESCRIPTION = """\
+The regional interoperability hub for early, coordinated support for children (GIRFEC, TSI, TABB).
+
+It publishes the **shared vocabulary** (wellbeing wheel, variants with crosswalks, intervention levels,
+the child's plan, organisation types, referral kinds) and routes consent-checked referrals between
+municipal and regional systems.
+
+Every error is RFC 9457 `application/problem+json`; the `type` is a stable relative URI
+(`/problems/<code>`) documented at that address.
+"""
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. The database is opened in the lifespan (or taken from ``runtime`` in tests)."""
+    settings = settings or (runtime.settings if runtime else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        async with open_runtime(settings) as rt:
+            app.state.runtime = rt
+            yield
+
+    app = FastAPI(
+        title="hub",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings)
+    problems.install(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(me.router)
+    app.include_router(vocabulary.router)
+    app.include_router(consents.router)
+    app.include_router(sharing.router)
+    app.include_router(audit.router)
+    app.include_router(graphql_router())
+    app.include_router(fhir_router)
+    return app

@@ -1,0 +1,61 @@
+"""What a running hub holds: settings, the database, the token verifier, the vocabulary."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from hub.config import Settings
+from hub.db import migrate
+from hub.db.engine import database_url, make_engine, make_sessionmaker
+from hub.domain.identity import Pseudonymizer
+from hub.domain.policy import Policy
+from hub.domain.vocabulary import Vocabulary
+from hub.policy import load_policy
+from hub.services.keys import pseudonymizer
+from hub.services.policy_check import check_policy_codes
+from hub.vocabulary import load_vocabulary
+
+log = logging.getLogger("hub")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    url: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    vocabulary: Vocabulary
+    policy: Policy
+    pseudonymizer: Pseudonymizer
+    head_revision: str | None
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, url: str | None = None) -> AsyncIterator[Runtime]:
+    """Start (or connect to) the database, migrate if configured, load the vocabulary."""
+    vocabulary = load_vocabulary(settings.vocabulary_dirs)
+    policy = load_policy(settings.policy_file)
+    check_policy_codes(policy, vocabulary)
+    pseudonyms = pseudonymizer(settings)
+    url = url or database_url(settings)
+    if settings.apply_migrations_on_start:
+        await migrate.upgrade_async(url, settings.migrations_dir)
+    engine = make_engine(url, settings)
+    try:
+        yield Runtime(
+            settings=settings,
+            url=url,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            vocabulary=vocabulary,
+            policy=policy,
+            pseudonymizer=pseudonyms,
+            head_revision=migrate.head_revision(settings.migrations_dir),
+        )
+    finally:
+        await engine.dispose()

@@ -1,0 +1,236 @@
+"""The sharing decision as a use case: load the facts, ask the engine, record and audit the answer.
+
+Referrals (and the dry run ``POST /v1/sharing-decisions``) go through :func:`decide_share`, so the
+same engine, facts and audit apply to a real share and to the question "may we send this?".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.db.lawful import AssessmentRepository, ConsentRepository, DecisionRepository
+from hub.db.repositories import OrganisationRepository
+from hub.domain.audit import AuditAction, AuditOutcome
+from hub.domain.errors import FieldError, InvalidInput, NotPermitted
+from hub.domain.identity import Pseudonymizer
+from hub.domain.policy import Policy
+from hub.domain.sharing import Decision, DecisionMaker, NecessityAssessment, Party, ShareRequest, decide
+from hub.domain.vocabulary import Vocabulary
+from hub.services.auditing import audit
+from hub.services.children import Child, identify_child
+from hub.services.codes import unknown_codes
+from hub.services.context import Actor
+
+
+@dataclass(frozen=True)
+class ShareQuestion:
+    to_organisation: str
+    personal_identity_number: str
+    purpose: str
+    data_categories: list[str]
+    legal_basis: str | None = None
+    basis_reference: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    id: uuid.UUID
+    decided_at: datetime
+    from_organisation: str
+    to_organisation: str
+    purpose: str
+    decision: Decision
+
+
+async def _party(session: AsyncSession, organisation_id: str, pointer: str | None) -> Party:
+    org = await OrganisationRepository(session).get(organisation_id)
+    if org is None:
+        if pointer is None:
+            raise NotPermitted("The caller's organisation is not in the hub's registry; ask an admin to register it.")
+        raise InvalidInput(
+            f"No organisation {organisation_id!r} in the registry.",
+            errors=[FieldError(pointer, "unknown organisation", "unknown-organisation")],
+        )
+    return Party(organisation_id=org.id, organisation_type=org.type)
+
+
+def _explanation(decision: Decision) -> dict[str, object]:
+    return {
+        "reasons": [dataclasses.asdict(r) for r in decision.reasons],
+        "remedies": [dataclasses.asdict(r) for r in decision.remedies],
+    }
+
+
+async def decide_share(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    question: ShareQuestion,
+    vocabulary: Vocabulary,
+    policy: Policy,
+    pseudonymizer: Pseudonymizer,
+    dry_run: bool,
+    commit: bool = True,
+) -> RecordedDecision:
+    """Decide, record the decision and audit it (refusals too). The sender is always the caller's org."""
+    child = identify_child(
+        question.personal_identity_number,
+        pseudonymizer=pseudonymizer,
+        today=actor.now.date(),
+        pointer="/child/personal_identity_number",
+    )
+    errors = unknown_codes(vocabulary, "referral-kind", [question.purpose], "/purpose")
+    errors += unknown_codes(vocabulary, "data-category", question.data_categories, "/data_categories")
+    if question.legal_basis is not None:
+        errors += unknown_codes(vocabulary, "legal-basis", [question.legal_basis], "/legal_basis")
+    if errors:
+        raise InvalidInput(
+            f"{len(errors)} code(s) are not in the shared vocabulary.",
+            errors=[
+                dataclasses.replace(e, pointer=e.pointer.removesuffix("/0"))
+                if e.pointer in ("/purpose/0", "/legal_basis/0")
+                else e
+                for e in errors
+            ],
+        )
+    sender = await _party(session, actor.organisation_id, None)
+    recipient = await _party(session, question.to_organisation, "/to_organisation")
+    try:
+        request = ShareRequest(
+            from_party=sender,
+            to_party=recipient,
+            child_pseudonym=child.pseudonym,
+            child_age=child.age,
+            purpose=question.purpose,
+            requested_categories=frozenset(question.data_categories),
+            at=actor.now,
+            legal_basis=question.legal_basis,  # type: ignore[arg-type]
+            basis_reference=question.basis_reference,
+        )
+    except ValueError as exc:
+        raise InvalidInput(
+            "The legal basis reference needs a legal basis that has references.",
+            errors=[FieldError("/basis_reference", str(exc).splitlines()[-1])],
+        ) from None
+    consents, assessments = await _facts(session, child, sender.organisation_id)
+    decision = decide(request, consents=consents, assessments=assessments, policy=policy)
+    decision_id = uuid.uuid4()
+    await DecisionRepository(session).add(
+        decision_id,
+        decision,
+        requested_by=actor.principal.subject,
+        from_org=sender.organisation_id,
+        to_org=recipient.organisation_id,
+        child=child.pseudonym,
+        purpose=question.purpose,
+        dry_run=dry_run,
+        explanation=_explanation(decision),
+    )
+    await audit(
+        session,
+        actor,
+        AuditAction.SHARING_DECISION,
+        outcome=AuditOutcome.SUCCESS if decision.allowed else AuditOutcome.REFUSED,
+        child_pseudonym=child.pseudonym,
+        legal_basis=decision.legal_basis,
+        decision_id=str(decision_id),
+        counterpart_organisation=recipient.organisation_id,
+        entity_type="SharingDecision",
+        entity_id=str(decision_id),
+        purpose=question.purpose,
+        details={
+            "dry_run": dry_run,
+            "permitted": list(decision.permitted_categories),
+            "denied": list(decision.denied_categories),
+            "reasons": [r.code for r in decision.reasons],
+        },
+    )
+    if commit:
+        await session.commit()
+    return RecordedDecision(
+        decision_id, actor.now, sender.organisation_id, recipient.organisation_id, question.purpose, decision
+    )
+
+
+async def _facts(session: AsyncSession, child: Child, sender: str) -> tuple[list, list[NecessityAssessment]]:  # type: ignore[type-arg]
+    # Records made under an older pseudonym key are matched through the candidates and presented to the
+    # engine under the current pseudonym, so a key rotation never hides a consent.
+    consents = [
+        c if c.child_pseudonym == child.pseudonym else c.model_copy(update={"child_pseudonym": child.pseudonym})
+        for c in await ConsentRepository(session).for_child(child.candidates)
+    ]
+    assessments = [
+        a if a.child_pseudonym == child.pseudonym else a.model_copy(update={"child_pseudonym": child.pseudonym})
+        for a in await AssessmentRepository(session).for_child(child.candidates, organisation_id=sender)
+    ]
+    return consents, assessments
+
+
+@dataclass(frozen=True)
+class AssessmentDraft:
+    personal_identity_number: str
+    recipient_organisation: str
+    decided_by_person: str
+    decided_by_role: str
+    justification: str
+    case_reference: str
+    data_categories: list[str]
+    decided_at: datetime | None = None
+
+
+async def record_assessment(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    draft: AssessmentDraft,
+    vocabulary: Vocabulary,
+    pseudonymizer: Pseudonymizer,
+) -> NecessityAssessment:
+    """Record a named necessity assessment (OSL 10 kap. 2 §) made by the caller's organisation."""
+    child = identify_child(
+        draft.personal_identity_number,
+        pseudonymizer=pseudonymizer,
+        today=actor.now.date(),
+        pointer="/child/personal_identity_number",
+    )
+    errors = unknown_codes(vocabulary, "data-category", draft.data_categories, "/data_categories")
+    if errors:
+        raise InvalidInput("Unknown data categories.", errors=errors)
+    await _party(session, actor.organisation_id, None)
+    recipient = await _party(session, draft.recipient_organisation, "/recipient_organisation")
+    decided_at = draft.decided_at or actor.now
+    if decided_at > actor.now:
+        raise InvalidInput(
+            "An assessment cannot be dated in the future.",
+            errors=[FieldError("/decided_at", "must not be in the future")],
+        )
+    assessment = NecessityAssessment(
+        id=str(uuid.uuid4()),
+        child_pseudonym=child.pseudonym,
+        organisation_id=actor.organisation_id,
+        recipient_organisation_id=recipient.organisation_id,
+        decided_by=DecisionMaker(person=draft.decided_by_person, role=draft.decided_by_role),
+        justification=draft.justification,
+        case_reference=draft.case_reference,
+        data_categories=frozenset(draft.data_categories),
+        decided_at=decided_at,
+    )
+    await AssessmentRepository(session).add(assessment, created_by=actor.principal.subject)
+    await audit(
+        session,
+        actor,
+        AuditAction.NECESSITY_ASSESSMENT_RECORDED,
+        child_pseudonym=child.pseudonym,
+        legal_basis="necessary-disclosure",
+        counterpart_organisation=recipient.organisation_id,
+        entity_type="NecessityAssessment",
+        entity_id=assessment.id,
+        details={"categories": sorted(assessment.data_categories)},
+    )
+    await session.commit()
+    return assessment
