@@ -10,6 +10,8 @@ import sys
 
 BENCHMARKS: dict[str, str] = {
     "decisions": "bench.decisions",
+    "sharing": "bench.sharing",
+    "audit": "bench.audit_chain",
 }
 
 

@@ -6,11 +6,14 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from hub.config import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = typer.Typer(
     help="hub: regional interoperability hub for early, coordinated support for children.",
@@ -36,6 +39,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="Load the demo data first.")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes, each with its own event loop and connection pool: about one per core.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the API. Migrations are applied on start (HUB_APPLY_MIGRATIONS_ON_START)."""
     import uvicorn
@@ -47,7 +58,49 @@ def serve(
     configure_logging(settings.log_level)
     if demo:
         _load_demo(settings, all_tokens=False, tokens_for_tour=False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True)
+        return
+    _prepare_workers(settings)
+    uvicorn.run(
+        "hub.cli:worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+def _prepare_workers(settings: Settings) -> None:
+    """What the workers of ``serve --workers N`` would otherwise race each other to do: start the
+    embedded database, migrate, make the dev keys. Done once here, before they start."""
+    import os
+
+    from hub.db import migrate
+    from hub.db.engine import database_url
+    from hub.services.keys import pseudonymizer
+
+    url = database_url(settings)
+    if settings.apply_migrations_on_start:
+        migrate.upgrade(url, settings.migrations_dir)
+        os.environ["HUB_APPLY_MIGRATIONS_ON_START"] = "false"  # the workers inherit the environment
+    pseudonymizer(settings)
+    if settings.dev_mode:
+        from hub.api.auth import load_or_create_dev_key
+
+        load_or_create_dev_key(settings)
+
+
+def worker_app() -> FastAPI:
+    """The app in each process of ``hub serve --workers N`` (uvicorn imports and calls this)."""
+    from hub.logging import configure_logging
+    from hub.main import create_app
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 @app.command()
@@ -118,12 +171,18 @@ def db_upgrade() -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Walk every audit hash chain; exit 1 and name the first broken link if any."""
-    from hub.runtime import open_runtime
+    from hub.db.engine import database_url, make_engine
     from hub.services.audit_log import verify_audit
 
+    settings = _settings()
+
     async def run():  # type: ignore[no-untyped-def]
-        async with open_runtime(_settings()) as rt:
-            return await verify_audit(rt.engine)
+        # Only the database: a verification must never migrate, nor need the keys or the policy.
+        engine = make_engine(database_url(settings), settings)
+        try:
+            return await verify_audit(engine)
+        finally:
+            await engine.dispose()
 
     report = asyncio.run(run())
     if report.broken is None:
@@ -151,6 +210,124 @@ def openapi() -> None:
     from hub.main import create_app
 
     typer.echo(json.dumps(create_app(_settings()).openapi(), indent=2, ensure_ascii=False, sort_keys=True))
+
+
+outbox_app = typer.Typer(help="The delivery outbox.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@app.command()
+def worker() -> None:
+    """Deliver referrals and status events from the outbox until stopped (run as many as you like)."""
+    import signal
+
+    from hub.logging import configure_logging
+    from hub.runtime import open_runtime
+    from hub.services.delivery import running_worker
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopped.set)
+        async with open_runtime(settings) as rt, running_worker(rt):
+            await stopped.wait()
+
+    asyncio.run(run())
+
+
+@outbox_app.command("list")
+def outbox_list(
+    state: Annotated[list[str], typer.Option(help="Only entries in this state; repeat for several.")] = [],  # noqa: B006
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+) -> None:
+    """Outbox entries, oldest first: one JSON object per line (no personal data)."""
+    from hub.db import referrals as db
+    from hub.runtime import open_runtime
+
+    async def run() -> list[db.OutboxRow]:
+        async with open_runtime(_settings()) as rt, rt.sessions() as session:
+            return await db.outbox_entries(session, states=state, limit=limit)
+
+    for entry in asyncio.run(run()):
+        typer.echo(json.dumps({k: str(v) if v is not None else None for k, v in entry.__dict__.items()}))
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    ids: Annotated[list[str], typer.Argument(help="Dead-lettered entry ids.")] = [],  # noqa: B006
+    all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead-lettered entry.")] = False,
+) -> None:
+    """Queue dead-lettered entries again (their attempts start over)."""
+    import uuid
+
+    from hub.db import referrals as db
+    from hub.runtime import open_runtime
+    from hub.services.context import utcnow
+
+    if not ids and not all_dead:
+        typer.echo("name entry ids or pass --all-dead", err=True)
+        raise typer.Exit(2)
+
+    async def run() -> int:
+        async with open_runtime(_settings()) as rt, rt.sessions() as session:
+            count = await db.retry_dead(session, None if all_dead else [uuid.UUID(i) for i in ids], utcnow())
+            await session.commit()
+            return count
+
+    typer.echo(f"{asyncio.run(run())} entr(y/ies) queued again")
+
+
+adapters_app = typer.Typer(help="Delivery adapters: list them, check one with the kit.", no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+
+
+@adapters_app.command("list")
+def adapters_list() -> None:
+    """The installed adapters (entry points in the hub.adapters group); exit 1 if one does not load."""
+    from hub.adapters.conformance import installed
+
+    broken = False
+    for name, value, cls, note in installed():
+        broken |= cls is None
+        typer.echo(f"{name:<16} {value:<48} {note}")
+    if broken:
+        raise typer.Exit(1)
+
+
+@adapters_app.command("check")
+def adapters_check(
+    name: Annotated[str, typer.Argument(help="An installed adapter's name (e.g. webhook), or module:Class.")],
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            exists=True,
+            dir_okay=False,
+            help="The adapter's config, YAML or JSON. Secrets it names come from HUB_SECRET_<NAME>.",
+        ),
+    ],
+    scenario: Annotated[list[str], typer.Option(help="Only this scenario; repeat for several.")] = [],  # noqa: B006
+    timeout: Annotated[float, typer.Option(help="The adapters' timeout in seconds during the checks.")] = 2.0,
+    hub_url: Annotated[str, typer.Option(help="The hub URL the test messages name.")] = "https://hub.example",
+) -> None:
+    """Run the conformance kit against an adapter and the target its config names; exit 1 on a FAIL.
+    The target receives fictional test referrals: point it at a test system, never at production."""
+    from hub.adapters.conformance import check, load_adapter, load_config_file
+
+    try:
+        adapter = load_adapter(name)
+        settings = load_config_file(config)
+        report = check(adapter, settings, timeout_seconds=timeout, hub_url=hub_url, scenarios=scenario or None)
+    except Exception as exc:  # a missing adapter, an unreadable file, an unknown scenario: say which
+        typer.echo(f"cannot run the kit: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(report.render())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover

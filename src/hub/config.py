@@ -54,6 +54,31 @@ class Settings(BaseSettings):
     pseudonym_keys: SecretStr | None = None
     pseudonym_key_id: str | None = None
 
+    # Referral payloads (personal data) are AES-256-GCM encrypted at rest: "keyid:base64key,…" (32-byte
+    # keys). New payloads use payload_key_id; keep retired keys listed until their payloads are purged.
+    payload_keys: SecretStr | None = None
+    payload_key_id: str | None = None
+    # Days after a referral's last change before its payload and free texts are purged (metadata stays).
+    payload_retention_days: int = Field(default=90, ge=1)
+
+    # Delivery: the outbox worker. `hub serve` runs one in-process when serve_runs_worker (default: dev mode).
+    serve_runs_worker: bool | None = None
+    delivery_max_attempts: int = Field(default=8, ge=1, le=100)
+    delivery_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    delivery_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    delivery_timeout_seconds: float = Field(default=10.0, gt=0)
+    worker_batch_size: int = Field(default=20, ge=1, le=500)
+    worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # How long a claimed delivery is reserved; a worker that dies mid-delivery loses it after this.
+    worker_lease_seconds: float = Field(default=60.0, gt=0)
+    # Mailbox: an unacknowledged message becomes fetchable again after this many seconds.
+    mailbox_visibility_seconds: float = Field(default=300.0, gt=0)
+    # Secrets adapters reference by name (e.g. a webhook's signing secret): "name:value,…". Each can also
+    # come from its own variable HUB_SECRET_<NAME> (upper case, '-' as '_'), which wins.
+    adapter_secrets: SecretStr | None = None
+    # Service directory: a waiting time confirmed longer ago than this is shown as unconfirmed.
+    service_confirmation_max_age_days: int = Field(default=90, ge=1)
+
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: object) -> object:
@@ -71,6 +96,14 @@ class Settings(BaseSettings):
     @property
     def dev_pseudonym_key_file(self) -> Path:
         return self.data_dir / "dev-pseudonym-key"
+
+    @property
+    def runs_worker_in_serve(self) -> bool:
+        return self.dev_mode if self.serve_runs_worker is None else self.serve_runs_worker
+
+    @property
+    def dev_payload_key_file(self) -> Path:
+        return self.data_dir / "dev-payload-key"
 
     @property
     def dev_key_file(self) -> Path:

@@ -14,7 +14,7 @@ from hub.api.auth import TokenVerifier
 from hub.api.fhir import router as fhir_router
 from hub.api.graphql import graphql_router
 from hub.api.middleware import RequestContextMiddleware
-from hub.api.rest import audit, consents, health, me, sharing, vocabulary
+from hub.api.rest import audit, consents, health, me, referrals, registry, sharing, vocabulary
 from hub.config import Settings
 from hub.runtime import Runtime, open_runtime
 
@@ -42,7 +42,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             return
         async with open_runtime(settings) as rt:
             app.state.runtime = rt
-            yield
+            if not settings.runs_worker_in_serve:
+                yield
+                return
+            # Dev and single-node setups deliver in-process; production runs `hub worker` separately.
+            from hub.services.delivery import running_worker
+
+            async with running_worker(rt):
+                yield
 
     app = FastAPI(
         title="hub",
@@ -62,7 +69,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(vocabulary.router)
     app.include_router(consents.router)
     app.include_router(sharing.router)
+    app.include_router(referrals.router)
     app.include_router(audit.router)
+    app.include_router(registry.router)
     app.include_router(graphql_router())
     app.include_router(fhir_router)
 

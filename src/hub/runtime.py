@@ -16,7 +16,7 @@ from hub.domain.identity import Pseudonymizer
 from hub.domain.policy import Policy
 from hub.domain.vocabulary import Vocabulary
 from hub.policy import load_policy
-from hub.services.keys import pseudonymizer
+from hub.services.keys import PayloadCipher, payload_cipher, pseudonymizer
 from hub.services.policy_check import check_policy_codes
 from hub.vocabulary import load_vocabulary
 
@@ -32,6 +32,7 @@ class Runtime:
     vocabulary: Vocabulary
     policy: Policy
     pseudonymizer: Pseudonymizer
+    cipher: PayloadCipher
     head_revision: str | None
 
 
@@ -42,6 +43,7 @@ async def open_runtime(settings: Settings, *, url: str | None = None) -> AsyncIt
     policy = load_policy(settings.policy_file)
     check_policy_codes(policy, vocabulary)
     pseudonyms = pseudonymizer(settings)
+    cipher = payload_cipher(settings)
     url = url or database_url(settings)
     if settings.apply_migrations_on_start:
         await migrate.upgrade_async(url, settings.migrations_dir)
@@ -55,6 +57,7 @@ async def open_runtime(settings: Settings, *, url: str | None = None) -> AsyncIt
             vocabulary=vocabulary,
             policy=policy,
             pseudonymizer=pseudonyms,
+            cipher=cipher,
             head_revision=migrate.head_revision(settings.migrations_dir),
         )
     finally:

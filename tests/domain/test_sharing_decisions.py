@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hub.domain.policy import Policy
-from hub.domain.sharing import Consent, Decision, NecessityAssessment, ShareRequest, decide
+from hub.domain.sharing import REMEDY_TEXTS, Consent, Decision, NecessityAssessment, ShareRequest, decide
 
 from .facts import (
     AT,
@@ -637,3 +637,19 @@ def test_a_partial_decision_lists_only_remedies_for_what_was_denied() -> None:
 
 def test_all_agreed_categories_appear_in_the_vocabulary_list() -> None:
     assert set(Policy().legal_basis_categories["consent"]) == set(ALL)
+
+
+def test_no_remedy_promises_a_basis_the_policy_never_opens_for_the_categories() -> None:
+    """Health never travels on necessary disclosure by the default policy: suggesting an assessment
+    "covering: (nothing)" would send the professional down a dead end."""
+    policy = Policy()
+    assert "health" not in policy.legal_basis_categories["necessary-disclosure"]
+    decision = decide(
+        request(requested_categories=["health"], purpose="samverkansforfragan"),
+        consents=[],
+        assessments=[],
+        policy=policy,
+    )
+    assert not decision.allowed
+    assert "recorded-necessity-assessment" not in {r.code for r in decision.remedies}
+    assert all(r.categories for r in decision.remedies if "{categories}" in REMEDY_TEXTS[r.code][1])

@@ -15,15 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hub.domain.audit import AuditRecord, BrokenLink, ChainLink, genesis_hash, verify_chain
 
-_APPEND = text(
-    """
-    with head as (
+# The chain head's CTE and the entry's insert, also composed into larger statements (hub.db.lawful).
+APPEND_CTES = """
+    head as (
         insert into audit_chain_head as h (partition, seq, hash)
         values (:partition, 1, sha256(:genesis || convert_to(:canonical, 'UTF8')))
         on conflict (partition) do update
             set seq = h.seq + 1, hash = sha256(h.hash || convert_to(:canonical, 'UTF8'))
         returning seq, hash
     )
+"""
+APPEND_INSERT = """
     insert into audit_event (partition, seq, hash, canonical, occurred_at, action, outcome,
                              actor_organisation, counterpart_organisation, child_pseudonym,
                              legal_basis, decision_id, request_id)
@@ -32,29 +34,31 @@ _APPEND = text(
            :legal_basis, :decision_id, :request_id
     from head
     returning id
-    """
-)
+"""
+_APPEND = text("with " + APPEND_CTES + APPEND_INSERT)
+
+
+def append_params(record: AuditRecord) -> dict[str, object]:
+    """The bind parameters of ``APPEND_CTES`` + ``APPEND_INSERT`` for ``record``."""
+    return {
+        "partition": record.partition,
+        "genesis": genesis_hash(record.partition),
+        "canonical": record.canonical(),
+        "occurred_at": record.occurred_at,
+        "action": record.action.value,
+        "outcome": record.outcome.value,
+        "actor_organisation": record.actor_organisation,
+        "counterpart_organisation": record.counterpart_organisation,
+        "child_pseudonym": record.child_pseudonym,
+        "legal_basis": record.legal_basis,
+        "decision_id": record.decision_id,
+        "request_id": record.request_id,
+    }
 
 
 async def append(session: AsyncSession, record: AuditRecord) -> int:
     """Append ``record`` to its partition's chain in the caller's transaction; returns the entry id."""
-    result = await session.execute(
-        _APPEND,
-        {
-            "partition": record.partition,
-            "genesis": genesis_hash(record.partition),
-            "canonical": record.canonical(),
-            "occurred_at": record.occurred_at,
-            "action": record.action.value,
-            "outcome": record.outcome.value,
-            "actor_organisation": record.actor_organisation,
-            "counterpart_organisation": record.counterpart_organisation,
-            "child_pseudonym": record.child_pseudonym,
-            "legal_basis": record.legal_basis,
-            "decision_id": record.decision_id,
-            "request_id": record.request_id,
-        },
-    )
+    result = await session.execute(_APPEND, append_params(record))
     return int(result.scalar_one())
 
 

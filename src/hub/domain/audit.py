@@ -30,6 +30,10 @@ class AuditAction(StrEnum):
     NECESSITY_ASSESSMENT_RECORDED = "necessity-assessment-recorded"
     AUDIT_READ = "audit-read"
     ADMIN_CHANGE = "admin-change"
+    REFERRAL_SENT = "referral-sent"
+    REFERRAL_READ = "referral-read"
+    REFERRAL_STATUS_CHANGED = "referral-status-changed"
+    REFERRAL_DELIVERED = "referral-delivered"
 
 
 class AuditOutcome(StrEnum):

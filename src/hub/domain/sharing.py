@@ -583,7 +583,9 @@ class _Evaluation:
         self.reasons.append(_reason(code, self.basis, self.reference, categories, **values))
 
     def remedy(self, code: str, categories: tuple[str, ...] = (), **values: object) -> None:
-        self.remedies.append(_remedy(code, categories, **values))
+        # A remedy "covering: (nothing)" would promise a path the policy never opens for these categories.
+        if categories or "{categories}" not in REMEDY_TEXTS[code][1]:
+            self.remedies.append(_remedy(code, categories, **values))
 
 
 def consent_state(consent: Consent, at: datetime) -> ConsentState:

@@ -10,21 +10,33 @@ import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.db.lawful import AssessmentRepository, ConsentRepository, DecisionRepository
+from hub.db.engine import driver
+from hub.db.lawful import AssessmentRepository, record_decision, sharing_facts
 from hub.db.repositories import OrganisationRepository
-from hub.domain.audit import AuditAction, AuditOutcome
+from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord
 from hub.domain.errors import FieldError, InvalidInput, NotPermitted
 from hub.domain.identity import Pseudonymizer
 from hub.domain.policy import Policy
-from hub.domain.sharing import Decision, DecisionMaker, NecessityAssessment, Party, ShareRequest, decide
+from hub.domain.sharing import (
+    Consent,
+    Decision,
+    DecisionMaker,
+    NecessityAssessment,
+    Party,
+    ShareRequest,
+    decide,
+)
 from hub.domain.vocabulary import Vocabulary
 from hub.services.auditing import audit
 from hub.services.children import Child, identify_child
 from hub.services.codes import unknown_codes
 from hub.services.context import Actor
+
+_Fact = TypeVar("_Fact", Consent, NecessityAssessment)
 
 
 @dataclass(frozen=True)
@@ -49,14 +61,19 @@ class RecordedDecision:
 
 async def _party(session: AsyncSession, organisation_id: str, pointer: str | None) -> Party:
     org = await OrganisationRepository(session).get(organisation_id)
-    if org is None:
+    return _registered(organisation_id, None if org is None else org.type, pointer)
+
+
+def _registered(organisation_id: str, organisation_type: str | None, pointer: str | None) -> Party:
+    """The party, or the error for an organisation not in the registry (``pointer`` None: the caller's)."""
+    if organisation_type is None:
         if pointer is None:
             raise NotPermitted("The caller's organisation is not in the hub's registry; ask an admin to register it.")
         raise InvalidInput(
             f"No organisation {organisation_id!r} in the registry.",
             errors=[FieldError(pointer, "unknown organisation", "unknown-organisation")],
         )
-    return Party(organisation_id=org.id, organisation_type=org.type)
+    return Party(organisation_id=organisation_id, organisation_type=organisation_type)
 
 
 def _explanation(decision: Decision) -> dict[str, object]:
@@ -98,77 +115,88 @@ async def decide_share(
                 for e in errors
             ],
         )
-    sender = await _party(session, actor.organisation_id, None)
-    recipient = await _party(session, question.to_organisation, "/to_organisation")
-    try:
-        request = ShareRequest(
-            from_party=sender,
-            to_party=recipient,
-            child_pseudonym=child.pseudonym,
-            child_age=child.age,
-            purpose=question.purpose,
-            requested_categories=frozenset(question.data_categories),
-            at=actor.now,
-            legal_basis=question.legal_basis,  # type: ignore[arg-type]
-            basis_reference=question.basis_reference,
+    # One round trip for every fact, one more for the decision and its audit entry (hub.db.lawful). With
+    # commit and no transaction open on the session, both on a connection of the pool's ("detached").
+    detached = commit and not session.in_transaction()
+    async with driver(session, own_transaction=detached) as connection:
+        facts = await sharing_facts(
+            connection, sender=actor.organisation_id, recipient=question.to_organisation, candidates=child.candidates
         )
-    except ValueError as exc:
-        raise InvalidInput(
-            "The legal basis reference needs a legal basis that has references.",
-            errors=[FieldError("/basis_reference", str(exc).splitlines()[-1])],
-        ) from None
-    consents, assessments = await _facts(session, child, sender.organisation_id)
-    decision = decide(request, consents=consents, assessments=assessments, policy=policy)
-    decision_id = uuid.uuid4()
-    await DecisionRepository(session).add(
-        decision_id,
-        decision,
-        requested_by=actor.principal.subject,
-        from_org=sender.organisation_id,
-        to_org=recipient.organisation_id,
-        child=child.pseudonym,
-        purpose=question.purpose,
-        dry_run=dry_run,
-        explanation=_explanation(decision),
-    )
-    await audit(
-        session,
-        actor,
-        AuditAction.SHARING_DECISION,
-        outcome=AuditOutcome.SUCCESS if decision.allowed else AuditOutcome.REFUSED,
-        child_pseudonym=child.pseudonym,
-        legal_basis=decision.legal_basis,
-        decision_id=str(decision_id),
-        counterpart_organisation=recipient.organisation_id,
-        entity_type="SharingDecision",
-        entity_id=str(decision_id),
-        purpose=question.purpose,
-        details={
-            "dry_run": dry_run,
-            "permitted": list(decision.permitted_categories),
-            "denied": list(decision.denied_categories),
-            "reasons": [r.code for r in decision.reasons],
-        },
-    )
-    if commit:
+        sender = _registered(actor.organisation_id, facts.sender_type, None)
+        recipient = _registered(question.to_organisation, facts.recipient_type, "/to_organisation")
+        try:
+            request = ShareRequest(
+                from_party=sender,
+                to_party=recipient,
+                child_pseudonym=child.pseudonym,
+                child_age=child.age,
+                purpose=question.purpose,
+                requested_categories=frozenset(question.data_categories),
+                at=actor.now,
+                legal_basis=question.legal_basis,  # type: ignore[arg-type]
+                basis_reference=question.basis_reference,
+            )
+        except ValueError as exc:
+            raise InvalidInput(
+                "The legal basis reference needs a legal basis that has references.",
+                errors=[FieldError("/basis_reference", str(exc).splitlines()[-1])],
+            ) from None
+        consents = _as_current(facts.consents, child)
+        assessments = _as_current(facts.assessments, child)
+        decision = decide(request, consents=consents, assessments=assessments, policy=policy)
+        decision_id = uuid.uuid4()
+        # The entry hub.services.auditing.audit would write, appended in the decision's own statement.
+        entry = AuditRecord(
+            occurred_at=actor.now,
+            action=AuditAction.SHARING_DECISION,
+            outcome=AuditOutcome.SUCCESS if decision.allowed else AuditOutcome.REFUSED,
+            actor_subject=actor.principal.subject,
+            actor_organisation=actor.organisation_id,
+            actor_roles=actor.roles,
+            request_id=actor.request_id,
+            child_pseudonym=child.pseudonym,
+            legal_basis=decision.legal_basis,
+            decision_id=str(decision_id),
+            counterpart_organisation=recipient.organisation_id,
+            entity_type="SharingDecision",
+            entity_id=str(decision_id),
+            purpose=question.purpose,
+            details={
+                "dry_run": dry_run,
+                "permitted": list(decision.permitted_categories),
+                "denied": list(decision.denied_categories),
+                "reasons": [r.code for r in decision.reasons],
+            },
+        )
+        # Detached, the statement commits by itself, so the chain head is locked for that statement only.
+        # Otherwise in the session's transaction, committed here or, without commit, by the caller.
+        await record_decision(
+            connection if detached else session,
+            decision_id=decision_id,
+            decision=decision,
+            requested_by=actor.principal.subject,
+            from_org=sender.organisation_id,
+            to_org=recipient.organisation_id,
+            child=child.pseudonym,
+            purpose=question.purpose,
+            dry_run=dry_run,
+            explanation=_explanation(decision),
+            audit=entry,
+        )
+    if commit and not detached:
         await session.commit()
     return RecordedDecision(
         decision_id, actor.now, sender.organisation_id, recipient.organisation_id, question.purpose, decision
     )
 
 
-async def _facts(session: AsyncSession, child: Child, sender: str) -> tuple[list, list[NecessityAssessment]]:  # type: ignore[type-arg]
+def _as_current(records: list[_Fact], child: Child) -> list[_Fact]:
     # Records made under an older pseudonym key are matched through the candidates and presented to the
     # engine under the current pseudonym, so a key rotation never hides a consent.
-    consents = [
-        c if c.child_pseudonym == child.pseudonym else c.model_copy(update={"child_pseudonym": child.pseudonym})
-        for c in await ConsentRepository(session).for_child(child.candidates)
+    return [
+        r if r.child_pseudonym == child.pseudonym else r.model_copy(update={"child_pseudonym": child.pseudonym})
+        for r in records
     ]
-    assessments = [
-        a if a.child_pseudonym == child.pseudonym else a.model_copy(update={"child_pseudonym": child.pseudonym})
-        for a in await AssessmentRepository(session).for_child(child.candidates, organisation_id=sender)
-    ]
-    return consents, assessments
 
 
 @dataclass(frozen=True)

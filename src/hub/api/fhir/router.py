@@ -1,4 +1,5 @@
-"""The shared vocabulary over FHIR R4: CodeSystem, ValueSet, ConceptMap and ``$translate``. Public.
+"""FHIR R4: the shared vocabulary (CodeSystem, ValueSet, ConceptMap, ``$translate``; public) and the
+audit trail as AuditEvent (auditors only, through the same service as ``/v1/audit``).
 
 Read-only; rendering lives in ``hub.fhir``. Errors stay RFC 9457 ``application/problem+json`` (the
 project's one error format), not OperationOutcome: see docs/fhir.md.
@@ -8,19 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from hub import fhir
-from hub.api.deps import RuntimeDep, VocabularyDep
+from hub.api.auth import require
+from hub.api.deps import RuntimeDep, Session, VocabularyDep, actor_for
 from hub.api.language import negotiate
 from hub.api.problems import PROBLEM_JSON
 from hub.api.rest.vocabulary import conditional_response
 from hub.domain.errors import FieldError, InvalidInput, NotFound
+from hub.domain.principal import Principal, Role
 from hub.domain.vocabulary import (
     CANONICAL_BASE,
     CodeSystemBase,
@@ -28,6 +33,8 @@ from hub.domain.vocabulary import (
     VariantDoc,
     Vocabulary,
 )
+from hub.fhir import audit as fhir_audit
+from hub.services import audit_log
 
 router = APIRouter(prefix="/fhir/r4", tags=["fhir"])
 
@@ -353,7 +360,7 @@ async def translate_post_id(
 @router.get("/metadata", response_class=FHIRResponse, responses=_FHIR_OK, summary="CapabilityStatement")
 async def metadata(request: Request, runtime: RuntimeDep) -> Response:
     """What this FHIR endpoint can do."""
-    body = fhir.capability_statement(_base_url(request, runtime))
+    body = fhir_audit.declare_audit_event(fhir.capability_statement(_base_url(request, runtime)))
     etag = _etag(json.dumps(body, sort_keys=True))
     return _respond(request, body, etag, LATEST_CACHE, "en")
 
@@ -401,3 +408,131 @@ for _rtype in RESOURCE_TYPES:
         operation_id=f"fhir_vread_{_rtype}",
         **_ROUTE,
     )
+
+
+# ---------------------------------------------------------------------------------------- AuditEvent
+Auditor = Annotated[Principal, Depends(require(Role.AUDITOR))]
+_AUDIT_PARAMS = frozenset({"date", "agent", "agent:identifier", "type", "outcome", "_count", "_cursor"})
+_NO_STORE = {"Cache-Control": "no-store"}
+_AUDIT_ROUTE: dict[str, Any] = {
+    "response_class": FHIRResponse,
+    "responses": {
+        200: {"content": {FHIR_JSON: {}}},
+        **{status: {"content": {PROBLEM_JSON: {}}} for status in (401, 403, 404, 422)},
+    },
+}
+
+
+def _token(value: str, system: str, param: str) -> str:
+    """The code of a token search value, ``code`` or ``system|code``; another system is a 422."""
+    given, bar, code = value.rpartition("|")
+    if bar and given and given != system:
+        raise _invalid(param, f"{param} codes are from {system}, not {given}")
+    return code
+
+
+def _agent(agent: str | None, agent_identifier: str | None) -> str | None:
+    """The organisation id from ``agent`` (``<id>`` or ``Organization/<id>``) and ``agent:identifier``."""
+    orgs = set()
+    if agent is not None:
+        kind, _, org = agent.rpartition("/")
+        if kind not in ("", "Organization"):
+            raise _invalid("agent", "agent is an organisation: <id> or Organization/<id>")
+        orgs.add(org)
+    if agent_identifier is not None:
+        orgs.add(_token(agent_identifier, fhir_audit.ORGANISATION_SYSTEM, "agent:identifier"))
+    if len(orgs) > 1:
+        raise _invalid("agent", "agent and agent:identifier name different organisations")
+    return orgs.pop() if orgs else None
+
+
+def _audit_url(base: str, params: list[tuple[str, str]]) -> str:
+    query = urlencode(params, safe=":|/")
+    return f"{base}{router.prefix}/AuditEvent" + (f"?{query}" if query else "")
+
+
+@router.get("/AuditEvent", summary="Search AuditEvent (auditor role)", **_AUDIT_ROUTE)
+async def search_audit_events(
+    request: Request,
+    principal: Auditor,
+    session: Session,
+    runtime: RuntimeDep,
+    date: Annotated[list[str] | None, Query(description="`ge2026-01-01`, `lt2026-02-01T12:00Z`; repeatable")] = None,
+    agent: Annotated[str | None, Query(description="An organisation id (or `Organization/<id>`)")] = None,
+    agent_identifier: Annotated[str | None, Query(alias="agent:identifier")] = None,
+    type_: Annotated[str | None, Query(alias="type", description="The hub's action, e.g. `sharing-decision`")] = None,
+    outcome: Annotated[str | None, Query(description="`0` success, `4` refused")] = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(alias="_cursor", description="From the Bundle's `next` link")] = None,
+) -> Response:
+    """Audit entries as a searchset Bundle, newest first, paged by the `next` link. Scoped and audited
+    exactly like `GET /v1/audit`; there is no child filter here (a personnummer never goes in a URL)."""
+    unknown = sorted(set(request.query_params) - _AUDIT_PARAMS)
+    if unknown:
+        raise InvalidInput(
+            f"Unsupported search parameters: {', '.join(unknown)}.",
+            errors=[FieldError(name, "not a supported AuditEvent search parameter") for name in unknown],
+        )
+    try:
+        since, until = fhir_audit.date_bounds(date or [])
+    except ValueError as exc:
+        raise _invalid("date", str(exc)) from None
+    action = _token(type_, fhir_audit.AUDIT_ACTION_SYSTEM, "type") if type_ is not None else None
+    if action is not None and action not in {a.value for a in fhir_audit.ACTION_CODES}:
+        raise _invalid("type", f"{action!r} is not an action of {fhir_audit.AUDIT_ACTION_SYSTEM}")
+    code = _token(outcome, fhir_audit.OUTCOME_SYSTEM, "outcome") if outcome is not None else None
+    if code is not None and code not in fhir_audit.OUTCOME_CODES:
+        raise _invalid("outcome", f"outcome is one of {', '.join(fhir_audit.OUTCOME_CODES)}")
+    page = await audit_log.read_audit(
+        session,
+        actor=actor_for(principal),
+        pseudonymizer=runtime.pseudonymizer,
+        query=audit_log.AuditQuery(
+            organisation=_agent(agent, agent_identifier),
+            action=action,
+            outcome=code,
+            since=since,
+            until=until,
+            cursor=cursor,
+            limit=count,
+        ),
+    )
+    base = _base_url(request, runtime)
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "_cursor"]
+    bundle = fhir.searchset_bundle(
+        [fhir_audit.audit_event(e) for e in page.items],
+        base,
+        self_url=_audit_url(base, request.query_params.multi_items()),
+    )
+    del bundle["total"]  # one page: how many match in all is not counted
+    if page.next_cursor is not None:
+        bundle["link"].append({"relation": "next", "url": _audit_url(base, [*params, ("_cursor", page.next_cursor)])})
+    return FHIRResponse(bundle, headers=_NO_STORE)
+
+
+@router.get("/AuditEvent/{id}", summary="Read AuditEvent (auditor role)", **_AUDIT_ROUTE)
+async def read_audit_event(
+    principal: Auditor,
+    session: Session,
+    runtime: RuntimeDep,
+    id: Annotated[str, Path(description="The audit entry's id")],
+) -> Response:
+    """One audit entry; 404 when there is none with this id that the caller may see (the read is audited)."""
+    missing = NotFound(
+        f"there is no AuditEvent with id {id!r} that you may see", errors=[FieldError("id", "unknown id")]
+    )
+    if not re.fullmatch(r"[0-9]{1,18}", id):
+        raise missing
+    wanted = int(id)
+    # The one access-control path: read_audit, continued just above the id. (read_audit has no id
+    # filter; the cursor is the service's own encoding of "entries before this id".)
+    page = await audit_log.read_audit(
+        session,
+        actor=actor_for(principal),
+        pseudonymizer=runtime.pseudonymizer,
+        query=audit_log.AuditQuery(cursor=audit_log._encode_cursor(wanted + 1), limit=1),
+    )
+    found = [e for e in page.items if e.id == wanted]
+    if not found:
+        raise missing
+    return FHIRResponse(fhir_audit.audit_event(found[0]), headers=_NO_STORE)

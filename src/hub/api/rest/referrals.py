@@ -1,0 +1,374 @@
+"""Referrals: send (idempotent), follow the lifecycle, list, read; and the mailbox for systems that fetch."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from hub.api.auth import require
+from hub.api.deps import RuntimeDep, Session, actor_for
+from hub.api.rest.schemas import ChildRef
+from hub.db import referrals as db
+from hub.domain.errors import FieldError, InvalidInput
+from hub.domain.principal import Principal, Role
+from hub.services import mailbox as mailbox_svc
+from hub.services import referrals as svc
+
+router = APIRouter(prefix="/v1", tags=["referrals"])
+Party = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
+System = Annotated[Principal, Depends(require(Role.SYSTEM))]
+_STRICT = ConfigDict(extra="forbid")
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Your unique key for this referral: the same key and body give the same referral; "
+        "the same key with another body is a 409.",
+    ),
+]
+
+
+class TargetIn(BaseModel):
+    model_config = _STRICT
+    organisation_id: str | None = Field(default=None, examples=["region-bup"])
+    service_id: str | None = None
+    organisation_type: str | None = Field(default=None, description="With municipality_code: resolved via the registry")
+    municipality_code: str | None = Field(default=None, pattern=r"^\d{4}$", examples=["1884"])
+
+    @model_validator(mode="after")
+    def _one_way(self) -> TargetIn:
+        ways = [self.organisation_id is not None, self.service_id is not None, self.organisation_type is not None]
+        if sum(ways) != 1 or (self.organisation_type is not None) != (self.municipality_code is not None):
+            raise ValueError("name exactly one of: organisation_id, service_id, organisation_type + municipality_code")
+        return self
+
+
+class LocalCodesIn(BaseModel):
+    model_config = _STRICT
+    system: str = Field(examples=["variant-behovskompassen"], description="A wheel variant's name")
+    codes: list[str] = Field(min_length=1, max_length=50)
+
+
+class ConcernIn(BaseModel):
+    model_config = _STRICT
+    dimensions: list[str] = Field(default=[], max_length=8, description="wellbeing-wheel codes", examples=[["healthy"]])
+    local_codes: LocalCodesIn | None = Field(default=None, description="A local wheel's codes; translated and kept")
+    trappan_step: int | None = Field(default=None, ge=0, le=3)
+    text: str | None = Field(default=None, max_length=10_000, description="Free text; needs category concern-text")
+
+
+class ReferralCreate(BaseModel):
+    model_config = _STRICT
+    kind: str = Field(examples=["remiss"], description="A referral-kinds code")
+    target: TargetIn
+    child: ChildRef
+    concern: ConcernIn
+    data_categories: list[str] = Field(min_length=1, examples=[["identity", "school-situation"]])
+    information: dict[str, Any] = Field(
+        default={}, description="Content per data category (keys: data-categories codes)"
+    )
+    legal_basis: Literal["consent", "report-of-concern", "necessary-disclosure"] | None = None
+    basis_reference: str | None = Field(default=None, description="A consent id or necessity assessment id")
+
+
+class DeliveryRead(BaseModel):
+    kind: str
+    recipient_organisation: str
+    state: Literal["queued", "retrying", "delivered", "dead-lettered", "abandoned"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+class EventRead(BaseModel):
+    id: str
+    seq: int
+    type: str
+    from_status: str | None
+    to_status: str | None
+    by_organisation: str | None = Field(description="null: the hub (delivery receipt, failure)")
+    reason_code: str | None
+    reason_text: str | None
+    suggested_organisation: str | None
+    suggested_service: str | None
+    feedback: str | None
+    occurred_at: datetime
+
+
+class ReferralSummary(BaseModel):
+    id: str
+    status: str
+    kind: str
+    role: Literal["sender", "receiver"]
+    sender_organisation: str
+    recipient_organisation: str
+    service_id: str | None
+    dimensions: list[str]
+    trappan_step: int | None
+    permitted_categories: list[str]
+    legal_basis: str
+    cancellation_requested: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReferralRead(ReferralSummary):
+    data_categories: list[str]
+    basis_reference: str | None
+    decision_id: str
+    document: dict[str, Any] | None = Field(description="What you may read; null once purged after retention")
+    events: list[EventRead]
+    deliveries: list[DeliveryRead] = Field(description="Delivery state, separate from the business status")
+
+
+class ReferralAccepted(BaseModel):
+    id: str
+    status: str
+    href: str
+
+
+class ReferralPage(BaseModel):
+    items: list[ReferralSummary]
+    next_cursor: str | None
+
+
+class EventCreate(BaseModel):
+    model_config = _STRICT
+    type: Literal["status", "cancellation-requested"] = "status"
+    status: str | None = Field(default=None, examples=["accepted"], description="The new status (type status)")
+    reason_code: str | None = Field(default=None, description="For rejected: a rejection-reasons code")
+    reason_text: str | None = Field(default=None, max_length=4000)
+    suggested_organisation: str | None = None
+    suggested_service: str | None = None
+    feedback: str | None = Field(default=None, max_length=10_000, description="Required when completing")
+
+
+def _summary(row: db.ReferralRow, side: str) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "status": row.status,
+        "kind": row.kind,
+        "role": side,
+        "sender_organisation": row.sender_organisation,
+        "recipient_organisation": row.recipient_organisation,
+        "service_id": row.service_id,
+        "dimensions": row.dimensions,
+        "trappan_step": row.trappan_step,
+        "permitted_categories": row.permitted_categories,
+        "legal_basis": row.legal_basis,
+        "cancellation_requested": row.cancellation_requested_at is not None,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
+
+
+def _event(event: db.EventRow, texts: Any) -> EventRead:
+    return EventRead(
+        id=str(event.id),
+        seq=event.seq,
+        type=event.type,
+        from_status=event.from_status,
+        to_status=event.to_status,
+        by_organisation=event.by_organisation,
+        reason_code=event.reason_code,
+        reason_text=texts.get("reason_text"),
+        suggested_organisation=event.suggested_organisation,
+        suggested_service=event.suggested_service,
+        feedback=texts.get("feedback"),
+        occurred_at=event.occurred_at,
+    )
+
+
+@router.post(
+    "/referrals",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ReferralAccepted,
+    summary="Send a referral (consent-checked, delivered through the receiver's adapter)",
+    responses={403: {"description": "No legal basis: the reasons and what would make it lawful"}},
+)
+async def send(
+    body: ReferralCreate,
+    key: IdempotencyKey,
+    principal: Party,
+    session: Session,
+    runtime: RuntimeDep,
+    response: Response,
+) -> ReferralAccepted:
+    """The decision engine decides; an allowed referral is stored with its outbox entry in one transaction
+    and answered 202. Retrying with the same Idempotency-Key and body returns the same referral."""
+    sent = await svc.send_referral(
+        session,
+        actor=actor_for(principal),
+        draft=svc.ReferralDraft(
+            kind=body.kind,
+            target=svc.Target(**body.target.model_dump()),
+            personal_identity_number=body.child.personal_identity_number,
+            data_categories=body.data_categories,
+            dimensions=body.concern.dimensions,
+            local_codes=None
+            if body.concern.local_codes is None
+            else svc.LocalCodes(body.concern.local_codes.system, body.concern.local_codes.codes),
+            trappan_step=body.concern.trappan_step,
+            concern_text=body.concern.text,
+            information=body.information,
+            legal_basis=body.legal_basis,
+            basis_reference=body.basis_reference,
+        ),
+        idempotency_key=key,
+        runtime=runtime,
+    )
+    href = f"/v1/referrals/{sent.referral.id}"
+    response.headers["Location"] = href
+    if sent.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return ReferralAccepted(id=str(sent.referral.id), status=sent.referral.status, href=href)
+
+
+def _cursor(row: db.ReferralRow) -> str:
+    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+
+
+def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), uuid.UUID(rid)
+    except ValueError:
+        raise InvalidInput(
+            "The cursor is not valid.", errors=[FieldError("cursor", "not a cursor from this API")]
+        ) from None
+
+
+@router.get("/referrals", response_model=ReferralPage, summary="Referrals your organisation sent or received")
+async def list_referrals(
+    principal: Party,
+    session: Session,
+    role: Annotated[Literal["sender", "receiver"] | None, Query(description="Only sent or only received")] = None,
+    status_: Annotated[list[str], Query(alias="status")] = [],  # noqa: B006 (FastAPI copies defaults)
+    kind: Annotated[list[str], Query()] = [],  # noqa: B006
+    counterpart: Annotated[str | None, Query(description="The other organisation")] = None,
+    created_from: Annotated[AwareDatetime | None, Query()] = None,
+    created_to: Annotated[AwareDatetime | None, Query()] = None,
+    cursor: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ReferralPage:
+    """Metadata only (no identity, no free text): reading one referral's content is `GET /v1/referrals/{id}`."""
+    org = principal.organisation_id
+    rows = await db.list_referrals(
+        session,
+        db.ReferralFilter(
+            organisation=org,
+            role=role,
+            statuses=status_,
+            kinds=kind,
+            counterpart=counterpart,
+            created_from=created_from,
+            created_to=created_to,
+            after=_after(cursor),
+            limit=limit + 1,
+        ),
+    )
+    page = rows[:limit]
+    return ReferralPage(
+        items=[ReferralSummary(**_summary(r, svc.side_of(r, org) or "sender")) for r in page],
+        next_cursor=_cursor(page[-1]) if len(rows) > limit else None,
+    )
+
+
+@router.get("/referrals/{referral_id}", response_model=ReferralRead, summary="One referral (audited read)")
+async def read(referral_id: str, principal: Party, session: Session, runtime: RuntimeDep) -> ReferralRead:
+    row, side, events, deliveries, document = await svc.read_referral(
+        session, actor=actor_for(principal), referral_id=referral_id, runtime=runtime
+    )
+    return ReferralRead(
+        **_summary(row, side),
+        data_categories=row.data_categories if side == "sender" else row.permitted_categories,
+        basis_reference=row.basis_reference,
+        decision_id=str(row.decision_id),
+        document=document,
+        events=[_event(e, svc.event_texts(e, runtime.cipher)) for e in events],
+        deliveries=[
+            DeliveryRead(
+                kind=d.kind,
+                recipient_organisation=d.recipient_organisation,
+                state=d.state,  # type: ignore[arg-type]
+                attempts=d.attempts,
+                next_attempt_at=d.next_attempt_at if d.state in ("queued", "retrying") else None,
+                last_error=d.last_error,
+                delivered_at=d.delivered_at,
+            )
+            for d in deliveries
+            if side == "sender" or d.recipient_organisation == principal.organisation_id
+        ],
+    )
+
+
+@router.post(
+    "/referrals/{referral_id}/events",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EventRead,
+    summary="Move a referral through its lifecycle (delivered to the other party)",
+    responses={409: {"description": "Not a valid transition from the current status"}},
+)
+async def add_event(
+    referral_id: str,
+    body: EventCreate,
+    principal: Party,
+    session: Session,
+    runtime: RuntimeDep,
+    key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> EventRead:
+    event = await svc.record_event(
+        session,
+        actor=actor_for(principal),
+        referral_id=referral_id,
+        draft=svc.EventDraft(**body.model_dump()),
+        idempotency_key=key,
+        runtime=runtime,
+    )
+    return _event(event, svc.event_texts(event, runtime.cipher))
+
+
+# --- mailbox -------------------------------------------------------------------------------------------------
+
+
+class MailboxItem(BaseModel):
+    id: str
+    kind: Literal["referral", "status-event"]
+    body: dict[str, Any]
+    fetch_count: int = Field(description="More than 1: fetched before and not acknowledged")
+    created_at: datetime
+
+
+class MailboxPage(BaseModel):
+    items: list[MailboxItem]
+
+
+@router.get("/mailbox", response_model=MailboxPage, tags=["mailbox"], summary="Fetch messages left for you")
+async def fetch_mailbox(
+    principal: System, session: Session, runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> MailboxPage:
+    """Each message returned is hidden for HUB_MAILBOX_VISIBILITY_SECONDS; acknowledge it or it comes back."""
+    items = await mailbox_svc.fetch(session, actor=actor_for(principal), runtime=runtime, limit=limit)
+    return MailboxPage(items=[MailboxItem(**m.__dict__) for m in items])
+
+
+@router.post(
+    "/mailbox/{message_id}/ack",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["mailbox"],
+    summary="Acknowledge a message (idempotent)",
+)
+async def ack_mailbox(message_id: str, principal: System, session: Session, runtime: RuntimeDep) -> Response:
+    await mailbox_svc.acknowledge(session, actor=actor_for(principal), runtime=runtime, message_id=message_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

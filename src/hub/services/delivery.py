@@ -1,0 +1,388 @@
+"""The outbox worker: claims due deliveries, re-checks the legal basis at send time, hands each message
+to the receiver's adapter and records the outcome. Any number of workers can run against one database.
+
+At least once: an entry is leased (not locked) while its adapter runs, so a worker that dies mid-delivery
+loses the lease and another sends the message again, with the same idempotency key, for the receiver to
+dedupe. Nothing is delivered that the decision engine does not permit at the moment of sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.adapters.base import (
+    Adapter,
+    AdapterContext,
+    DeliveryError,
+    Message,
+    PermanentDeliveryError,
+    Receipt,
+)
+from hub.adapters.registry import UnknownAdapter, adapter_class
+from hub.db import referrals as db
+from hub.domain.principal import Principal, Role
+from hub.domain.referrals import strip_to
+from hub.runtime import Runtime
+from hub.services import referrals as ref
+from hub.services import registry
+from hub.services.context import Actor, utcnow
+from hub.services.keys import adapter_secret_resolver
+from hub.services.sharing import ShareQuestion, decide_share
+
+log = logging.getLogger("hub.delivery")
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog): uniform in [0, min(cap, base·2^n)]."""
+    return rng.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))
+
+
+@dataclass
+class Worker:
+    runtime: Runtime
+    http: httpx.AsyncClient
+    rng: random.Random = field(default_factory=random.Random)
+    _adapters: dict[tuple[str, str], Adapter] = field(default_factory=dict)
+
+    @property
+    def settings(self):  # type: ignore[no-untyped-def]
+        return self.runtime.settings
+
+    async def run_once(self) -> int:
+        """Claim one batch and deliver it; returns how many entries were handled."""
+        now = utcnow()
+        async with self.runtime.sessions() as session:
+            claimed = await db.claim_due(
+                session,
+                now=now,
+                lease_seconds=self.settings.worker_lease_seconds,
+                limit=self.settings.worker_batch_size,
+            )
+            await session.commit()
+        await asyncio.gather(*(self._handle(entry) for entry in claimed))
+        return len(claimed)
+
+    async def run_until_idle(self, *, max_rounds: int = 1000) -> int:
+        total = 0
+        for _ in range(max_rounds):
+            handled = await self.run_once()
+            total += handled
+            if not handled:
+                break
+        return total
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                handled = await self.run_once()
+                if loop.time() - last_purge > 3600:
+                    await self.purge()
+                    last_purge = loop.time()
+            except Exception as exc:  # keep the worker alive; the entry's lease brings it back
+                log.error("worker round failed", extra={"error_class": type(exc).__name__})
+                handled = 0
+            if not handled:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.settings.worker_poll_interval_seconds)
+                except TimeoutError:
+                    pass
+
+    async def purge(self) -> int:
+        now = utcnow()
+        async with self.runtime.sessions() as session:
+            purged = await db.purge_payloads(
+                session,
+                before=now - timedelta(days=self.settings.payload_retention_days),
+                now=now,
+                terminal=sorted(ref.lifecycle(self.runtime.vocabulary).terminal),
+            )
+            await session.commit()
+        if purged:
+            log.info("payloads purged", extra={"count": purged})
+        return purged
+
+    # --- one entry -------------------------------------------------------------------------------------------
+
+    async def _handle(self, entry: db.OutboxRow) -> None:
+        try:
+            message = await self._message(entry)
+            if message is None:
+                return
+            adapter = await self._adapter(entry.recipient_organisation)
+            receipt = await adapter.deliver(message)
+        except PermanentDeliveryError as exc:
+            await self._failed(entry, exc, permanent=True)
+        except DeliveryError as exc:
+            await self._failed(entry, exc, permanent=False)
+        except Exception as exc:  # an adapter bug must not lose the entry: retry it like a failure
+            log.error("adapter raised", extra={"error_class": type(exc).__name__, "outbox_id": str(entry.id)})
+            await self._failed(entry, DeliveryError(f"adapter error: {type(exc).__name__}"), permanent=False)
+        else:
+            await self._delivered(entry, adapter.name, receipt)
+
+    async def _adapter(self, organisation_id: str) -> Adapter:
+        async with self.runtime.sessions() as session:
+            endpoint = await registry.active_endpoint(session, organisation_id)
+        if endpoint is None:
+            raise DeliveryError(f"organisation {organisation_id} has no active endpoint in the registry")
+        name, config = endpoint
+        cache_key = (organisation_id, f"{name}:{sorted(config.items())!r}")
+        if cache_key not in self._adapters:
+            try:
+                cls = adapter_class(name)
+            except UnknownAdapter:
+                raise DeliveryError(f"adapter {name!r} is not installed") from None
+            context = AdapterContext(
+                hub_url=self.settings.public_url,
+                secret=adapter_secret_resolver(self.settings),
+                http=self.http,
+                timeout_seconds=self.settings.delivery_timeout_seconds,
+                extras={"mailbox": MailboxStore(self.runtime)},
+            )
+            self._adapters[cache_key] = cls(cls.Config.model_validate(config), context)
+        return self._adapters[cache_key]
+
+    async def _message(self, entry: db.OutboxRow) -> Message | None:
+        """The message to send, built now; None when nothing may be sent any more (entry closed here)."""
+        async with self.runtime.sessions() as session:
+            row = await db.referral(session, entry.referral_id)
+            assert row is not None
+            if entry.kind == "status-event":
+                assert entry.event_id is not None
+                event = await db.event(session, entry.event_id)
+                assert event is not None
+                return Message(
+                    kind="status-event",
+                    message_id=str(entry.id),
+                    idempotency_key=entry.idempotency_key,
+                    referral_id=str(row.id),
+                    sender_organisation=event.by_organisation or "hub",
+                    recipient_organisation=entry.recipient_organisation,
+                    body={"event": _event_body(event, ref.event_texts(event, self.runtime.cipher))},
+                    created_at=entry.created_at,
+                )
+            if row.status != "requested":
+                await db.finish(
+                    session, entry.id, state="abandoned", last_error=f"referral is {row.status}", updated_at=utcnow()
+                )
+                await session.commit()
+                return None
+            document = ref.document_for(row, "sender", self.runtime.cipher)
+            assert document is not None
+            permitted = await self._recheck(session, row, document)
+            if permitted is None:
+                await session.commit()
+                return None
+            body = strip_to(document, permitted)
+            organisations = await _organisation_refs(session, [row.sender_organisation, row.recipient_organisation])
+            service = await _service_ref(session, row.service_id) if row.service_id else None
+            await session.commit()
+        return Message(
+            kind="referral",
+            message_id=str(entry.id),
+            idempotency_key=entry.idempotency_key,
+            referral_id=str(row.id),
+            sender_organisation=row.sender_organisation,
+            recipient_organisation=row.recipient_organisation,
+            body={
+                "referral": {
+                    "id": str(row.id),
+                    "kind": row.kind,
+                    "status": row.status,
+                    "created_at": row.created_at.isoformat(),
+                    "sender": organisations[row.sender_organisation],
+                    "recipient": organisations[row.recipient_organisation],
+                    "service": service,
+                    **body,
+                    "legal_basis": {
+                        "basis": row.legal_basis,
+                        "reference": row.basis_reference,
+                        "decision_id": str(row.decision_id),
+                    },
+                    "permitted_categories": permitted,
+                    "reply_to": f"{self.settings.public_url}/v1/referrals/{row.id}/events",
+                }
+            },
+            created_at=entry.created_at,
+        )
+
+    async def _recheck(self, session: AsyncSession, row: db.ReferralRow, document: dict[str, Any]) -> list[str] | None:
+        """The legal basis at send time. Withdrawn or expired → the referral fails and the sender is told."""
+        hub_actor = Actor(
+            Principal(subject="hub:delivery", organisation_id=row.sender_organisation, roles=frozenset({Role.SYSTEM}))
+        )
+        recorded = await decide_share(
+            session,
+            actor=hub_actor,
+            question=ShareQuestion(
+                to_organisation=row.recipient_organisation,
+                personal_identity_number=document["child"]["personal_identity_number"],
+                purpose=row.kind,
+                data_categories=row.permitted_categories,
+                legal_basis=row.legal_basis,
+                basis_reference=row.basis_reference,
+            ),
+            vocabulary=self.runtime.vocabulary,
+            policy=self.runtime.policy,
+            pseudonymizer=self.runtime.pseudonymizer,
+            dry_run=False,
+            commit=False,
+        )
+        permitted = sorted(set(row.permitted_categories) & set(recorded.decision.permitted_categories))
+        if recorded.decision.allowed and permitted:
+            return permitted
+        locked = await db.referral(session, row.id, lock=True)
+        assert locked is not None
+        await db.abandon_pending(session, row.id, hub_actor.now, "no legal basis at send time")
+        if locked.status == "requested":
+            reasons = "; ".join(r.en for r in recorded.decision.reasons)
+            await ref.hub_transition(
+                session,
+                locked,
+                "failed",
+                now=hub_actor.now,
+                reason_code="no-legal-basis",
+                reason_text=f"Not delivered: no legal basis at send time. {reasons}",
+                cipher=self.runtime.cipher,
+            )
+        return None
+
+    async def _delivered(self, entry: db.OutboxRow, adapter: str, receipt: Receipt) -> None:
+        now = utcnow()
+        async with self.runtime.sessions() as session:
+            await db.finish(
+                session,
+                entry.id,
+                state="delivered",
+                adapter=adapter,
+                remote_id=receipt.remote_id,
+                delivered_at=now,
+                last_error=None,
+                updated_at=now,
+            )
+            if entry.kind == "referral":
+                row = await db.referral(session, entry.referral_id, lock=True)
+                assert row is not None
+                await db.update_referral(session, row.id, delivered_at=now, updated_at=now)
+                if receipt.acknowledged and row.status == "requested":
+                    await ref.hub_transition(session, row, "received", now=now, cipher=self.runtime.cipher)
+            await session.commit()
+        log.info("delivered", extra={"outbox_id": str(entry.id), "adapter": adapter, "attempt": entry.attempts})
+
+    async def _failed(self, entry: db.OutboxRow, exc: DeliveryError, *, permanent: bool) -> None:
+        now = utcnow()
+        dead = permanent or entry.attempts >= self.settings.delivery_max_attempts
+        delay = exc.retry_after_seconds or backoff_seconds(
+            entry.attempts,
+            base=self.settings.delivery_backoff_base_seconds,
+            cap=self.settings.delivery_backoff_max_seconds,
+            rng=self.rng,
+        )
+        async with self.runtime.sessions() as session:
+            await db.finish(
+                session,
+                entry.id,
+                state="dead-lettered" if dead else "retrying",
+                next_attempt_at=now + timedelta(seconds=delay),
+                last_error=exc.detail[:500],
+                updated_at=now,
+            )
+            await session.commit()
+        log.warning(
+            "dead-lettered" if dead else "delivery failed, will retry",
+            extra={"outbox_id": str(entry.id), "attempt": entry.attempts},
+        )
+
+
+async def _organisation_refs(session: AsyncSession, ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = await session.execute(
+        text("select id, name, type, municipality_code, hsa_id from organisation where id = any(:ids)"), {"ids": ids}
+    )
+    return {
+        r.id: {
+            "organisation_id": r.id,
+            "name": r.name,
+            "type": r.type,
+            "municipality_code": r.municipality_code,
+            "hsa_id": r.hsa_id,
+        }
+        for r in rows
+    }
+
+
+async def _service_ref(session: AsyncSession, service_id: str) -> dict[str, Any] | None:
+    row = (await session.execute(text("select id, name from service where id = :id"), {"id": service_id})).first()
+    return None if row is None else {"id": row.id, "name": row.name}
+
+
+def _event_body(event: db.EventRow, texts: dict[str, str] | Any) -> dict[str, Any]:
+    return {
+        "id": str(event.id),
+        "referral_id": str(event.referral_id),
+        "seq": event.seq,  # order of events per referral: deliveries may arrive out of order
+        "type": event.type,
+        "status": event.to_status,
+        "previous_status": event.from_status,
+        "by_organisation": event.by_organisation,
+        "occurred_at": event.occurred_at.isoformat(),
+        "reason_code": event.reason_code,
+        "reason_text": texts.get("reason_text"),
+        "suggested_organisation": event.suggested_organisation,
+        "suggested_service": event.suggested_service,
+        "feedback": texts.get("feedback"),
+    }
+
+
+class MailboxStore:
+    """Where the mailbox adapter leaves messages for organisations that fetch them (``GET /v1/mailbox``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def put(self, message: Message) -> str:
+        now = utcnow()
+        body, key_id = self.runtime.cipher.encrypt(
+            {"kind": message.kind, "idempotency_key": message.idempotency_key, **message.body},
+            bound_to=f"mailbox:{message.message_id}",
+        )
+        async with self.runtime.sessions() as session:
+            stored = await db.mailbox_put(
+                session,
+                organisation_id=message.recipient_organisation,
+                outbox_id=uuid.UUID(message.message_id),
+                kind=message.kind,
+                body=body,
+                key_id=key_id,
+                now=now,
+                created_at=message.created_at,  # the receiver reads messages in the order they arose
+            )
+            await session.commit()
+        return str(stored)
+
+
+@asynccontextmanager
+async def running_worker(runtime: Runtime) -> AsyncIterator[Worker]:
+    """A worker delivering in the background until the block ends (used by `hub serve` and `hub worker`)."""
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(timeout=runtime.settings.delivery_timeout_seconds) as http:
+        worker = Worker(runtime, http)
+        task = asyncio.create_task(worker.run_forever(stop))
+        try:
+            yield worker
+        finally:
+            stop.set()
+            await task

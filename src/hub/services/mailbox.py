@@ -1,0 +1,65 @@
+"""The mailbox as use cases: an organisation fetches what was left for it and acknowledges each message."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.db import referrals as db
+from hub.domain.errors import NotFound
+from hub.runtime import Runtime
+from hub.services import referrals as ref
+from hub.services.context import Actor
+
+
+@dataclass(frozen=True)
+class MailboxMessage:
+    id: str
+    kind: str
+    body: dict[str, Any]
+    fetch_count: int
+    created_at: datetime
+
+
+async def fetch(session: AsyncSession, *, actor: Actor, runtime: Runtime, limit: int) -> list[MailboxMessage]:
+    rows = await db.mailbox_fetch(
+        session,
+        organisation_id=actor.organisation_id,
+        now=actor.now,
+        visibility_seconds=runtime.settings.mailbox_visibility_seconds,
+        limit=limit,
+    )
+    await session.commit()
+    return [
+        MailboxMessage(
+            id=str(r.id),
+            kind=r.kind,
+            body=runtime.cipher.decrypt(r.body, r.body_key_id, bound_to=f"mailbox:{r.outbox_id}"),
+            fetch_count=r.fetch_count,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
+async def acknowledge(session: AsyncSession, *, actor: Actor, runtime: Runtime, message_id: str) -> None:
+    """Idempotent. Acknowledging a referral is the receiver's system saying it has it: *received*."""
+    try:
+        mid = uuid.UUID(message_id)
+    except ValueError:
+        raise NotFound("No such message in your mailbox.") from None
+    acked = await db.mailbox_ack(session, organisation_id=actor.organisation_id, message_id=mid, now=actor.now)
+    if acked is None:
+        raise NotFound("No such message in your mailbox.")
+    outbox_id, first = acked
+    if first:
+        entry = await db.outbox_entries_by_id(session, outbox_id)
+        if entry is not None and entry.kind == "referral":
+            row = await db.referral(session, entry.referral_id, lock=True)
+            if row is not None and row.status == "requested":
+                await ref.hub_transition(session, row, "received", now=actor.now, cipher=runtime.cipher)
+    await session.commit()

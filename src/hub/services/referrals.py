@@ -1,0 +1,535 @@
+"""Referrals as use cases: send one (decided, stored and queued in one transaction), move it through its
+lifecycle, read and list it. Delivery itself is ``hub.services.delivery``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.db import referrals as db
+from hub.domain.audit import AuditAction
+from hub.domain.errors import Conflict, FieldError, InvalidInput, NotFound, SharingDenied
+from hub.domain.errors import Explanation as DomainExplanation
+from hub.domain.identity import parse_personal_identity_number
+from hub.domain.referrals import CONCERN_TEXT, Change, Lifecycle, Rule, Side
+from hub.domain.vocabulary import UnknownCode, Vocabulary
+from hub.runtime import Runtime
+from hub.services import registry
+from hub.services.auditing import audit
+from hub.services.children import identify_child
+from hub.services.codes import unknown_codes
+from hub.services.context import Actor
+from hub.services.sharing import ShareQuestion, decide_share
+
+WHEEL = "wellbeing-wheel"
+
+
+def lifecycle(vocabulary: Vocabulary) -> Lifecycle:
+    doc = vocabulary.get("referral-statuses")
+    rules = {
+        (t.from_, t.to): Rule(t.actor, t.reason_required, t.feedback_required)
+        for t in vocabulary.referral_transitions()
+    }
+    return Lifecycle(rules, terminal=[c.code for c in doc.concept if getattr(c, "terminal", False)])  # type: ignore[attr-defined]
+
+
+# --- sending -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    organisation_id: str | None = None
+    service_id: str | None = None
+    organisation_type: str | None = None
+    municipality_code: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalCodes:
+    system: str  # a wheel variant, e.g. variant-behovskompassen
+    codes: list[str]
+
+
+@dataclass(frozen=True)
+class ReferralDraft:
+    kind: str
+    target: Target
+    personal_identity_number: str
+    data_categories: list[str]
+    dimensions: list[str] = field(default_factory=list)
+    local_codes: LocalCodes | None = None
+    trappan_step: int | None = None
+    concern_text: str | None = None
+    information: dict[str, Any] = field(default_factory=dict)
+    legal_basis: str | None = None
+    basis_reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Sent:
+    referral: db.ReferralRow
+    replayed: bool  # the same Idempotency-Key and body were seen before: this is that referral
+
+
+def _request_hash(draft: ReferralDraft, child_pseudonym: str) -> str:
+    # The number itself is left out (it is matched through its pseudonym), so the hash cannot be tested
+    # against guessed numbers.
+    body = {**json.loads(json.dumps(draft, default=lambda o: o.__dict__)), "personal_identity_number": None}
+    body["child"] = child_pseudonym
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _validate(draft: ReferralDraft, vocabulary: Vocabulary) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Every code against the vocabulary, and what the referral carries against what it declares.
+    Returns the concern's canonical dimensions and local codes (translated through the crosswalk)."""
+    errors = unknown_codes(vocabulary, "referral-kind", [draft.kind], "/kind")
+    errors += unknown_codes(vocabulary, "data-category", draft.data_categories, "/data_categories")
+    errors += unknown_codes(vocabulary, "wellbeing-indicator", draft.dimensions, "/concern/dimensions")
+    declared = set(draft.data_categories)
+    errors += [
+        FieldError(f"/information/{key}", f"{key!r} is not among the referral's data_categories", "undeclared-category")
+        for key in draft.information
+        if key not in declared
+    ]
+    if draft.concern_text and CONCERN_TEXT not in declared:
+        errors.append(
+            FieldError("/concern/text", "free text needs the data category concern-text", "undeclared-category")
+        )
+    canonical = list(dict.fromkeys(draft.dimensions))
+    local: list[dict[str, str]] = []
+    if draft.local_codes is not None:
+        try:
+            translation = vocabulary.translate(system=draft.local_codes.system, codes=draft.local_codes.codes)
+        except UnknownCode as exc:
+            errors.append(FieldError(f"/concern/local_codes{exc.field}", str(exc), "unknown-code"))
+        except KeyError:
+            errors.append(
+                FieldError("/concern/local_codes/system", "not a wheel variant of the vocabulary", "unknown-code")
+            )
+        else:
+            local = [{"system": translation.source, "code": c} for c in draft.local_codes.codes]
+            canonical += [m.code for r in translation.results for m in r.matches if m.code not in canonical]
+    if errors:
+        raise InvalidInput(f"{len(errors)} field(s) of the referral are not valid.", errors=_scalar(errors))
+    display = {c.code: c.display.get("sv") for c in vocabulary.get(WHEEL).concepts()}  # type: ignore[attr-defined]
+    wheel_url = vocabulary.get(WHEEL).url  # type: ignore[attr-defined]
+    return [{"system": wheel_url, "code": c, "display": display.get(c, c)} for c in canonical], local
+
+
+def _scalar(errors: list[FieldError]) -> list[FieldError]:
+    return [FieldError("/kind", e.message, e.code) if e.pointer == "/kind/0" else e for e in errors]
+
+
+async def send_referral(
+    session: AsyncSession, *, actor: Actor, draft: ReferralDraft, idempotency_key: str, runtime: Runtime
+) -> Sent:
+    """Decide, then store the referral, its first event and its outbox entry in one transaction.
+    A refusal is recorded and audited, then raised as ``SharingDenied`` with the engine's reasons."""
+    child = identify_child(
+        draft.personal_identity_number,
+        pseudonymizer=runtime.pseudonymizer,
+        today=actor.now.date(),
+        pointer="/child/personal_identity_number",
+    )
+    request_hash = _request_hash(draft, child.pseudonym)
+    existing = await db.referral_by_key(session, actor.organisation_id, idempotency_key)
+    if existing is not None:
+        return _replay(existing, request_hash)
+    dimensions, local_codes = _validate(draft, runtime.vocabulary)
+    t = draft.target
+    resolved = await registry.resolve_target(
+        session,
+        organisation_id=t.organisation_id,
+        service_id=t.service_id,
+        organisation_type=t.organisation_type,
+        municipality_code=t.municipality_code,
+        referral_kind=draft.kind,
+    )
+    recipient = resolved.organisation.id
+    recorded = await decide_share(
+        session,
+        actor=actor,
+        question=ShareQuestion(
+            to_organisation=recipient,
+            personal_identity_number=draft.personal_identity_number,
+            purpose=draft.kind,
+            data_categories=draft.data_categories,
+            legal_basis=draft.legal_basis,
+            basis_reference=draft.basis_reference,
+        ),
+        vocabulary=runtime.vocabulary,
+        policy=runtime.policy,
+        pseudonymizer=runtime.pseudonymizer,
+        dry_run=False,
+        commit=False,
+    )
+    decision = recorded.decision
+    if not decision.allowed:
+        await session.commit()  # the refusal stays on record
+        raise SharingDenied(
+            "No legal basis allows this referral; the reasons say why and the remedies what would make it lawful.",
+            reasons=[DomainExplanation(r.code, r.sv, r.en) for r in decision.reasons],
+            remedies=[DomainExplanation(r.code, r.sv, r.en) for r in decision.remedies],
+            decision_id=str(recorded.id),
+        )
+    pin = parse_personal_identity_number(draft.personal_identity_number, today=actor.now.date())
+    referral_id = uuid.uuid4()
+    document = {
+        "child": {"personal_identity_number": pin.canonical, "birth_date": pin.birth_date.isoformat()},
+        "concern": {
+            "dimensions": dimensions,
+            "local_codes": local_codes,
+            "trappan_step": draft.trappan_step,
+            "text": draft.concern_text,
+        },
+        "information": draft.information,
+    }
+    payload, key_id = runtime.cipher.encrypt(document, bound_to=str(referral_id))
+    row = db.ReferralRow(
+        id=referral_id,
+        sender_organisation=actor.organisation_id,
+        recipient_organisation=recipient,
+        service_id=None if resolved.service is None else resolved.service.id,
+        kind=draft.kind,
+        status="requested",
+        cancellation_requested_at=None,
+        delivered_at=None,
+        child_pseudonym=child.pseudonym,
+        dimensions=[d["code"] for d in dimensions],
+        trappan_step=draft.trappan_step,
+        data_categories=sorted(set(draft.data_categories)),
+        permitted_categories=list(decision.permitted_categories),
+        legal_basis=str(decision.legal_basis),
+        basis_reference=decision.basis_reference,
+        decision_id=recorded.id,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        payload=payload,
+        payload_key_id=key_id,
+        payload_purged_at=None,
+        created_at=actor.now,
+        updated_at=actor.now,
+    )
+    try:
+        async with session.begin_nested():
+            await db.insert_referral(session, row)
+    except IntegrityError:
+        # A concurrent request with the same key won the race: answer as its replay.
+        await session.rollback()
+        existing = await db.referral_by_key(session, actor.organisation_id, idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, request_hash)
+    await _record_event(
+        session,
+        row,
+        from_status=None,
+        change=Change("requested", "sender"),
+        actor=actor,
+        notify=None,
+    )
+    await db.enqueue(
+        session,
+        db.OutboxRow(
+            id=uuid.uuid4(),
+            referral_id=referral_id,
+            event_id=None,
+            kind="referral",
+            recipient_organisation=recipient,
+            idempotency_key=f"{actor.organisation_id}:{idempotency_key}",
+            state="queued",
+            attempts=0,
+            next_attempt_at=actor.now,
+            lease_until=None,
+            last_error=None,
+            adapter=None,
+            remote_id=None,
+            delivered_at=None,
+            created_at=actor.now,
+            updated_at=actor.now,
+        ),
+    )
+    await audit(
+        session,
+        actor,
+        AuditAction.REFERRAL_SENT,
+        child_pseudonym=child.pseudonym,
+        legal_basis=row.legal_basis,
+        decision_id=str(recorded.id),
+        counterpart_organisation=recipient,
+        entity_type="Referral",
+        entity_id=str(referral_id),
+        purpose=draft.kind,
+        details={"permitted": row.permitted_categories, "denied": list(decision.denied_categories)},
+    )
+    await session.commit()
+    return Sent(row, replayed=False)
+
+
+def _replay(existing: db.ReferralRow, request_hash: str) -> Sent:
+    if existing.request_hash != request_hash:
+        raise Conflict(
+            "This Idempotency-Key was already used for a different referral. Use a new key for a new referral."
+        )
+    return Sent(existing, replayed=True)
+
+
+# --- lifecycle ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    type: str  # "status" | "cancellation-requested"
+    status: str | None = None
+    reason_code: str | None = None
+    reason_text: str | None = None
+    suggested_organisation: str | None = None
+    suggested_service: str | None = None
+    feedback: str | None = None
+
+
+def side_of(row: db.ReferralRow, organisation_id: str) -> Side | None:
+    if organisation_id == row.sender_organisation:
+        return "sender"
+    if organisation_id == row.recipient_organisation and row.delivered_at is not None:
+        return "receiver"
+    return None
+
+
+async def visible_referral(
+    session: AsyncSession, referral_id: str, organisation_id: str, *, lock: bool = False
+) -> tuple[db.ReferralRow, Side]:
+    """The referral if the organisation sent it or received it; otherwise 404 (its existence is not told)."""
+    try:
+        rid = uuid.UUID(referral_id)
+    except ValueError:
+        raise NotFound("No such referral.") from None
+    row = await db.referral(session, rid, lock=lock)
+    side = None if row is None else side_of(row, organisation_id)
+    if row is None or side is None:
+        raise NotFound("No such referral.")
+    return row, side
+
+
+async def record_event(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    referral_id: str,
+    draft: EventDraft,
+    idempotency_key: str | None,
+    runtime: Runtime,
+) -> db.EventRow:
+    row, side = await visible_referral(session, referral_id, actor.organisation_id, lock=True)
+    if idempotency_key:
+        seen = await db.event_by_key(session, row.id, actor.organisation_id, idempotency_key)
+        if seen is not None:
+            return seen
+    rules = lifecycle(runtime.vocabulary)
+    _check_codes(draft, runtime.vocabulary)
+    counterpart = row.recipient_organisation if side == "sender" else row.sender_organisation
+    if draft.type == "cancellation-requested":
+        if side != "sender":
+            raise InvalidInput(
+                "Only the sender requests a cancellation.", errors=[FieldError("/type", "sender only", "wrong-party")]
+            )
+        rules.may_request_cancellation(row.status)
+        await db.update_referral(session, row.id, cancellation_requested_at=actor.now, updated_at=actor.now)
+        event = await _record_event(
+            session,
+            row,
+            from_status=row.status,
+            change=Change(row.status, side, draft.reason_code, draft.reason_text),
+            actor=actor,
+            notify=counterpart,
+            event_type="cancellation-requested",
+            idempotency_key=idempotency_key,
+            cipher=runtime.cipher,
+        )
+    else:
+        if draft.status is None:
+            raise InvalidInput("A status event names the new status.", errors=[FieldError("/status", "required")])
+        change = Change(draft.status, side, draft.reason_code, draft.reason_text, draft.feedback)
+        rules.check(row.status, change, cancellation_requested=row.cancellation_requested_at is not None)
+        await db.update_referral(session, row.id, status=draft.status, updated_at=actor.now)
+        if draft.status in ("cancelled", "entered-in-error") and row.delivered_at is None:
+            await db.abandon_pending(session, row.id, actor.now, f"referral {draft.status} before delivery")
+        event = await _record_event(
+            session,
+            row,
+            from_status=row.status,
+            change=change,
+            actor=actor,
+            notify=counterpart if (side == "receiver" or row.delivered_at is not None) else None,
+            suggested=(draft.suggested_organisation, draft.suggested_service),
+            idempotency_key=idempotency_key,
+            cipher=runtime.cipher,
+        )
+    await audit(
+        session,
+        actor,
+        AuditAction.REFERRAL_STATUS_CHANGED,
+        child_pseudonym=row.child_pseudonym,
+        legal_basis=row.legal_basis,
+        decision_id=str(row.decision_id),
+        counterpart_organisation=counterpart,
+        entity_type="Referral",
+        entity_id=str(row.id),
+        purpose=row.kind,
+        details={"type": draft.type, "from": row.status, "to": event.to_status, "reason_code": draft.reason_code},
+    )
+    await session.commit()
+    return event
+
+
+def _check_codes(draft: EventDraft, vocabulary: Vocabulary) -> None:
+    if draft.reason_code is not None and draft.status == "rejected":
+        if draft.reason_code not in vocabulary.codes("rejection-reasons"):
+            raise InvalidInput(
+                "Unknown rejection reason.",
+                errors=[FieldError("/reason_code", "not a rejection-reasons code", "unknown-code")],
+            )
+
+
+async def _record_event(
+    session: AsyncSession,
+    row: db.ReferralRow,
+    *,
+    from_status: str | None,
+    change: Change,
+    actor: Actor | None,
+    notify: str | None,
+    event_type: str = "status",
+    suggested: tuple[str | None, str | None] = (None, None),
+    idempotency_key: str | None = None,
+    cipher: Any = None,
+    now: datetime | None = None,
+) -> db.EventRow:
+    """Append an event and, when ``notify`` names the other party, queue it for delivery (closed loop)."""
+    at = now or (actor.now if actor else None)
+    assert at is not None
+    event_id = uuid.uuid4()
+    texts = {k: v for k, v in (("reason_text", change.reason_text), ("feedback", change.feedback)) if v}
+    details, details_key = (None, None)
+    if texts and cipher is not None:
+        details, details_key = cipher.encrypt(texts, bound_to=str(event_id))
+    event = db.EventRow(
+        id=event_id,
+        referral_id=row.id,
+        seq=await db.next_event_seq(session, row.id),
+        type=event_type,
+        from_status=from_status,
+        to_status=change.to,
+        by_organisation=None if change.side == "hub" or actor is None else actor.organisation_id,
+        by_subject=None if actor is None else actor.principal.subject,
+        reason_code=change.reason_code,
+        suggested_organisation=suggested[0],
+        suggested_service=suggested[1],
+        details=details,
+        details_key_id=details_key,
+        idempotency_key=idempotency_key,
+        occurred_at=at,
+    )
+    await db.insert_event(session, event)
+    if notify is not None:
+        await db.enqueue(
+            session,
+            db.OutboxRow(
+                id=uuid.uuid4(),
+                referral_id=row.id,
+                event_id=event_id,
+                kind="status-event",
+                recipient_organisation=notify,
+                idempotency_key=f"event:{event_id}",
+                state="queued",
+                attempts=0,
+                next_attempt_at=at,
+                lease_until=None,
+                last_error=None,
+                adapter=None,
+                remote_id=None,
+                delivered_at=None,
+                created_at=at,
+                updated_at=at,
+            ),
+        )
+    return event
+
+
+async def hub_transition(
+    session: AsyncSession,
+    row: db.ReferralRow,
+    to: str,
+    *,
+    now: datetime,
+    reason_code: str | None = None,
+    reason_text: str | None = None,
+    cipher: Any = None,
+) -> db.EventRow:
+    """A change the hub itself makes (received on delivery, failed when delivery is given up); the sender
+    is told. The caller holds the referral row lock and commits."""
+    await db.update_referral(session, row.id, status=to, updated_at=now)
+    return await _record_event(
+        session,
+        row,
+        from_status=row.status,
+        change=Change(to, "hub", reason_code, reason_text),
+        actor=None,
+        notify=row.sender_organisation,
+        cipher=cipher,
+        now=now,
+    )
+
+
+# --- reading -----------------------------------------------------------------------------------------------
+
+
+def event_texts(event: db.EventRow, cipher: Any) -> Mapping[str, str]:
+    if event.details is None or event.details_key_id is None:
+        return {}
+    return cipher.decrypt(event.details, event.details_key_id, bound_to=str(event.id))  # type: ignore[no-any-return]
+
+
+def document_for(row: db.ReferralRow, side: Side, cipher: Any) -> dict[str, Any] | None:
+    """What the party may read: the sender its whole referral, the receiver what was permitted."""
+    from hub.domain.referrals import strip_to
+
+    if row.payload is None or row.payload_key_id is None:
+        return None  # purged after the retention period
+    document = cipher.decrypt(row.payload, row.payload_key_id, bound_to=str(row.id))
+    return document if side == "sender" else strip_to(document, row.permitted_categories)
+
+
+async def read_referral(
+    session: AsyncSession, *, actor: Actor, referral_id: str, runtime: Runtime
+) -> tuple[db.ReferralRow, Side, list[db.EventRow], list[db.OutboxRow], dict[str, Any] | None]:
+    row, side = await visible_referral(session, referral_id, actor.organisation_id)
+    document = document_for(row, side, runtime.cipher)
+    await audit(
+        session,
+        actor,
+        AuditAction.REFERRAL_READ,
+        child_pseudonym=row.child_pseudonym,
+        legal_basis=row.legal_basis,
+        decision_id=str(row.decision_id),
+        counterpart_organisation=row.recipient_organisation if side == "sender" else row.sender_organisation,
+        entity_type="Referral",
+        entity_id=str(row.id),
+        purpose=row.kind,
+        details={
+            "side": side,
+            "categories": sorted(row.permitted_categories if side == "receiver" else row.data_categories),
+        },
+    )
+    events = await db.events(session, row.id)
+    deliveries = await db.outbox_entries(session, referral_id=row.id)
+    await session.commit()
+    return row, side, events, deliveries, document
