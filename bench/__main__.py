@@ -1,6 +1,8 @@
 """Dispatch ``python -m bench NAME [args...]`` to ``bench.<module>.main(args)``.
 
-Add a benchmark by adding its module to ``BENCHMARKS``; each module has ``main(argv) -> int``.
+Add a benchmark by adding its module to ``BENCHMARKS``; each module has ``main(argv) -> int`` (0: its
+targets were met). ``python -m bench all`` prints the machine and runs every benchmark in turn with its
+defaults (``make bench``); its exit status is the worst of theirs. Results: bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -9,20 +11,40 @@ import importlib
 import sys
 
 BENCHMARKS: dict[str, str] = {
+    "machine": "bench.machine",
     "decisions": "bench.decisions",
     "sharing": "bench.sharing",
     "audit": "bench.audit_chain",
 }
 
 
-def main(argv: list[str]) -> int:
-    """Run the benchmark named by ``argv[0]`` with the remaining arguments."""
-    if not argv or argv[0] not in BENCHMARKS:
-        print(f"usage: python -m bench {{{','.join(sorted(BENCHMARKS))}}} [args...]", file=sys.stderr)
-        return 2
-    module = importlib.import_module(BENCHMARKS[argv[0]])
-    result: int = module.main(argv[1:])
+def run(name: str, args: list[str]) -> int:
+    module = importlib.import_module(BENCHMARKS[name])
+    result: int = module.main(args)
     return result
+
+
+def run_all(args: list[str]) -> int:
+    """Every benchmark in turn, each with its defaults; the worst exit status."""
+    if args:
+        print("python -m bench all takes no arguments; run a benchmark by name to pass some", file=sys.stderr)
+        return 2
+    worst = 0
+    for name in BENCHMARKS:
+        print(f"\n== {name} ==", flush=True)
+        worst = max(worst, run(name, []))
+        sys.stdout.flush()
+    return worst
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark named by ``argv[0]`` (or ``all``) with the remaining arguments."""
+    if not argv or (argv[0] not in BENCHMARKS and argv[0] != "all"):
+        print(f"usage: python -m bench {{{','.join([*BENCHMARKS, 'all'])}}} [args...]", file=sys.stderr)
+        return 2
+    if argv[0] == "all":
+        return run_all(argv[1:])
+    return run(argv[0], argv[1:])
 
 
 if __name__ == "__main__":

@@ -111,10 +111,13 @@ async def run_load(
     seconds: float,
     warmup: float = 1.0,
     max_requests: int = 2_000_000,
+    on_window: Callable[[str], None] | None = None,
 ) -> LoadResult:
     """Drive ``concurrency`` closed-loop clients for ``warmup + seconds``; measure the last ``seconds``.
 
-    Bounded in time and in count (``max_requests`` in all); stops by itself."""
+    ``on_window("start")`` and ``on_window("end")`` are called at the measured window's edges (to read
+    other processes' CPU time, say). Bounded in time and in count (``max_requests`` in all); stops by
+    itself."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("the load generator only targets loopback")
     make: RequestFactory = (lambda _c, _n: request) if isinstance(request, bytes) else request
@@ -129,10 +132,14 @@ async def run_load(
     cpu_marks: dict[str, float] = {}
 
     def mark_window_start() -> None:
+        if on_window is not None:
+            on_window("start")
         cpu_marks["start"] = _cpu_seconds()
 
     def mark_window_end() -> None:
         cpu_marks["end"] = _cpu_seconds()
+        if on_window is not None:
+            on_window("end")
 
     loop.call_at(loop.time() + warmup, mark_window_start)
     loop.call_at(loop.time() + warmup + seconds, mark_window_end)

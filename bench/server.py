@@ -47,17 +47,26 @@ def free_port() -> int:
 
 
 def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds) of a process, or None if it is gone."""
+    """(parent pid, CPU seconds) of a process, or None if it is gone. The CPU seconds include those of
+    its children that have exited and been waited for (PostgreSQL's backends that closed, say)."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return int(fields[1]), (utime + stime + cutime + cstime) / _CLK_TCK
+
+
+def system_cpu_seconds() -> float:
+    """CPU seconds all processes on the machine have used (busy time from /proc/stat, all cores)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
 
 
 def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds (user + system) used so far by ``root`` and all its live descendants."""
+    """CPU seconds (user + system) used so far by ``root`` and all its descendants, live or reaped."""
     stats: dict[int, tuple[int, float]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -196,6 +205,21 @@ class HubUnderTest:
         finally:
             conn.close()
 
+    def verify_audit(self) -> str:
+        """Walk every audit chain (as ``hub audit verify``); a line saying it is intact, or raise."""
+        from hub.runtime import open_runtime
+        from hub.services.audit_log import verify_audit
+
+        async def run() -> tuple[int, int, object]:
+            async with open_runtime(self.settings) as rt:
+                report = await verify_audit(rt.engine)
+                return report.entries, report.partitions, report.broken
+
+        entries, chains, broken = asyncio.run(run())
+        if broken is not None:
+            raise RuntimeError(f"the audit trail is broken: {broken}")
+        return f"audit trail verified afterwards: {entries:,} entries in {chains} chain(s), intact"
+
     # -- where the CPU went --------------------------------------------------------------------------------
     def server_cpu_seconds(self) -> float:
         return tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
@@ -204,6 +228,24 @@ class HubUnderTest:
         return tree_cpu_seconds(self.postmaster_pid)
 
 
-def cpu_line(shares: Sequence[tuple[str, float]], seconds: float) -> str:
-    """``hub 1.23 cores, postgres 0.45 cores, …`` from CPU seconds over a window of ``seconds``."""
-    return ", ".join(f"{name} {cpu / seconds:.2f} cores" for name, cpu in shares)
+class CpuMeter:
+    """CPU time of the hub, PostgreSQL and the whole machine between ``mark("start")`` and
+    ``mark("end")`` (``bench.load.run_load``'s ``on_window`` hook)."""
+
+    def __init__(self, hub: HubUnderTest) -> None:
+        self.hub = hub
+        self.readings: dict[str, tuple[float, float, float]] = {}
+
+    def mark(self, edge: str) -> None:
+        self.readings[edge] = (self.hub.server_cpu_seconds(), self.hub.database_cpu_seconds(), system_cpu_seconds())
+
+    def line(self, seconds: float, generator_cpu_seconds: float) -> str:
+        """``CPU: hub 1.23 cores, postgres 0.45, generator 0.05, other processes 0.02`` over the window."""
+        (h0, p0, s0), (h1, p1, s1) = self.readings["start"], self.readings["end"]
+        hub, pg, total = h1 - h0, p1 - p0, s1 - s0
+        other = max(0.0, total - hub - pg - generator_cpu_seconds)
+        return (
+            f"CPU in the window: hub {hub / seconds:.2f} cores, postgres {pg / seconds:.2f}, "
+            f"load generator {generator_cpu_seconds / seconds:.2f}, other processes {other / seconds:.2f} "
+            f"(machine {total / seconds:.2f} of {os.cpu_count()})"
+        )

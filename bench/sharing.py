@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from bench import load
-from bench.server import HubUnderTest, cpu_line, personal_identity_number
+from bench.server import CpuMeter, HubUnderTest, personal_identity_number
 
 TARGET_THROUGHPUT = 1_500  # requests/s at 32 clients
 TARGET_P99_MS = 10.0  # at 8 clients
@@ -111,6 +111,26 @@ def check_answer(hub: HubUnderTest, pin: str, token: str) -> dict[str, object]:
     return answer
 
 
+def measure(
+    hub: HubUnderTest, request: load.RequestFactory, concurrency: int, *, seconds: float, warmup: float
+) -> tuple[load.LoadResult, CpuMeter]:
+    """One closed-loop run against ``hub``, with the CPU each party used in the measured window."""
+    meter = CpuMeter(hub)
+    result = load.run(
+        lambda: load.run_load(
+            hub.host,
+            hub.port,
+            request,
+            concurrency=concurrency,
+            seconds=seconds,
+            warmup=warmup,
+            on_window=meter.mark,
+        )
+    )
+    assert isinstance(result, load.LoadResult)
+    return result, meter
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench sharing", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per concurrency (default 5)")
@@ -118,6 +138,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts (default 1,8,32)")
     parser.add_argument("--workers", type=int, default=2, help="hub serve --workers (default 2)")
     parser.add_argument("--senders", type=int, default=1, help="sending schools = audit chains (default 1)")
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=20,
+        help="HUB_DATABASE_POOL_SIZE per worker (default 20; 0: the hub's default)",
+    )
     parser.add_argument("--keep-log", action="store_true", help="print the server log's last lines at the end")
     args = parser.parse_args(argv)
     if not 1 <= args.senders <= len(SCHOOLS):
@@ -136,7 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"= {args.senders} audit chain(s); closed loop, {args.warmup:g} s warm-up + {args.seconds:g} s measured"
     )
     ok = True
-    with HubUnderTest(workers=args.workers) as hub:
+    results: list[load.LoadResult] = []
+    env = {"HUB_DATABASE_POOL_SIZE": str(args.pool_size)} if args.pool_size else {}
+    with HubUnderTest(workers=args.workers, extra_env=env) as hub:
         record_consents(hub, pin)
         senders = SCHOOLS[: args.senders]
         tokens = {org: hub.token(org, "system") for org in senders}
@@ -157,22 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return requests[client % len(requests)]
 
         for c in concurrencies:
-            hub_cpu0, db_cpu0 = hub.server_cpu_seconds(), hub.database_cpu_seconds()
-            result = load.run(
-                lambda c=c: load.run_load(  # type: ignore[misc]
-                    hub.host, hub.port, request_for, concurrency=c, seconds=args.seconds, warmup=args.warmup
-                )
-            )
-            assert isinstance(result, load.LoadResult)
-            window = args.seconds + args.warmup  # CPU of server and database is read around the whole run
-            hub_cpu = hub.server_cpu_seconds() - hub_cpu0
-            db_cpu = hub.database_cpu_seconds() - db_cpu0
+            result, meter = measure(hub, request_for, c, seconds=args.seconds, warmup=args.warmup)
+            results.append(result)
             print(result.summary())
-            print(
-                "  CPU over warm-up + window: "
-                + cpu_line([("hub", hub_cpu), ("postgres", db_cpu)], window)
-                + f", generator {result.generator_cpu_share:.2f} cores (measured window)"
-            )
+            print("  " + meter.line(args.seconds, result.generator_cpu_seconds))
             if result.errors:
                 print(f"  first error: {result.first_error}")
                 ok = False
@@ -184,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 met = result.percentile(99) * 1000 <= TARGET_P99_MS
                 ok &= met
                 print(f"  target p99 ≤ {TARGET_P99_MS:g} ms at 8 clients: {'met' if met else 'NOT met'}")
+        print(hub.verify_audit())
         if args.keep_log:
             print(hub.log_path.read_text()[-2000:])
     return 0 if ok else 1

@@ -212,6 +212,22 @@ def openapi() -> None:
     typer.echo(json.dumps(create_app(_settings()).openapi(), indent=2, ensure_ascii=False, sort_keys=True))
 
 
+@app.command("demo-receiver")
+def demo_receiver(
+    port: Annotated[int, typer.Option(help="Port to listen on (the demo registry uses 8901).")] = 8901,
+    secret_ref: Annotated[str, typer.Option(help="The webhook secret's name.")] = "demo-webhook",
+) -> None:
+    """A receiving case system for the tour: prints each referral and status event the hub delivers."""
+    import uvicorn
+
+    from hub.demo_receiver import receiver_app
+    from hub.services.keys import adapter_secret_resolver
+
+    secret = adapter_secret_resolver(_settings())(secret_ref)
+    typer.echo(f"demo receiver on http://127.0.0.1:{port} (webhook secret {secret_ref!r})")
+    uvicorn.run(receiver_app(secret, echo=typer.echo), host="127.0.0.1", port=port, log_level="warning")
+
+
 outbox_app = typer.Typer(help="The delivery outbox.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
 

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
     # How long a claimed delivery is reserved; a worker that dies mid-delivery loses it after this.
     worker_lease_seconds: float = Field(default=60.0, gt=0)
+    # How often adapters that poll (fhir-r4) are asked for status changes made in the receiver's system.
+    status_poll_interval_seconds: float = Field(default=60.0, gt=0)
     # Mailbox: an unacknowledged message becomes fetchable again after this many seconds.
     mailbox_visibility_seconds: float = Field(default=300.0, gt=0)
     # Secrets adapters reference by name (e.g. a webhook's signing secret): "name:value,…". Each can also

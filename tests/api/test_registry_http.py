@@ -566,12 +566,12 @@ async def test_demo_gives_every_organisation_an_endpoint_and_valid_services(
         after = (await session.execute(state)).one()
     assert before == after
     assert all(endpoints.values())
-    assert endpoints[BUP] == ("fhir-r4", {"base_url": "http://127.0.0.1:8900/fhir"})
-    assert (
-        endpoints[ELEVHALSA]
-        == endpoints[SCHOOL]
-        == ("webhook", {"url": "http://127.0.0.1:8901/hub", "secret_ref": "demo-webhook"})
+    assert endpoints[BUP] == ("webhook", {"url": "http://127.0.0.1:8901/bup", "secret_ref": "demo-webhook"})
+    assert endpoints[SCHOOL] == (
+        "webhook",
+        {"url": "http://127.0.0.1:8901/nora-grundskola", "secret_ref": "demo-webhook"},
     )
+    assert endpoints["region-buh"] == ("fhir-r4", {"base_url": "http://127.0.0.1:8900/fhir"})
     assert endpoints["kumla-bvc"] == ("mailbox", {})
     for d in demo_services():
         draft = registry.ServiceDraft(

@@ -226,3 +226,49 @@ async def test_a_worker_killed_mid_delivery_loses_nothing(client, auth, county, 
     assert len(keys) > count and in_flight & {k for k in keys if keys.count(k) > 1}, "in-flight ones came again"
     for rid in ids:
         assert (await referral(client, auth, SENDER, rid))["status"] == "received"
+
+
+async def test_a_fhir_receiver_gets_a_task_and_its_status_changes_come_back(client, auth, county) -> None:
+    from tests.adapters.fhir_server import FhirServer
+
+    fhir = FhirServer()
+    with serve(fhir) as url:
+        await set_endpoint(county, RECEIVER, "fhir-r4", {"base_url": url})
+        rid = await sent(client, auth)
+        async with httpx.AsyncClient() as http:
+            worker = worker_for(county, http)
+            await worker.run_until_idle()
+            [task] = fhir.resources("Task")
+            assert fhir.invalid == [], "every resource sent is valid FHIR"
+            assert (await referral(client, auth, SENDER, rid))["status"] == "received"
+
+            task["status"] = "accepted"  # a clinician accepts it in BUP's journal system
+            task["lastModified"] = utcnow().isoformat()
+            assert await worker.poll_statuses() == 1
+            assert await worker.poll_statuses() == 0, "a change is applied once"
+            task["status"] = "in-progress"
+            task["lastModified"] = utcnow().isoformat()
+            await worker.poll_statuses()
+            await worker.run_until_idle()
+    row = await referral(client, auth, SENDER, rid)
+    assert row["status"] == "in-progress"
+    assert [e["to_status"] for e in row["events"]] == ["requested", "received", "accepted", "in-progress"]
+    assert row["events"][2]["by_organisation"] == RECEIVER
+    from tests.referrals.helpers import mailbox
+
+    told = [m["body"]["event"]["status"] for m in await mailbox(client, auth, SENDER)]
+    assert told == ["received", "accepted", "in-progress"]
+
+
+async def test_the_tours_demo_receiver_prints_what_arrives_and_refuses_forgeries(client, auth, county) -> None:
+    from hub.demo_receiver import receiver_app
+
+    lines: list[str] = []
+    with serve(receiver_app(SECRET, echo=lines.append)) as url:
+        await set_endpoint(county, RECEIVER, "webhook", {"url": url + "/bup", "secret_ref": "demo-webhook"})
+        rid = await sent(client, auth)
+        async with httpx.AsyncClient() as http:
+            await worker_for(county, http).run_until_idle()
+            forged = await http.post(url + "/bup", content=b"{}", headers={"Hub-Signature": "t=1,v1=00"})
+    assert forged.status_code == 401
+    assert any(rid in line and "remiss" in line and "/v1/referrals/" in line for line in lines), lines

@@ -315,3 +315,49 @@ async def test_reading_a_referral_is_audited(client, auth, county) -> None:
             )
         ).scalars()
         assert {"referral-sent", "referral-read"} <= set(actions)
+
+
+async def test_personal_data_is_encrypted_at_rest_and_purged_after_retention(client, auth, county, worker) -> None:
+    await record_consent(client, auth)
+    rid = await sent(client, auth)
+    await event(client, auth, SENDER, rid, status="entered-in-error")
+    async with county.engine.connect() as conn:
+        raw = (await conn.execute(text("select payload from referral"))).scalar_one()
+        dump = str(
+            (
+                await conn.execute(
+                    text("select r.*, e.* from referral r join referral_event e on e.referral_id = r.id")
+                )
+            ).all()
+        )
+    assert b"201503112383" not in raw and b"Skolsk" not in raw and b"school-situation" not in raw
+    assert "201503112383" not in dump and "Oro för sömn" not in dump
+
+    assert await worker.purge() == 0, "within the retention period nothing goes"
+    async with county.engine.begin() as conn:
+        await conn.execute(text("update referral set updated_at = now() - interval '400 days'"))
+    assert await worker.purge() == 1
+    purged = await referral(client, auth, SENDER, rid)
+    assert purged["document"] is None and purged["status"] == "entered-in-error" and purged["kind"] == "remiss"
+
+
+async def test_graphql_lists_the_same_referrals(client, auth, county) -> None:
+    await record_consent(client, auth)
+    rid = await sent(client, auth)
+    q = {
+        "query": '{ referrals(role: "sender") { __typename ... on ReferralPage { items { id status role kind } } '
+        "... on ForbiddenProblem { detail } ... on AuthenticationProblem { detail } } }"
+    }
+    mine = (await client.post("/graphql", json=q, headers=auth(SENDER, "system"))).json()["data"]["referrals"]
+    assert mine == {
+        "__typename": "ReferralPage",
+        "items": [{"id": rid, "status": "requested", "role": "sender", "kind": "remiss"}],
+    }
+    other = (await client.post("/graphql", json=q, headers=auth("orebro-grundskola", "system"))).json()["data"][
+        "referrals"
+    ]
+    assert other["items"] == []
+    coordinator = await client.post("/graphql", json=q, headers=auth("region-samordning", "coordinator"))
+    assert coordinator.json()["data"]["referrals"]["__typename"] == "ForbiddenProblem"
+    anonymous = (await client.post("/graphql", json=q)).json()["data"]["referrals"]
+    assert anonymous["__typename"] == "AuthenticationProblem"

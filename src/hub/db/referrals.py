@@ -414,3 +414,26 @@ async def outbox_entries_by_id(session: AsyncSession, outbox_id: uuid.UUID) -> O
         await session.execute(text(f"select {_fields(OutboxRow)} from outbox where id = :id"), {"id": outbox_id})
     ).first()
     return None if row is None else OutboxRow(*row)
+
+
+async def active_endpoints(session: AsyncSession) -> list[tuple[str, str, dict[str, Any]]]:
+    rows = await session.execute(text("select organisation_id, adapter, config from endpoint where active"))
+    return [(r[0], r[1], dict(r[2])) for r in rows.all()]
+
+
+async def open_received(
+    session: AsyncSession, organisation_id: str, terminal: Sequence[str]
+) -> list[tuple[uuid.UUID, str | None, str]]:
+    """Delivered, unfinished referrals an organisation received: (id, the receiver's id for it, status)."""
+    rows = await session.execute(
+        text(
+            """
+            select r.id, o.remote_id, r.status from referral r
+            join outbox o on o.referral_id = r.id and o.kind = 'referral' and o.state = 'delivered'
+            where r.recipient_organisation = :org and r.delivered_at is not null and not (r.status = any(:terminal))
+            order by r.created_at
+            """
+        ),
+        {"org": organisation_id, "terminal": list(terminal)},
+    )
+    return [(r[0], r[1], r[2]) for r in rows.all()]

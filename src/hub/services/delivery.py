@@ -26,12 +26,15 @@ from hub.adapters.base import (
     Adapter,
     AdapterContext,
     DeliveryError,
+    InboundStatus,
     Message,
+    OpenReferral,
     PermanentDeliveryError,
     Receipt,
 )
 from hub.adapters.registry import UnknownAdapter, adapter_class
 from hub.db import referrals as db
+from hub.domain.errors import HubError
 from hub.domain.principal import Principal, Role
 from hub.domain.referrals import strip_to
 from hub.runtime import Runtime
@@ -84,11 +87,14 @@ class Worker:
         return total
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        last_purge = 0.0
+        last_purge = last_poll = 0.0
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
                 handled = await self.run_once()
+                if loop.time() - last_poll > self.settings.status_poll_interval_seconds:
+                    last_poll = loop.time()
+                    await self.poll_statuses()
                 if loop.time() - last_purge > 3600:
                     await self.purge()
                     last_purge = loop.time()
@@ -100,6 +106,62 @@ class Worker:
                     await asyncio.wait_for(stop.wait(), timeout=self.settings.worker_poll_interval_seconds)
                 except TimeoutError:
                     pass
+
+    async def poll_statuses(self) -> int:
+        """Ask every adapter that can poll what its receiver did to the referrals it holds, and apply each
+        change as the receiver's own event (so the lifecycle rules, the audit and the closed loop hold)."""
+        terminal = sorted(ref.lifecycle(self.runtime.vocabulary).terminal)
+        async with self.runtime.sessions() as session:
+            endpoints = await db.active_endpoints(session)
+        applied = 0
+        for organisation_id, name, _config in endpoints:
+            try:
+                if adapter_class(name).poll is Adapter.poll:
+                    continue
+                adapter = await self._adapter(organisation_id)
+            except (UnknownAdapter, DeliveryError):
+                continue
+            async with self.runtime.sessions() as session:
+                open_ = await db.open_received(session, organisation_id, terminal)
+            if not open_:
+                continue
+            try:
+                changes = await adapter.poll([OpenReferral(str(i), remote, status) for i, remote, status in open_])
+            except DeliveryError as exc:
+                log.warning("poll failed", extra={"adapter": name, "error_class": type(exc).__name__})
+                continue
+            for change in changes:
+                applied += await self._apply(organisation_id, name, change)
+        return applied
+
+    async def _apply(self, organisation_id: str, adapter: str, change: InboundStatus) -> int:
+        receiver = Actor(
+            Principal(subject=f"hub:poll:{adapter}", organisation_id=organisation_id, roles=frozenset({Role.SYSTEM}))
+        )
+        feedback = (
+            (change.reason_text or "Completed in the receiver's system.") if change.status == "completed" else None
+        )
+        try:
+            async with self.runtime.sessions() as session:
+                await ref.record_event(
+                    session,
+                    actor=receiver,
+                    referral_id=change.referral_id,
+                    draft=ref.EventDraft(
+                        type="status",
+                        status=change.status,
+                        reason_code=change.reason_code,
+                        reason_text=change.reason_text if change.status != "completed" else None,
+                        feedback=feedback,
+                    ),
+                    idempotency_key=f"poll:{change.status}:{change.occurred_at.isoformat()}",
+                    runtime=self.runtime,
+                )
+        except HubError as exc:
+            # E.g. the receiver jumped over a status the lifecycle requires: kept for a person to look at.
+            log.warning("polled status not applied", extra={"adapter": adapter, "error_class": type(exc).__name__})
+            return 0
+        return 1
 
     async def purge(self) -> int:
         now = utcnow()

@@ -92,14 +92,18 @@ def demo_organisations() -> list[DemoOrganisation]:
 
 # Endpoints: the mailbox needs no receiving server, so it is every demo organisation's default.
 DEFAULT_ENDPOINT: tuple[str, dict[str, Any]] = ("mailbox", {})
-DEMO_WEBHOOK: tuple[str, dict[str, Any]] = (
-    "webhook",
-    {"url": "http://127.0.0.1:8901/hub", "secret_ref": "demo-webhook"},
-)
+
+
+# `hub demo-receiver` (port 8901) plays the case systems of the tour: BUP's journal and the Nora school's.
+def _demo_webhook(path: str) -> tuple[str, dict[str, Any]]:
+    return ("webhook", {"url": f"http://127.0.0.1:8901/{path}", "secret_ref": "demo-webhook"})
+
+
 ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "region-bup": ("fhir-r4", {"base_url": "http://127.0.0.1:8900/fhir"}),
-    "nora-elevhalsa": DEMO_WEBHOOK,
-    "nora-grundskola": DEMO_WEBHOOK,
+    "region-bup": _demo_webhook("bup"),
+    "nora-elevhalsa": _demo_webhook("nora-elevhalsa"),
+    "nora-grundskola": _demo_webhook("nora-grundskola"),
+    "region-buh": ("fhir-r4", {"base_url": "http://127.0.0.1:8900/fhir"}),
 }
 
 

@@ -3,6 +3,7 @@ lifecycle, read and list it. Delivery itself is ``hub.services.delivery``."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import uuid
@@ -490,6 +491,63 @@ async def hub_transition(
 
 
 # --- reading -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReferralQuery:
+    role: str | None = None
+    statuses: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    counterpart: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class ReferralListPage:
+    items: list[tuple[db.ReferralRow, Side]]
+    next_cursor: str | None
+
+
+def _cursor(row: db.ReferralRow) -> str:
+    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+
+
+def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), uuid.UUID(rid)
+    except ValueError:
+        raise InvalidInput(
+            "The cursor is not valid.", errors=[FieldError("cursor", "not a cursor from this API")]
+        ) from None
+
+
+async def list_referrals(session: AsyncSession, *, organisation_id: str, query: ReferralQuery) -> ReferralListPage:
+    """What the organisation sent, and what it received once delivered; metadata only, newest first."""
+    rows = await db.list_referrals(
+        session,
+        db.ReferralFilter(
+            organisation=organisation_id,
+            role=query.role,
+            statuses=query.statuses,
+            kinds=query.kinds,
+            counterpart=query.counterpart,
+            created_from=query.created_from,
+            created_to=query.created_to,
+            after=_after(query.cursor),
+            limit=query.limit + 1,
+        ),
+    )
+    page = rows[: query.limit]
+    return ReferralListPage(
+        items=[(r, side_of(r, organisation_id) or "sender") for r in page],
+        next_cursor=_cursor(page[-1]) if len(rows) > query.limit else None,
+    )
 
 
 def event_texts(event: db.EventRow, cipher: Any) -> Mapping[str, str]:

@@ -173,7 +173,7 @@ async def _require_manager(session: AsyncSession, actor: Actor, organisation_id:
         return
     if not await _is_regional_admin(session, actor):
         who = "its own admin or system" if system else "its own admin"
-        raise NotPermitted(f"Only {who} or a regional admin may change {organisation_id}'s registry entries.")
+        raise NotPermitted(f"Only {who} or a regional admin may manage {organisation_id}'s registry entries.")
 
 
 async def _audit_change(
@@ -194,7 +194,9 @@ async def _audit_change(
 async def list_organisations(
     session: AsyncSession, *, type: str | None, municipality_code: str | None, cursor: str | None, limit: int
 ) -> Page[Organisation]:
-    after = str(_decode_cursor(cursor).get("after", "")) if cursor else None
+    after = _decode_cursor(cursor).get("after") if cursor is not None else None
+    if cursor is not None and not isinstance(after, str):
+        raise _bad_cursor()
     rows = await OrganisationDirectory(session).page(
         type=type, municipality_code=municipality_code, after_id=after, limit=limit + 1
     )

@@ -15,6 +15,7 @@ from strawberry.scalars import JSON
 
 from hub.api.graphql.context import Context, get_context
 from hub.domain.errors import HubError, InvalidInput, NotFound
+from hub.domain.principal import Role
 from hub.domain.vocabulary import (
     CodeSystemBase,
     ConceptEntry,
@@ -23,6 +24,7 @@ from hub.domain.vocabulary import (
     WellbeingWheelDoc,
 )
 from hub.services.organisations import get_organisation
+from hub.services.referrals import ReferralQuery, list_referrals
 from hub.services.registry import ServiceFilter, ServiceView, search_services
 
 
@@ -253,6 +255,40 @@ TranslationOutcome = Annotated[
 MeResult = Annotated[Me | AuthenticationProblem, strawberry.union("MeResult")]
 
 
+@strawberry.type(description="The caller's roles do not allow this")
+class ForbiddenProblem:
+    detail: str
+
+
+@strawberry.type(description="A referral your organisation sent or received (metadata: no identity, no free text)")
+class Referral:
+    id: str
+    status: str
+    kind: str
+    role: str = strawberry.field(description="sender or receiver: your side of it")
+    sender_organisation: str
+    recipient_organisation: str
+    service_id: str | None
+    dimensions: list[str]
+    trappan_step: int | None
+    permitted_categories: list[str]
+    legal_basis: str
+    cancellation_requested: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@strawberry.type(description="One page of referrals, newest first; pass nextCursor as `after` for the next")
+class ReferralPage:
+    items: list[Referral]
+    next_cursor: str | None
+
+
+ReferralsResult = Annotated[
+    ReferralPage | InvalidInputProblem | AuthenticationProblem | ForbiddenProblem, strawberry.union("ReferralsResult")
+]
+
+
 def _not_found(exc: NotFound) -> NotFoundProblem:
     return NotFoundProblem(detail=exc.detail, field=exc.errors[0].pointer if exc.errors else None)
 
@@ -452,6 +488,68 @@ class Query:
         except InvalidInput as exc:
             return InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
         return ServicePage(items=[_directory_service(v) for v in page.items], next_cursor=page.next_cursor)
+
+    @strawberry.field(description="Referrals your organisation sent or received, as GET /v1/referrals (needs a token)")
+    async def referrals(
+        self,
+        info: strawberry.Info[Context, None],
+        role: str | None = None,
+        status: list[str] | None = None,
+        kind: list[str] | None = None,
+        counterpart: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> ReferralsResult:
+        try:
+            principal = await info.context.principal()
+        except HubError as exc:
+            return AuthenticationProblem(detail=exc.detail)
+        if not principal.has_any(Role.SYSTEM, Role.PROFESSIONAL):
+            return ForbiddenProblem(detail="Referrals are for the roles system and professional.")
+        if role not in (None, "sender", "receiver") or not 1 <= limit <= 200:
+            return InvalidInputProblem(detail="role is sender or receiver; limit is 1-200", fields=["role", "limit"])
+        try:
+            async with info.context.runtime.sessions() as session:
+                page = await list_referrals(
+                    session,
+                    organisation_id=principal.organisation_id,
+                    query=ReferralQuery(
+                        role=role,
+                        statuses=status or [],
+                        kinds=kind or [],
+                        counterpart=counterpart,
+                        created_from=created_from,
+                        created_to=created_to,
+                        cursor=after,
+                        limit=limit,
+                    ),
+                )
+        except InvalidInput as exc:
+            return InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
+        return ReferralPage(
+            items=[
+                Referral(
+                    id=str(r.id),
+                    status=r.status,
+                    kind=r.kind,
+                    role=side,
+                    sender_organisation=r.sender_organisation,
+                    recipient_organisation=r.recipient_organisation,
+                    service_id=r.service_id,
+                    dimensions=r.dimensions,
+                    trappan_step=r.trappan_step,
+                    permitted_categories=r.permitted_categories,
+                    legal_basis=r.legal_basis,
+                    cancellation_requested=r.cancellation_requested_at is not None,
+                    created_at=r.created_at,
+                    updated_at=r.updated_at,
+                )
+                for r, side in page.items
+            ],
+            next_cursor=page.next_cursor,
+        )
 
 
 def _variant(

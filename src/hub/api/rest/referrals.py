@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,7 +12,6 @@ from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
 from hub.api.rest.schemas import ChildRef
 from hub.db import referrals as db
-from hub.domain.errors import FieldError, InvalidInput
 from hub.domain.principal import Principal, Role
 from hub.services import mailbox as mailbox_svc
 from hub.services import referrals as svc
@@ -233,22 +230,6 @@ async def send(
     return ReferralAccepted(id=str(sent.referral.id), status=sent.referral.status, href=href)
 
 
-def _cursor(row: db.ReferralRow) -> str:
-    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
-
-
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    try:
-        at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(at), uuid.UUID(rid)
-    except ValueError:
-        raise InvalidInput(
-            "The cursor is not valid.", errors=[FieldError("cursor", "not a cursor from this API")]
-        ) from None
-
-
 @router.get("/referrals", response_model=ReferralPage, summary="Referrals your organisation sent or received")
 async def list_referrals(
     principal: Party,
@@ -263,25 +244,22 @@ async def list_referrals(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ReferralPage:
     """Metadata only (no identity, no free text): reading one referral's content is `GET /v1/referrals/{id}`."""
-    org = principal.organisation_id
-    rows = await db.list_referrals(
+    page = await svc.list_referrals(
         session,
-        db.ReferralFilter(
-            organisation=org,
+        organisation_id=principal.organisation_id,
+        query=svc.ReferralQuery(
             role=role,
             statuses=status_,
             kinds=kind,
             counterpart=counterpart,
             created_from=created_from,
             created_to=created_to,
-            after=_after(cursor),
-            limit=limit + 1,
+            cursor=cursor,
+            limit=limit,
         ),
     )
-    page = rows[:limit]
     return ReferralPage(
-        items=[ReferralSummary(**_summary(r, svc.side_of(r, org) or "sender")) for r in page],
-        next_cursor=_cursor(page[-1]) if len(rows) > limit else None,
+        items=[ReferralSummary(**_summary(r, side)) for r, side in page.items], next_cursor=page.next_cursor
     )
 
 

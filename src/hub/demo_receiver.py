@@ -1,0 +1,52 @@
+"""A receiving case system for the demo and the README tour: verifies each webhook's signature, keeps
+each message once per idempotency key, and prints a line per message (the demo's data is fictional).
+
+Run it with ``hub demo-receiver``; the demo registry points BUP and the Nora school units' endpoints at it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from hub.adapters.webhook import SIGNATURE_HEADER, SignatureError, verify_signature
+
+
+def receiver_app(secret: str, *, echo: Any = print) -> FastAPI:
+    app = FastAPI(title="hub demo receiver", openapi_url=None, docs_url=None, redoc_url=None)
+    seen: dict[str, str] = {}
+
+    @app.post("/{path:path}")
+    async def receive(request: Request) -> JSONResponse:
+        raw = await request.body()
+        try:
+            verify_signature(secret, request.headers.get(SIGNATURE_HEADER), raw, now=time.time())
+        except SignatureError as exc:
+            echo(f"refused: {exc}")
+            return JSONResponse({"error": "bad signature"}, status_code=401)
+        key = request.headers.get("Idempotency-Key", "")
+        if key in seen:
+            return JSONResponse({"id": seen[key], "duplicate": True})
+        seen[key] = f"case-{len(seen) + 1}"
+        body = json.loads(raw)
+        if "referral" in body:
+            r = body["referral"]
+            echo(
+                f"[{request.url.path}] referral {r['id']} ({r['kind']}) from {r['sender']['organisation_id']}: "
+                f"categories {', '.join(r['permitted_categories'])}; reply to {r['reply_to']}"
+            )
+        else:
+            e = body["event"]
+            by = e["by_organisation"] or "the hub"
+            echo(f"[{request.url.path}] referral {e['referral_id']} is now {e['status']} (by {by})")
+        return JSONResponse({"id": seen[key]})
+
+    @app.get("/{path:path}")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
