@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/hub serve --demo
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench migrations
+	$(BIN)/ruff check src tests bench migrations examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest

@@ -13,7 +13,11 @@ hub's own statements (``hub.db.audit`` / ``hub.db.lawful``) on a fresh embedded 
 * ``decision``: the sharing decision's write as the hub does it (the decision row and its audit entry
   in one statement) vs the decision row alone, i.e. the audit append's own cost in the decision path.
 
-    python -m bench audit [--seconds 3] [--clients 1,8,32] [--chains 1,12] [--gap-ms 1]
+Each client count runs twice: every client on the same chain (one organisation), and each client on a
+chain of its own (as many organisations). The figures include this process's own CPU (it builds each
+entry's canonical JSON, as the hub does) competing with PostgreSQL for the same cores.
+
+    python -m bench audit [--seconds 3] [--clients 1,8,32] [--gap-ms 1] [--cases append,append-gap,decision]
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 import asyncpg
 
 from bench.load import new_event_loop
-from bench.server import tree_cpu_seconds
+from bench.server import system_cpu_seconds, tree_cpu_seconds
 from hub.db import audit as audit_db
 from hub.db import lawful
 from hub.db.engine import Statement
@@ -146,11 +150,11 @@ def op_decision(chains: int, *, with_audit: bool) -> Operation:
 
 async def _measure(
     db: Database, operation: Operation, clients: int, seconds: float, warmup: float
-) -> tuple[int, float, float]:
+) -> tuple[int, tuple[float, float, float]]:
     """Statements completed in the measured window by ``clients`` closed-loop connections, and the CPU
-    seconds PostgreSQL and this process used over warm-up and window."""
+    seconds PostgreSQL, this process and all other processes used over warm-up and window."""
     conns = [await asyncpg.connect(db.dsn) for _ in range(clients)]
-    db_cpu0, own_cpu0 = tree_cpu_seconds(db.postmaster_pid), time.process_time()
+    db_cpu0, own_cpu0, all_cpu0 = tree_cpu_seconds(db.postmaster_pid), time.process_time(), system_cpu_seconds()
     clock = time.perf_counter
     start = clock() + warmup
     end = start + seconds
@@ -169,10 +173,11 @@ async def _measure(
     try:
         await asyncio.gather(*(client(i) for i in range(clients)))
         db_cpu, own_cpu = tree_cpu_seconds(db.postmaster_pid) - db_cpu0, time.process_time() - own_cpu0
+        other_cpu = max(0.0, system_cpu_seconds() - all_cpu0 - db_cpu - own_cpu)
     finally:
         for conn in conns:
             await conn.close()
-    return done[0], db_cpu, own_cpu
+    return done[0], (db_cpu, own_cpu, other_cpu)
 
 
 class Database:
@@ -200,10 +205,11 @@ class Database:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _row(name: str, rate: float, db_cpu: float, own_cpu: float, seconds: float) -> str:
+def _row(name: str, rate: float, cpu: tuple[float, float, float], seconds: float) -> str:
+    db_cpu, own_cpu, other_cpu = (c / seconds for c in cpu)
     return (
-        f"  {name:<44} {rate:9,.0f} /s   (postgres {db_cpu / seconds:.2f} cores, "
-        f"this process {own_cpu / seconds:.2f} cores)"
+        f"  {name:<34} {rate:7,.0f} /s   CPU: postgres {db_cpu:.2f} cores, this process {own_cpu:.2f}, "
+        f"other processes {other_cpu:.2f}"
     )
 
 
@@ -213,44 +219,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per case (default 3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each (default 1)")
     parser.add_argument("--clients", default="1,8,32", help="comma-separated connection counts (default 1,8,32)")
-    parser.add_argument("--chains", default="1,12", help="comma-separated partition counts (default 1,12)")
     parser.add_argument("--gap-ms", type=float, default=1.0, help="append-gap: ms before COMMIT (default 1)")
     parser.add_argument("--cases", default="append,append-gap,decision", help="which cases (default all)")
     args = parser.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",") if c.strip()]
-    chains = [int(c) for c in args.chains.split(",") if c.strip()]
     cases = {c.strip() for c in args.cases.split(",")}
 
-    plan: list[tuple[str, Callable[[int], Operation]]] = []
+    plan: list[tuple[str, Callable[[int], Operation], bool]] = []  # (title, operation, uses chains)
     if "append" in cases:
-        plan.append(("audit append (autocommit)", op_append))
+        plan.append(("audit append, one statement committing by itself", op_append, True))
     if "append-gap" in cases:
-        plan.append(
-            (f"audit append, {args.gap_ms:g} ms before COMMIT", lambda n: op_append_gap(n, args.gap_ms / 1000))
-        )
+        gap = args.gap_ms / 1000
+        plan.append((f"audit append, then {args.gap_ms:g} ms before COMMIT", lambda n: op_append_gap(n, gap), True))
     if "decision" in cases:
-        plan.append(("decision + audit append (one statement)", lambda n: op_decision(n, with_audit=True)))
-        plan.append(("decision alone (no audit)", lambda n: op_decision(n, with_audit=False)))
+        plan.append(("decision row + audit append, one statement", lambda n: op_decision(n, with_audit=True), True))
+        plan.append(("decision row alone, no audit", lambda n: op_decision(n, with_audit=False), False))
 
     print(
         "Audit chain at the database: closed loop of asyncpg connections on a fresh embedded PostgreSQL, "
-        f"{args.warmup:g} s warm-up + {args.seconds:g} s measured per case; chains = partitions "
-        "(organisations) the clients are spread over"
+        f"{args.warmup:g} s warm-up + {args.seconds:g} s measured per case; a chain = an organisation's "
+        "partition of the audit trail"
     )
     loop = new_event_loop()
     try:
         with Database() as db:
-            for name, make in plan:
-                print(name)
-                for n_chains in chains:
-                    for n_clients in clients:
-                        if n_chains > n_clients and n_clients > 1:
-                            continue
-                        done, db_cpu, own_cpu = loop.run_until_complete(
+            for title, make, chained in plan:
+                print(title)
+                for n_clients in clients:
+                    for n_chains in sorted({1, n_clients}) if chained else [1]:
+                        done, cpu = loop.run_until_complete(
                             _measure(db, make(n_chains), n_clients, args.seconds, args.warmup)
                         )
-                        label = f"{min(n_chains, n_clients)} chain(s), {n_clients} client(s)"
-                        print(_row(label, done / args.seconds, db_cpu, own_cpu, args.seconds + args.warmup))
+                        where = "" if not chained else " on 1 chain" if n_chains == 1 else " on a chain each"
+                        label = f"{n_clients} client(s){where}"
+                        print(_row(label, done / args.seconds, cpu, args.seconds + args.warmup))
     finally:
         loop.close()
     return 0

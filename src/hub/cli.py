@@ -74,23 +74,24 @@ def serve(
 
 
 def _prepare_workers(settings: Settings) -> None:
-    """What the workers of ``serve --workers N`` would otherwise race each other to do: start the
-    embedded database, migrate, make the dev keys. Done once here, before they start."""
+    """What the workers of ``serve --workers N`` would otherwise race each other to do on start: start
+    the embedded database, migrate, make the dev keys. Done once here, before they start."""
     import os
 
-    from hub.db import migrate
-    from hub.db.engine import database_url
-    from hub.services.keys import pseudonymizer
+    from hub.api.auth import TokenVerifier
+    from hub.runtime import open_runtime
 
-    url = database_url(settings)
-    if settings.apply_migrations_on_start:
-        migrate.upgrade(url, settings.migrations_dir)
-        os.environ["HUB_APPLY_MIGRATIONS_ON_START"] = "false"  # the workers inherit the environment
-    pseudonymizer(settings)
-    if settings.dev_mode:
-        from hub.api.auth import load_or_create_dev_key
+    async def open_once() -> str:
+        async with open_runtime(settings) as rt:
+            return rt.url
 
-        load_or_create_dev_key(settings)
+    url = asyncio.run(open_once())
+    TokenVerifier(settings)  # makes the dev signing key in dev mode
+    # The workers inherit the environment: migrated already, and the embedded server (if any) is this
+    # process's, so it stops when this process does.
+    os.environ["HUB_APPLY_MIGRATIONS_ON_START"] = "false"
+    if settings.database_url is None:
+        os.environ["HUB_DATABASE_URL"] = url
 
 
 def worker_app() -> FastAPI:

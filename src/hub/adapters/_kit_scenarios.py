@@ -305,8 +305,9 @@ async def status_round_trip(kit: Kit) -> ScenarioResult:
     except Exception as exc:
         return result("status-round-trip", [f"poll() raised {type(exc).__name__}: {_error_text(exc)}"], "")
     problems = _check_polled(kit, found, {referral_id})
-    summary = ", ".join(f"{s.status}" for s in found) if isinstance(found, list) else ""
-    return result("status-round-trip", problems, f"status event delivered; poll: {len(found)} change(s) {summary}")
+    statuses = ", ".join(str(getattr(s, "status", s)) for s in found) if isinstance(found, list) else ""
+    polled = f"{len(found)} change(s): {statuses}" if statuses else "no changes"
+    return result("status-round-trip", problems, f"status event delivered; poll: {polled}")
 
 
 def _check_polled(kit: Kit, found: object, asked: set[str]) -> list[str]:
