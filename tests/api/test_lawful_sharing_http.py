@@ -331,3 +331,12 @@ async def test_audit_search_by_child_finds_only_that_child(client, auth, demo) -
     assert r.status_code == 200, r.text
     decisions = [e for e in r.json()["items"] if e["action"] == "sharing-decision"]
     assert len(decisions) == 1
+
+
+async def test_searching_the_audit_trail_for_a_child_is_itself_in_that_childs_trail(client, auth, demo) -> None:
+    await ask(client, auth)
+    search = {"child": {"personal_identity_number": CHILD}}
+    await client.post("/v1/audit/search", json=search, headers=auth("region-samordning", "auditor"))
+    r = await client.post("/v1/audit/search", json=search, headers=auth("region-samordning", "auditor"))
+    reads = [e for e in r.json()["items"] if e["action"] == "audit-read"]
+    assert reads and reads[0]["actor_organisation"] == "region-samordning"

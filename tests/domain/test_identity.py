@@ -305,3 +305,18 @@ def test_pseudonymizer_rejects_bad_keys(keys: dict[str, bytes], current: str) ->
 def test_pseudonymizer_repr_hides_keys() -> None:
     rendering = repr(Pseudonymizer({"k1": KEY_A}, "k1"))
     assert "aaaa" not in rendering and "k1" in rendering
+
+
+def test_a_childs_age_follows_the_swedish_calendar() -> None:
+    """Just after midnight in Stockholm on the 15th birthday it is still the day before in UTC."""
+    from datetime import UTC, datetime
+
+    from hub.domain.principal import Principal, Role
+    from hub.services.context import Actor
+
+    number = f"20110601-238{luhn_check_digit('110601238')}"
+    pin = parse_personal_identity_number(number, today=date(2026, 7, 1))
+    actor = Actor(Principal("s", "o", frozenset({Role.SYSTEM})), now=datetime(2026, 5, 31, 22, 30, tzinfo=UTC))
+    assert actor.today == date(2026, 6, 1)
+    assert pin.age_on(actor.today) == 15
+    assert pin.age_on(actor.now.date()) == 14

@@ -75,13 +75,15 @@ async def read_audit(
     if not regional and query.organisation not in (None, actor.organisation_id):
         raise NotPermitted("An organisation's auditor sees only entries about its own organisation.")
     children: tuple[str, ...] = ()
+    child_pseudonym: str | None = None
     if query.personal_identity_number is not None:
-        children = identify_child(
+        child = identify_child(
             query.personal_identity_number,
             pseudonymizer=pseudonymizer,
-            today=actor.now.date(),
+            today=actor.today,
             pointer="/child/personal_identity_number",
-        ).candidates
+        )
+        children, child_pseudonym = child.candidates, child.pseudonym
     flt = audit_db.AuditFilter(
         organisation=scope,
         action=query.action,
@@ -94,7 +96,14 @@ async def read_audit(
     rows = await audit_db.search(session, flt, limit=query.limit + 1)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    await audit(session, actor, AuditAction.AUDIT_READ, details={"count": len(rows), "scope": scope or "all"})
+    # A search about one child is itself a look at that child's data: it is in the child's trail too.
+    await audit(
+        session,
+        actor,
+        AuditAction.AUDIT_READ,
+        child_pseudonym=child_pseudonym,
+        details={"count": len(rows), "scope": scope or "all"},
+    )
     await session.commit()
     return AuditPage(
         items=[AuditEntry(r.id, r.partition, r.seq, r.hash.hex(), json.loads(r.canonical)) for r in rows],

@@ -82,7 +82,7 @@ async def record_consent(
     child = identify_child(
         draft.personal_identity_number,
         pseudonymizer=pseudonymizer,
-        today=actor.now.date(),
+        today=actor.today,
         pointer="/child/personal_identity_number",
     )
     errors = _vocabulary_errors(draft, vocabulary)
@@ -187,7 +187,7 @@ async def list_consents(
     child = identify_child(
         personal_identity_number,
         pseudonymizer=pseudonymizer,
-        today=actor.now.date(),
+        today=actor.today,
         pointer="/child/personal_identity_number",
     )
     org_type = await _party_types(session, actor.organisation_id)

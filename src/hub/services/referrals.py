@@ -137,7 +137,7 @@ async def send_referral(
     child = identify_child(
         draft.personal_identity_number,
         pseudonymizer=runtime.pseudonymizer,
-        today=actor.now.date(),
+        today=actor.today,
         pointer="/child/personal_identity_number",
     )
     request_hash = _request_hash(draft, child.pseudonym)
@@ -181,7 +181,7 @@ async def send_referral(
             remedies=[DomainExplanation(r.code, r.sv, r.en) for r in decision.remedies],
             decision_id=str(recorded.id),
         )
-    pin = parse_personal_identity_number(draft.personal_identity_number, today=actor.now.date())
+    pin = parse_personal_identity_number(draft.personal_identity_number, today=actor.today)
     referral_id = uuid.uuid4()
     document = {
         "child": {"personal_identity_number": pin.canonical, "birth_date": pin.birth_date.isoformat()},

@@ -27,6 +27,8 @@ from hub.domain.sharing import (
     DecisionMaker,
     NecessityAssessment,
     Party,
+    Reason,
+    Remedy,
     ShareRequest,
     decide,
 )
@@ -77,10 +79,15 @@ def _registered(organisation_id: str, organisation_type: str | None, pointer: st
 
 
 def _explanation(decision: Decision) -> dict[str, object]:
-    return {
-        "reasons": [dataclasses.asdict(r) for r in decision.reasons],
-        "remedies": [dataclasses.asdict(r) for r in decision.remedies],
-    }
+    return {"reasons": [_fields(r) for r in decision.reasons], "remedies": [_fields(r) for r in decision.remedies]}
+
+
+def _fields(item: Reason | Remedy) -> dict[str, object]:
+    # dataclasses.asdict without its deep copy (strings, None and tuples of strings need none): the same JSON.
+    return {name: getattr(item, name) for name in _FIELD_NAMES[type(item)]}
+
+
+_FIELD_NAMES = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (Reason, Remedy)}
 
 
 async def decide_share(
@@ -98,7 +105,7 @@ async def decide_share(
     child = identify_child(
         question.personal_identity_number,
         pseudonymizer=pseudonymizer,
-        today=actor.now.date(),
+        today=actor.today,
         pointer="/child/personal_identity_number",
     )
     errors = unknown_codes(vocabulary, "referral-kind", [question.purpose], "/purpose")
@@ -223,7 +230,7 @@ async def record_assessment(
     child = identify_child(
         draft.personal_identity_number,
         pseudonymizer=pseudonymizer,
-        today=actor.now.date(),
+        today=actor.today,
         pointer="/child/personal_identity_number",
     )
     errors = unknown_codes(vocabulary, "data-category", draft.data_categories, "/data_categories")
