@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 
 from hub.domain.principal import Principal
 
-
 # Ages and "today" follow the Swedish calendar: a child turns 15 at midnight in Sweden, not in UTC.
 SWEDEN = ZoneInfo("Europe/Stockholm")
 
