@@ -15,6 +15,8 @@ BENCHMARKS: dict[str, str] = {
     "decisions": "bench.decisions",
     "sharing": "bench.sharing",
     "audit": "bench.audit_chain",
+    "referrals": "bench.referrals",
+    "delivery": "bench.delivery",
 }
 
 

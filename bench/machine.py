@@ -1,6 +1,6 @@
 """What the benchmarks ran on: CPU model, cores, memory, Python, PostgreSQL, date, load.
 
-    python -m bench machine
+python -m bench machine
 """
 
 from __future__ import annotations

@@ -157,8 +157,8 @@ class HubUnderTest:
                 raise RuntimeError(f"the hub exited at start:\n{self.log_path.read_text()[-3000:]}")
             try:
                 status, _ = self.request("GET", "/readyz")
-                if status == 200:
-                    return
+                if status == 200 and self.listening_sockets() >= self.workers:
+                    return  # every worker is up (a worker listens once its app has started)
             except OSError:
                 pass
             time.sleep(0.2)
@@ -184,6 +184,20 @@ class HubUnderTest:
         if server is not None:
             server.cleanup()
         self.url = ""
+
+    def listening_sockets(self) -> int:
+        """How many sockets listen on the hub's port (one per worker with ``--workers``)."""
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == self.port:
+                    count += 1
+        return count
 
     # -- talking to it -----------------------------------------------------------------------------------
     def token(self, organisation_id: str, *roles: str) -> str:

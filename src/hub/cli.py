@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -62,22 +64,12 @@ def serve(
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True)
         return
     _prepare_workers(settings)
-    uvicorn.run(
-        "hub.cli:worker_app",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_config=None,
-        proxy_headers=True,
-    )
+    raise typer.Exit(_supervise_workers(host, port, workers))
 
 
 def _prepare_workers(settings: Settings) -> None:
     """What the workers of ``serve --workers N`` would otherwise race each other to do on start: start
     the embedded database, migrate, make the dev keys. Done once here, before they start."""
-    import os
-
     from hub.api.auth import TokenVerifier
     from hub.runtime import open_runtime
 
@@ -95,13 +87,95 @@ def _prepare_workers(settings: Settings) -> None:
 
 
 def worker_app() -> FastAPI:
-    """The app in each process of ``hub serve --workers N`` (uvicorn imports and calls this)."""
+    """The app in each process of ``hub serve --workers N``."""
     from hub.logging import configure_logging
     from hub.main import create_app
 
     settings = _settings()
     configure_logging(settings.log_level)
     return create_app(settings)
+
+
+_STARTUP_FAILURE = 3  # a worker's exit status when the app could not start (uvicorn's convention)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _worker_main(host: str, port: int) -> None:
+    """One worker: its own listening socket on the shared port (SO_REUSEPORT), serving ``worker_app``."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        "hub.cli:worker_app", factory=True, host=host, port=port, log_config=None, proxy_headers=True
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[_listening_socket(host, port)])
+    if not server.started:
+        sys.exit(_STARTUP_FAILURE)
+
+
+def _supervise_workers(host: str, port: int, workers: int) -> int:
+    """Run ``workers`` worker processes until SIGTERM or SIGINT, replacing any that dies; exit status.
+
+    Each worker listens on its own socket bound with SO_REUSEPORT, so the kernel spreads connections
+    over the workers. (With one socket shared by all, as uvicorn's ``--workers`` does, a burst of new
+    connections all go to whichever worker accepts first: eight keep-alive clients ended up on one.)"""
+    import logging
+    import multiprocessing
+    import signal
+    import time
+
+    log = logging.getLogger("hub")
+    try:
+        reserved = _listening_socket(host, port)  # fails here, once, if the port is taken; never listens
+    except OSError as exc:
+        log.error(f"cannot listen on {host}:{port}: {exc.strerror}", extra={"host": host, "port": port})
+        return 1
+    spawn = multiprocessing.get_context("spawn")
+    stop: list[int] = []
+
+    def start() -> multiprocessing.process.BaseProcess:
+        process = spawn.Process(target=_worker_main, args=(host, port), name="hub-worker")
+        process.start()
+        return process
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, _frame: stop.append(signum))
+    processes = [start() for _ in range(workers)]
+    started = [time.monotonic()] * workers
+    status = 0
+    try:
+        while not stop:
+            time.sleep(0.2)
+            for i, process in enumerate(processes):
+                if process.is_alive() or stop:
+                    continue
+                if process.exitcode == _STARTUP_FAILURE or time.monotonic() - started[i] < 10:
+                    # It could not start, or died at once: it would do so again; don't loop.
+                    log.error("a worker could not start; stopping", extra={"count": process.exitcode})
+                    stop.append(0)
+                    status = _STARTUP_FAILURE
+                    break
+                log.warning("a worker exited; starting another", extra={"count": process.exitcode})
+                processes[i], started[i] = start(), time.monotonic()
+    finally:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        reserved.close()
+    return status
 
 
 @app.command()

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     # Service directory: a waiting time confirmed longer ago than this is shown as unconfirmed.
     service_confirmation_max_age_days: int = Field(default=90, ge=1)
 
+    # Coordinators' aggregates (docs/coordinators.md): a number is published only when it rests on at
+    # least disclosure_k children (never below 3); an open referral with no transition for stall_days
+    # is stalled; queries group and filter time by flows_finest_period at the finest.
+    disclosure_k: int = Field(default=5, ge=3, le=100)
+    stall_days: int = Field(default=30, ge=1, le=3650)
+    flows_finest_period: Literal["week", "month", "quarter", "year"] = "week"
+
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: object) -> object:

@@ -14,7 +14,7 @@ from hub.api.auth import TokenVerifier
 from hub.api.fhir import router as fhir_router
 from hub.api.graphql import graphql_router
 from hub.api.middleware import RequestContextMiddleware
-from hub.api.rest import audit, consents, health, me, referrals, registry, sharing, vocabulary
+from hub.api.rest import audit, consents, flows, health, me, referrals, registry, sharing, vocabulary
 from hub.config import Settings
 from hub.runtime import Runtime, open_runtime
 
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(referrals.router)
     app.include_router(audit.router)
     app.include_router(registry.router)
+    app.include_router(flows.router)
     app.include_router(graphql_router())
     app.include_router(fhir_router)
 

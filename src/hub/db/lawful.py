@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -187,9 +188,16 @@ async def sharing_facts(
     return SharingFacts(
         sender_type=row[0],
         recipient_type=row[1],
-        consents=[Consent.model_validate_json(doc) for doc in row[2]],
+        consents=[_consent(doc) for doc in row[2]],
         assessments=[NecessityAssessment.model_validate_json(doc) for doc in row[3]],
     )
+
+
+@functools.lru_cache(maxsize=2048)
+def _consent(document: str) -> Consent:
+    # Keyed by the stored document's exact text, so never stale: a withdrawal changes the text. Consents
+    # are immutable; every decision about a child parses all of the child's, which this spares.
+    return Consent.model_validate_json(document)
 
 
 _RECORD_DECISION = Statement(

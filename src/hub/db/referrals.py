@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.db import audit as audit_db
+from hub.db.engine import Statement
+from hub.domain.audit import AuditRecord, genesis_hash
 
 TERMINAL_DELIVERY = ("delivered", "dead-lettered", "abandoned")
 
@@ -102,6 +108,156 @@ async def referral_by_key(session: AsyncSession, sender: str, key: str) -> Refer
         )
     ).first()
     return None if row is None else ReferralRow(*row)
+
+
+_BY_KEY = Statement(
+    f"select {_fields(ReferralRow)} from referral where sender_organisation = :sender and idempotency_key = :key"
+)
+
+
+async def referral_by_key_on(connection: Any, sender: str, key: str) -> ReferralRow | None:
+    """As :func:`referral_by_key`, on a driver connection (``hub.db.engine.driver``)."""
+    row = await _BY_KEY.fetchrow(connection, {"sender": sender, "key": key})
+    return None if row is None else ReferralRow(*row)
+
+
+# --- sending: everything a sent referral writes, in one statement ------------------------------------------
+#
+# The sharing decision, the referral, its first event, its outbox entry and two audit entries (the decision's
+# and "referral sent", consecutive in the sender's chain) go in with one statement that commits by itself.
+# So the chain head's row lock, which serialises every write of the sending organisation, is held while
+# PostgreSQL runs that statement and commits it: never across a round trip to the application and back,
+# which under load means waiting for the event loop to come round to the request again.
+#
+# The two entries advance the head by two at once. ``prev`` locks the head row first (in READ COMMITTED a
+# row locked FOR UPDATE is the latest committed version), and the upsert only advances a head still at that
+# sequence number: the one case it is not (the organisation's very first entries, written by two requests
+# at the same time, when there was no row to lock) writes nothing at all, and the caller runs the statement
+# again. Everything else is inserted from ``chain``, so it is written exactly when the head advanced.
+
+_REFERRAL_VALUES = ", ".join(":r_" + n for n in ReferralRow.__dataclass_fields__)
+_EVENT_VALUES = ", ".join(":e_" + n for n in EventRow.__dataclass_fields__)
+_OUTBOX_VALUES = ", ".join(":o_" + n for n in OutboxRow.__dataclass_fields__)
+
+
+def _entry_values(prefix: str, n: int) -> str:
+    return (
+        f"({n}, cast(:{prefix}canonical as text), cast(:{prefix}occurred_at as timestamptz), "
+        f"cast(:{prefix}action as text), cast(:{prefix}outcome as text), cast(:{prefix}actor_organisation as text), "
+        f"cast(:{prefix}counterpart_organisation as text), cast(:{prefix}child_pseudonym as text), "
+        f"cast(:{prefix}legal_basis as text), cast(:{prefix}decision_id as text), cast(:{prefix}request_id as text))"
+    )
+
+
+_STORE_SENT = Statement(
+    f"""
+    with prev as (
+        select seq, hash from audit_chain_head where partition = :partition for update
+    ), base as (
+        select coalesce((select seq from prev), 0) as seq, coalesce((select hash from prev), :genesis) as hash
+    ), head as (
+        insert into audit_chain_head as h (partition, seq, hash)
+        select :partition, base.seq + 2,
+               sha256(sha256(base.hash || convert_to(:a1_canonical, 'UTF8')) || convert_to(:a2_canonical, 'UTF8'))
+        from base
+        on conflict (partition) do update set seq = excluded.seq, hash = excluded.hash
+            where h.seq = excluded.seq - 2
+        returning seq, hash
+    ), chain as (
+        select head.seq, head.hash, sha256(base.hash || convert_to(:a1_canonical, 'UTF8')) as first_hash
+        from head, base
+    ), decision as (
+        insert into sharing_decision (id, requested_by, from_organisation, to_organisation,
+            child_pseudonym, purpose, allowed, legal_basis, basis_reference, permitted_categories,
+            denied_categories, explanation, dry_run)
+        select :d_id, :d_by, :d_from, :d_to, :d_child, :d_purpose, true, :d_legal_basis, :d_basis_reference,
+               :d_permitted, :d_denied, cast(:d_explanation as jsonb), false
+        from chain
+    ), referral as (
+        insert into referral ({_fields(ReferralRow)}) select {_REFERRAL_VALUES} from chain
+    ), event as (
+        insert into referral_event ({_fields(EventRow)}) select {_EVENT_VALUES} from chain
+    ), outbox as (
+        insert into outbox ({_fields(OutboxRow)}) select {_OUTBOX_VALUES} from chain
+    ), entries as (
+        insert into audit_event (partition, seq, hash, canonical, occurred_at, action, outcome,
+                                 actor_organisation, counterpart_organisation, child_pseudonym,
+                                 legal_basis, decision_id, request_id)
+        select :partition, chain.seq - 2 + e.n, case e.n when 1 then chain.first_hash else chain.hash end,
+               e.canonical, e.occurred_at, e.action, e.outcome, e.actor_organisation, e.counterpart_organisation,
+               e.child_pseudonym, e.legal_basis, e.decision_id, e.request_id
+        from chain, (values {_entry_values("a1_", 1)}, {_entry_values("a2_", 2)})
+            as e(n, canonical, occurred_at, action, outcome, actor_organisation, counterpart_organisation,
+                 child_pseudonym, legal_basis, decision_id, request_id)
+        order by e.n
+        returning id
+    )
+    select count(*) from entries
+    """
+)
+
+
+@dataclass(frozen=True)
+class DecisionValues:
+    """The ``sharing_decision`` row of an allowed referral (as ``hub.db.lawful.record_decision`` writes)."""
+
+    id: uuid.UUID
+    requested_by: str
+    from_organisation: str
+    to_organisation: str
+    child_pseudonym: str
+    purpose: str
+    legal_basis: str | None
+    basis_reference: str | None
+    permitted_categories: list[str]
+    denied_categories: list[str]
+    explanation: str  # JSON
+
+
+async def store_sent(
+    connection: Any,
+    *,
+    decision: DecisionValues,
+    referral: ReferralRow,
+    event: EventRow,
+    outbox: OutboxRow,
+    entries: tuple[AuditRecord, AuditRecord],
+) -> bool:
+    """Write an allowed referral whole, in one statement that commits by itself (``connection``: a driver
+    connection with no transaction open). False, with nothing written, when the sender's Idempotency-Key was
+    taken meanwhile by a concurrent request (``referral_idempotency``); the caller answers with that one."""
+    first, second = entries
+    if first.partition != second.partition:
+        raise ValueError("both audit entries belong to the sender's chain")
+    params: dict[str, Any] = {
+        "partition": first.partition,
+        "genesis": genesis_hash(first.partition),
+        "d_id": decision.id,
+        "d_by": decision.requested_by,
+        "d_from": decision.from_organisation,
+        "d_to": decision.to_organisation,
+        "d_child": decision.child_pseudonym,
+        "d_purpose": decision.purpose,
+        "d_legal_basis": decision.legal_basis,
+        "d_basis_reference": decision.basis_reference,
+        "d_permitted": decision.permitted_categories,
+        "d_denied": decision.denied_categories,
+        "d_explanation": decision.explanation,
+    }
+    for prefix, row in (("r_", referral), ("e_", event), ("o_", outbox)):
+        params.update({prefix + k: v for k, v in row.__dict__.items()})
+    for prefix, record in (("a1_", first), ("a2_", second)):
+        params.update({prefix + k: v for k, v in audit_db.append_params(record).items() if k != "genesis"})
+    for _ in range(5):  # a miss waited for the head row's first writer to commit: the next try sees it
+        try:
+            written = await _STORE_SENT.fetchval(connection, params)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "referral_idempotency":
+                return False
+            raise
+        if written:
+            return True
+    raise RuntimeError(f"the audit chain head of {first.partition} kept moving; nothing was written")
 
 
 async def referral(session: AsyncSession, referral_id: uuid.UUID, *, lock: bool = False) -> ReferralRow | None:
@@ -249,6 +405,141 @@ async def finish(session: AsyncSession, outbox_id: uuid.UUID, **values: Any) -> 
     values.setdefault("lease_until", None)
     sets = ", ".join(f"{k} = :{k}" for k in values)
     await session.execute(text(f"update outbox set {sets} where id = :id"), {"id": outbox_id, **values})
+
+
+# --- delivering: what a batch of claimed entries needs, and each outcome in one statement ---------------------
+
+
+@dataclass(frozen=True)
+class BatchFacts:
+    """What delivering a claimed batch reads, once for the batch: its referrals and events by id, the active
+    endpoint (adapter, config) of each recipient, and the organisations and services messages name."""
+
+    referrals: dict[uuid.UUID, ReferralRow]
+    events: dict[uuid.UUID, EventRow]
+    endpoints: dict[str, tuple[str, dict[str, Any]]]
+    organisations: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]]
+
+
+_BATCH_REFERRALS = Statement(f"select {_fields(ReferralRow)} from referral where id = any(:ids)")
+_BATCH_EVENTS = Statement(f"select {_fields(EventRow)} from referral_event where id = any(:ids)")
+_BATCH_PARTIES = Statement(
+    """
+    select array(select json_build_object('organisation_id', id, 'name', name, 'type', type,
+                                          'municipality_code', municipality_code, 'hsa_id', hsa_id)::text
+                 from organisation where id = any(:organisations)),
+           array(select json_build_object('organisation_id', organisation_id, 'adapter', adapter,
+                                          'config', config)::text
+                 from endpoint where active and organisation_id = any(:recipients)),
+           array(select json_build_object('id', id, 'name', name)::text from service where id = any(:services))
+    """
+)
+
+
+async def batch_facts(connection: Any, entries: Sequence[OutboxRow]) -> BatchFacts:
+    """Three round trips for the whole batch, on a driver connection (``hub.db.engine.driver``)."""
+    referrals = {
+        r[0]: ReferralRow(*r)
+        for r in await connection.fetch(_BATCH_REFERRALS.native_sql, list({e.referral_id for e in entries}))
+    }
+    event_ids = list({e.event_id for e in entries if e.event_id is not None})
+    events = (
+        {r[0]: EventRow(*r) for r in await connection.fetch(_BATCH_EVENTS.native_sql, event_ids)} if event_ids else {}
+    )
+    organisations = {o for r in referrals.values() for o in (r.sender_organisation, r.recipient_organisation)}
+    services = {r.service_id for r in referrals.values() if r.service_id is not None}
+    orgs, endpoints, found = await _BATCH_PARTIES.fetchrow(
+        connection,
+        {
+            "organisations": sorted(organisations),
+            "recipients": sorted({e.recipient_organisation for e in entries}),
+            "services": sorted(services),
+        },
+    )
+    by_org = [json.loads(o) for o in endpoints]
+    return BatchFacts(
+        referrals=referrals,
+        events=events,
+        endpoints={e["organisation_id"]: (e["adapter"], dict(e["config"])) for e in by_org},
+        organisations={o["organisation_id"]: o for o in map(json.loads, orgs)},
+        services={s["id"]: s for s in map(json.loads, found)},
+    )
+
+
+_DELIVERED = Statement(
+    """
+    update outbox set state = 'delivered', adapter = :adapter, remote_id = :remote_id, delivered_at = :now,
+                      last_error = null, updated_at = :now, lease_until = null
+    where id = :outbox_id
+    """
+)
+
+# A referral handed over: the entry delivered, the referral delivered, and, when the receiver's system
+# acknowledged it while it was still requested, the hub's transition to received (its event, with the next
+# sequence number, and that event queued for the sender), as ``hub.services.referrals.hub_transition``
+# writes it. ``r`` locks the referral first (everything else reads from it), as the event's number needs.
+_REFERRAL_DELIVERED = Statement(
+    """
+    with r as (
+        select id, status, sender_organisation from referral where id = :referral_id for update
+    ), delivered as (
+        update outbox set state = 'delivered', adapter = :adapter, remote_id = :remote_id, delivered_at = :now,
+                          last_error = null, updated_at = :now, lease_until = null
+        where id = :outbox_id
+    ), received as (
+        select r.id, r.status, r.sender_organisation from r where :acknowledged and r.status = 'requested'
+    ), moved as (
+        update referral set delivered_at = :now, updated_at = :now,
+                            status = case when received.id is null then referral.status else 'received' end
+        from r left join received on true
+        where referral.id = r.id
+    ), event as (
+        insert into referral_event (id, referral_id, seq, type, from_status, to_status, by_organisation,
+                                    by_subject, reason_code, suggested_organisation, suggested_service, details,
+                                    details_key_id, idempotency_key, occurred_at)
+        select :event_id, received.id,
+               (select coalesce(max(seq), 0) + 1 from referral_event where referral_id = received.id),
+               'status', received.status, 'received', null, null, null, null, null, null, null, null, :now
+        from received
+    ), queued as (
+        insert into outbox (id, referral_id, event_id, kind, recipient_organisation, idempotency_key, state,
+                            attempts, next_attempt_at, lease_until, last_error, adapter, remote_id, delivered_at,
+                            created_at, updated_at)
+        select :event_outbox_id, received.id, :event_id, 'status-event', received.sender_organisation,
+               :event_key, 'queued', 0, :now, null, null, null, null, null, :now, :now
+        from received
+    )
+    select count(*) from received
+    """
+)
+
+
+async def record_delivered(
+    connection: Any,
+    entry: OutboxRow,
+    *,
+    adapter: str,
+    remote_id: str | None,
+    acknowledged: bool,
+    now: datetime,
+) -> bool:
+    """Record a successful hand-over in one statement that commits by itself (``connection``: a driver
+    connection with no transaction open). For a referral also what its delivery changes (see above);
+    True when that made it received."""
+    params: dict[str, Any] = {"outbox_id": entry.id, "adapter": adapter, "remote_id": remote_id, "now": now}
+    if entry.kind != "referral":
+        await _DELIVERED.fetchrow(connection, params)
+        return False
+    event_id = uuid.uuid4()
+    params |= {
+        "referral_id": entry.referral_id,
+        "acknowledged": acknowledged,
+        "event_id": event_id,
+        "event_outbox_id": uuid.uuid4(),
+        "event_key": f"event:{event_id}",
+    }
+    return bool(await _REFERRAL_DELIVERED.fetchval(connection, params))
 
 
 async def outbox_entries(

@@ -34,6 +34,7 @@ class AuditAction(StrEnum):
     REFERRAL_READ = "referral-read"
     REFERRAL_STATUS_CHANGED = "referral-status-changed"
     REFERRAL_DELIVERED = "referral-delivered"
+    FLOWS_READ = "flows-read"
 
 
 class AuditOutcome(StrEnum):

@@ -49,6 +49,7 @@ ACTION_CODES: dict[AuditAction, str] = {
     AuditAction.REFERRAL_READ: "R",
     AuditAction.REFERRAL_STATUS_CHANGED: "U",
     AuditAction.REFERRAL_DELIVERED: "E",
+    AuditAction.FLOWS_READ: "E",  # an aggregate query over referral flows
 }
 """AuditEvent.action for each of the hub's actions."""
 

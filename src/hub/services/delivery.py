@@ -9,8 +9,10 @@ dedupe. Nothing is delivered that the decision engine does not permit at the mom
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import random
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,8 +21,6 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.adapters.base import (
     Adapter,
@@ -34,6 +34,7 @@ from hub.adapters.base import (
 )
 from hub.adapters.registry import UnknownAdapter, adapter_class
 from hub.db import referrals as db
+from hub.db.engine import driver
 from hub.domain.errors import HubError
 from hub.domain.principal import Principal, Role
 from hub.domain.referrals import strip_to
@@ -74,7 +75,12 @@ class Worker:
                 limit=self.settings.worker_batch_size,
             )
             await session.commit()
-        await asyncio.gather(*(self._handle(entry) for entry in claimed))
+            if not claimed:
+                return 0
+            # What every message of the batch needs, read once for the batch (not per entry).
+            async with driver(session, own_transaction=True) as connection:
+                batch = await db.batch_facts(connection, claimed)
+        await asyncio.gather(*(self._handle(entry, batch) for entry in claimed))
         return len(claimed)
 
     async def run_until_idle(self, *, max_rounds: int = 1000) -> int:
@@ -179,12 +185,12 @@ class Worker:
 
     # --- one entry -------------------------------------------------------------------------------------------
 
-    async def _handle(self, entry: db.OutboxRow) -> None:
+    async def _handle(self, entry: db.OutboxRow, batch: db.BatchFacts) -> None:
         try:
-            message = await self._message(entry)
+            message = await self._message(entry, batch)
             if message is None:
                 return
-            adapter = await self._adapter(entry.recipient_organisation)
+            adapter = self._adapter_for(entry.recipient_organisation, batch.endpoints.get(entry.recipient_organisation))
             receipt = await adapter.deliver(message)
         except PermanentDeliveryError as exc:
             await self._failed(entry, exc, permanent=True)
@@ -199,6 +205,10 @@ class Worker:
     async def _adapter(self, organisation_id: str) -> Adapter:
         async with self.runtime.sessions() as session:
             endpoint = await registry.active_endpoint(session, organisation_id)
+        return self._adapter_for(organisation_id, endpoint)
+
+    def _adapter_for(self, organisation_id: str, endpoint: tuple[str, dict[str, Any]] | None) -> Adapter:
+        """The adapter of the organisation's active endpoint (``endpoint``: as ``registry.active_endpoint``)."""
         if endpoint is None:
             raise DeliveryError(f"organisation {organisation_id} has no active endpoint in the registry")
         name, config = endpoint
@@ -218,41 +228,39 @@ class Worker:
             self._adapters[cache_key] = cls(cls.Config.model_validate(config), context)
         return self._adapters[cache_key]
 
-    async def _message(self, entry: db.OutboxRow) -> Message | None:
+    async def _message(self, entry: db.OutboxRow, batch: db.BatchFacts) -> Message | None:
         """The message to send, built now; None when nothing may be sent any more (entry closed here)."""
-        async with self.runtime.sessions() as session:
-            row = await db.referral(session, entry.referral_id)
-            assert row is not None
-            if entry.kind == "status-event":
-                assert entry.event_id is not None
-                event = await db.event(session, entry.event_id)
-                assert event is not None
-                return Message(
-                    kind="status-event",
-                    message_id=str(entry.id),
-                    idempotency_key=entry.idempotency_key,
-                    referral_id=str(row.id),
-                    sender_organisation=event.by_organisation or "hub",
-                    recipient_organisation=entry.recipient_organisation,
-                    body={"event": _event_body(event, ref.event_texts(event, self.runtime.cipher))},
-                    created_at=entry.created_at,
-                )
-            if row.status != "requested":
+        row = batch.referrals.get(entry.referral_id)
+        assert row is not None
+        if entry.kind == "status-event":
+            assert entry.event_id is not None
+            event = batch.events.get(entry.event_id)
+            assert event is not None
+            return Message(
+                kind="status-event",
+                message_id=str(entry.id),
+                idempotency_key=entry.idempotency_key,
+                referral_id=str(row.id),
+                sender_organisation=event.by_organisation or "hub",
+                recipient_organisation=entry.recipient_organisation,
+                body={"event": _event_body(event, ref.event_texts(event, self.runtime.cipher))},
+                created_at=entry.created_at,
+            )
+        if row.status != "requested":
+            async with self.runtime.sessions() as session:
                 await db.finish(
                     session, entry.id, state="abandoned", last_error=f"referral is {row.status}", updated_at=utcnow()
                 )
                 await session.commit()
-                return None
-            document = ref.document_for(row, "sender", self.runtime.cipher)
-            assert document is not None
-            permitted = await self._recheck(session, row, document)
-            if permitted is None:
-                await session.commit()
-                return None
-            body = strip_to(document, permitted)
-            organisations = await _organisation_refs(session, [row.sender_organisation, row.recipient_organisation])
-            service = await _service_ref(session, row.service_id) if row.service_id else None
-            await session.commit()
+            return None
+        document = ref.document_for(row, "sender", self.runtime.cipher)
+        assert document is not None
+        permitted = await self._recheck(row, document)
+        if permitted is None:
+            return None
+        body = strip_to(document, permitted)
+        organisations = batch.organisations
+        service = batch.services.get(row.service_id) if row.service_id else None
         return Message(
             kind="referral",
             message_id=str(entry.id),
@@ -282,67 +290,66 @@ class Worker:
             created_at=entry.created_at,
         )
 
-    async def _recheck(self, session: AsyncSession, row: db.ReferralRow, document: dict[str, Any]) -> list[str] | None:
-        """The legal basis at send time. Withdrawn or expired → the referral fails and the sender is told."""
+    async def _recheck(self, row: db.ReferralRow, document: dict[str, Any]) -> list[str] | None:
+        """The legal basis at send time. Withdrawn or expired → the referral fails and the sender is told.
+
+        The decision is recorded with its audit entry by a statement that commits by itself (a session
+        with no transaction open: ``decide_share``'s detached mode), so the sender's audit chain is locked
+        only while that statement runs, not until a later commit."""
         hub_actor = Actor(
             Principal(subject="hub:delivery", organisation_id=row.sender_organisation, roles=frozenset({Role.SYSTEM}))
         )
-        recorded = await decide_share(
-            session,
-            actor=hub_actor,
-            question=ShareQuestion(
-                to_organisation=row.recipient_organisation,
-                personal_identity_number=document["child"]["personal_identity_number"],
-                purpose=row.kind,
-                data_categories=row.permitted_categories,
-                legal_basis=row.legal_basis,
-                basis_reference=row.basis_reference,
-            ),
-            vocabulary=self.runtime.vocabulary,
-            policy=self.runtime.policy,
-            pseudonymizer=self.runtime.pseudonymizer,
-            dry_run=False,
-            commit=False,
-        )
+        async with self.runtime.sessions() as session:
+            recorded = await decide_share(
+                session,
+                actor=hub_actor,
+                question=ShareQuestion(
+                    to_organisation=row.recipient_organisation,
+                    personal_identity_number=document["child"]["personal_identity_number"],
+                    purpose=row.kind,
+                    data_categories=row.permitted_categories,
+                    legal_basis=row.legal_basis,
+                    basis_reference=row.basis_reference,
+                ),
+                vocabulary=self.runtime.vocabulary,
+                policy=self.runtime.policy,
+                pseudonymizer=self.runtime.pseudonymizer,
+                dry_run=False,
+                commit=True,
+            )
         permitted = sorted(set(row.permitted_categories) & set(recorded.decision.permitted_categories))
         if recorded.decision.allowed and permitted:
             return permitted
-        locked = await db.referral(session, row.id, lock=True)
-        assert locked is not None
-        await db.abandon_pending(session, row.id, hub_actor.now, "no legal basis at send time")
-        if locked.status == "requested":
-            reasons = "; ".join(r.en for r in recorded.decision.reasons)
-            await ref.hub_transition(
-                session,
-                locked,
-                "failed",
-                now=hub_actor.now,
-                reason_code="no-legal-basis",
-                reason_text=f"Not delivered: no legal basis at send time. {reasons}",
-                cipher=self.runtime.cipher,
-            )
+        async with self.runtime.sessions() as session:
+            locked = await db.referral(session, row.id, lock=True)
+            assert locked is not None
+            await db.abandon_pending(session, row.id, hub_actor.now, "no legal basis at send time")
+            if locked.status == "requested":
+                reasons = "; ".join(r.en for r in recorded.decision.reasons)
+                await ref.hub_transition(
+                    session,
+                    locked,
+                    "failed",
+                    now=hub_actor.now,
+                    reason_code="no-legal-basis",
+                    reason_text=f"Not delivered: no legal basis at send time. {reasons}",
+                    cipher=self.runtime.cipher,
+                )
+            await session.commit()
         return None
 
     async def _delivered(self, entry: db.OutboxRow, adapter: str, receipt: Receipt) -> None:
-        now = utcnow()
-        async with self.runtime.sessions() as session:
-            await db.finish(
-                session,
-                entry.id,
-                state="delivered",
+        # One statement, committing by itself: the entry delivered and, for a referral, the referral
+        # delivered and (acknowledged) received, with that event queued for the sender.
+        async with self.runtime.sessions() as session, driver(session, own_transaction=True) as connection:
+            await db.record_delivered(
+                connection,
+                entry,
                 adapter=adapter,
                 remote_id=receipt.remote_id,
-                delivered_at=now,
-                last_error=None,
-                updated_at=now,
+                acknowledged=receipt.acknowledged,
+                now=utcnow(),
             )
-            if entry.kind == "referral":
-                row = await db.referral(session, entry.referral_id, lock=True)
-                assert row is not None
-                await db.update_referral(session, row.id, delivered_at=now, updated_at=now)
-                if receipt.acknowledged and row.status == "requested":
-                    await ref.hub_transition(session, row, "received", now=now, cipher=self.runtime.cipher)
-            await session.commit()
         log.info("delivered", extra={"outbox_id": str(entry.id), "adapter": adapter, "attempt": entry.attempts})
 
     async def _failed(self, entry: db.OutboxRow, exc: DeliveryError, *, permanent: bool) -> None:
@@ -368,27 +375,6 @@ class Worker:
             "dead-lettered" if dead else "delivery failed, will retry",
             extra={"outbox_id": str(entry.id), "attempt": entry.attempts},
         )
-
-
-async def _organisation_refs(session: AsyncSession, ids: list[str]) -> dict[str, dict[str, Any]]:
-    rows = await session.execute(
-        text("select id, name, type, municipality_code, hsa_id from organisation where id = any(:ids)"), {"ids": ids}
-    )
-    return {
-        r.id: {
-            "organisation_id": r.id,
-            "name": r.name,
-            "type": r.type,
-            "municipality_code": r.municipality_code,
-            "hsa_id": r.hsa_id,
-        }
-        for r in rows
-    }
-
-
-async def _service_ref(session: AsyncSession, service_id: str) -> dict[str, Any] | None:
-    row = (await session.execute(text("select id, name from service where id = :id"), {"id": service_id})).first()
-    return None if row is None else {"id": row.id, "name": row.name}
 
 
 def _event_body(event: db.EventRow, texts: dict[str, str] | Any) -> dict[str, Any]:
@@ -436,11 +422,26 @@ class MailboxStore:
         return str(stored)
 
 
+def _absent_sniffio_fails_fast() -> None:
+    """httpcore tries ``import sniffio`` on every lock and shielded close it makes, four times per request
+    (``httpcore._synchronization.current_async_library``). Without sniffio installed each of those failed
+    imports searches ``sys.path`` again, about 80 µs: a seventh of a worker's time. Recording the absence
+    once makes the import fail at once instead, exactly as before otherwise. (Installing sniffio, which
+    httpcore prefers, makes this a no-op.)"""
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]  # "import sniffio" raises ImportError
+
+
 @asynccontextmanager
 async def running_worker(runtime: Runtime) -> AsyncIterator[Worker]:
     """A worker delivering in the background until the block ends (used by `hub serve` and `hub worker`)."""
+    _absent_sniffio_fails_fast()
     stop = asyncio.Event()
-    async with httpx.AsyncClient(timeout=runtime.settings.delivery_timeout_seconds) as http:
+    # A batch's deliveries run at once: keep that many connections alive between batches (httpx keeps 20
+    # by default, so a batch of 100 used to open and close 80 connections each round).
+    batch = runtime.settings.worker_batch_size
+    limits = httpx.Limits(max_connections=max(100, batch), max_keepalive_connections=max(20, batch))
+    async with httpx.AsyncClient(timeout=runtime.settings.delivery_timeout_seconds, limits=limits) as http:
         worker = Worker(runtime, http)
         task = asyncio.create_task(worker.run_forever(stop))
         try:

@@ -4,42 +4,114 @@ lifecycle, read and list it. Delivery itself is ``hub.services.delivery``."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import hashlib
 import json
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import referrals as db
-from hub.domain.audit import AuditAction
+from hub.db.engine import driver
+from hub.db.lawful import SharingFacts, record_decision, sharing_facts
+from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord
 from hub.domain.errors import Conflict, FieldError, InvalidInput, NotFound, SharingDenied
 from hub.domain.errors import Explanation as DomainExplanation
 from hub.domain.identity import parse_personal_identity_number
 from hub.domain.referrals import CONCERN_TEXT, Change, Lifecycle, Rule, Side
-from hub.domain.vocabulary import UnknownCode, Vocabulary
+from hub.domain.sharing import Decision, ShareRequest, decide
+from hub.domain.vocabulary import CodeSystemBase, ReferralStatusesDoc, UnknownCode, Vocabulary
 from hub.runtime import Runtime
 from hub.services import registry
 from hub.services.auditing import audit
-from hub.services.children import identify_child
-from hub.services.codes import unknown_codes
+from hub.services.children import Child, identify_child
+from hub.services.codes import SYSTEMS, unknown_codes
 from hub.services.context import Actor
-from hub.services.sharing import ShareQuestion, decide_share
+
+# decide_share's own steps, shared so that a referral decides exactly as POST /v1/sharing-decisions does.
+from hub.services.sharing import _as_current, _explanation, _registered
 
 WHEEL = "wellbeing-wheel"
 
 
 def lifecycle(vocabulary: Vocabulary) -> Lifecycle:
-    doc = vocabulary.get("referral-statuses")
-    rules = {
-        (t.from_, t.to): Rule(t.actor, t.reason_required, t.feedback_required)
-        for t in vocabulary.referral_transitions()
-    }
-    return Lifecycle(rules, terminal=[c.code for c in doc.concept if getattr(c, "terminal", False)])  # type: ignore[attr-defined]
+    """The referral lifecycle of the vocabulary's transition table (built once per vocabulary)."""
+    return _derived(vocabulary).lifecycle
+
+
+class _Derived:
+    """What referrals read from a vocabulary on every request, computed once per vocabulary: a loaded
+    vocabulary never changes, and building code sets and concept lists anew cost a request a fifth of a
+    millisecond."""
+
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self._vocabulary = weakref.ref(vocabulary)
+        self._codes: dict[str, frozenset[str]] = {}
+        self._translations: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        vocabulary = self._vocabulary()
+        assert vocabulary is not None
+        return vocabulary
+
+    @functools.cached_property
+    def lifecycle(self) -> Lifecycle:
+        doc = self.vocabulary.get("referral-statuses")
+        assert isinstance(doc, ReferralStatusesDoc)
+        rules = {
+            (t.from_, t.to): Rule(t.actor, t.reason_required, t.feedback_required)
+            for t in self.vocabulary.referral_transitions()
+        }
+        return Lifecycle(rules, terminal=[c.code for c in doc.concept if getattr(c, "terminal", False)])
+
+    @functools.cached_property
+    def wheel(self) -> tuple[str, dict[str, str]]:
+        """The canonical wheel's URL and the Swedish display of each of its codes."""
+        doc = self.vocabulary.get(WHEEL)
+        assert isinstance(doc, CodeSystemBase)
+        return doc.url, {c.code: c.display.get("sv") for c in doc.concepts()}
+
+    def known(self, system: str) -> frozenset[str]:
+        if system not in self._codes:
+            self._codes[system] = self.vocabulary.codes(SYSTEMS[system])
+        return self._codes[system]
+
+    def unknown_codes(self, system: str, codes: list[str], pointer: str) -> list[FieldError]:
+        """As ``hub.services.codes.unknown_codes``; the code set looked up once."""
+        known = self.known(system)
+        if all(code in known for code in codes):
+            return []
+        return unknown_codes(self.vocabulary, system, codes, pointer)
+
+    def translate(self, system: str, codes: list[str]) -> tuple[str, tuple[str, ...]]:
+        """``Vocabulary.translate`` forward: the source system's URL and every match's code, in order
+        (raising as it does). Only successful translations are kept, at most a few thousand."""
+        key = (system, tuple(codes))
+        found = self._translations.get(key)
+        if found is None:
+            translation = self.vocabulary.translate(system=system, codes=codes)
+            found = (translation.source, tuple(m.code for r in translation.results for m in r.matches))
+            if len(self._translations) >= 4096:
+                self._translations.clear()
+            self._translations[key] = found
+        return found
+
+
+_DERIVED: weakref.WeakKeyDictionary[Vocabulary, _Derived] = weakref.WeakKeyDictionary()
+
+
+def _derived(vocabulary: Vocabulary) -> _Derived:
+    derived = _DERIVED.get(vocabulary)
+    if derived is None:
+        derived = _DERIVED[vocabulary] = _Derived(vocabulary)
+    return derived
 
 
 # --- sending -----------------------------------------------------------------------------------------------
@@ -91,9 +163,10 @@ def _request_hash(draft: ReferralDraft, child_pseudonym: str) -> str:
 def _validate(draft: ReferralDraft, vocabulary: Vocabulary) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Every code against the vocabulary, and what the referral carries against what it declares.
     Returns the concern's canonical dimensions and local codes (translated through the crosswalk)."""
-    errors = unknown_codes(vocabulary, "referral-kind", [draft.kind], "/kind")
-    errors += unknown_codes(vocabulary, "data-category", draft.data_categories, "/data_categories")
-    errors += unknown_codes(vocabulary, "wellbeing-indicator", draft.dimensions, "/concern/dimensions")
+    derived = _derived(vocabulary)
+    errors = derived.unknown_codes("referral-kind", [draft.kind], "/kind")
+    errors += derived.unknown_codes("data-category", draft.data_categories, "/data_categories")
+    errors += derived.unknown_codes("wellbeing-indicator", draft.dimensions, "/concern/dimensions")
     declared = set(draft.data_categories)
     errors += [
         FieldError(f"/information/{key}", f"{key!r} is not among the referral's data_categories", "undeclared-category")
@@ -108,7 +181,7 @@ def _validate(draft: ReferralDraft, vocabulary: Vocabulary) -> tuple[list[dict[s
     local: list[dict[str, str]] = []
     if draft.local_codes is not None:
         try:
-            translation = vocabulary.translate(system=draft.local_codes.system, codes=draft.local_codes.codes)
+            source, matches = derived.translate(draft.local_codes.system, draft.local_codes.codes)
         except UnknownCode as exc:
             errors.append(FieldError(f"/concern/local_codes{exc.field}", str(exc), "unknown-code"))
         except KeyError:
@@ -116,12 +189,11 @@ def _validate(draft: ReferralDraft, vocabulary: Vocabulary) -> tuple[list[dict[s
                 FieldError("/concern/local_codes/system", "not a wheel variant of the vocabulary", "unknown-code")
             )
         else:
-            local = [{"system": translation.source, "code": c} for c in draft.local_codes.codes]
-            canonical += [m.code for r in translation.results for m in r.matches if m.code not in canonical]
+            local = [{"system": source, "code": c} for c in draft.local_codes.codes]
+            canonical += [code for code in matches if code not in canonical]
     if errors:
         raise InvalidInput(f"{len(errors)} field(s) of the referral are not valid.", errors=_scalar(errors))
-    display = {c.code: c.display.get("sv") for c in vocabulary.get(WHEEL).concepts()}  # type: ignore[attr-defined]
-    wheel_url = vocabulary.get(WHEEL).url  # type: ignore[attr-defined]
+    wheel_url, display = derived.wheel
     return [{"system": wheel_url, "code": c, "display": display.get(c, c)} for c in canonical], local
 
 
@@ -133,7 +205,10 @@ async def send_referral(
     session: AsyncSession, *, actor: Actor, draft: ReferralDraft, idempotency_key: str, runtime: Runtime
 ) -> Sent:
     """Decide, then store the referral, its first event and its outbox entry in one transaction.
-    A refusal is recorded and audited, then raised as ``SharingDenied`` with the engine's reasons."""
+    A refusal is recorded and audited, then raised as ``SharingDenied`` with the engine's reasons.
+
+    Three round trips when the target names an organisation: the key (a replay?), the sharing facts, and
+    one statement that writes everything and commits (``hub.db.referrals.store_sent``)."""
     child = identify_child(
         draft.personal_identity_number,
         pseudonymizer=runtime.pseudonymizer,
@@ -141,11 +216,40 @@ async def send_referral(
         pointer="/child/personal_identity_number",
     )
     request_hash = _request_hash(draft, child.pseudonym)
+    t = draft.target
+    by_id = t.service_id is None and t.organisation_type is None and t.municipality_code is None
+    if t.organisation_id is not None and by_id:
+        # Statements that commit by themselves, on a connection of the pool's: no ORM session.
+        async with driver(session, own_transaction=True) as connection:
+            existing = await db.referral_by_key_on(connection, actor.organisation_id, idempotency_key)
+            if existing is not None:
+                return _replay(existing, request_hash)
+            dimensions, local_codes = _validate(draft, runtime.vocabulary)
+            facts = await sharing_facts(
+                connection,
+                sender=actor.organisation_id,
+                recipient=t.organisation_id,
+                candidates=child.candidates,
+            )
+            if facts.recipient_type is not None:
+                return await _decide_and_store(
+                    connection,
+                    actor=actor,
+                    draft=draft,
+                    child=child,
+                    request_hash=request_hash,
+                    idempotency_key=idempotency_key,
+                    recipient=t.organisation_id,
+                    service_id=None,
+                    facts=facts,
+                    checked=(dimensions, local_codes),
+                    runtime=runtime,
+                )
+        # Not in the registry: the general path below answers as resolve_target does.
     existing = await db.referral_by_key(session, actor.organisation_id, idempotency_key)
     if existing is not None:
         return _replay(existing, request_hash)
     dimensions, local_codes = _validate(draft, runtime.vocabulary)
-    t = draft.target
     resolved = await registry.resolve_target(
         session,
         organisation_id=t.organisation_id,
@@ -155,32 +259,75 @@ async def send_referral(
         referral_kind=draft.kind,
     )
     recipient = resolved.organisation.id
-    recorded = await decide_share(
-        session,
+    service_id = None if resolved.service is None else resolved.service.id
+    await session.commit()  # ends the read; what follows commits statement by statement
+    async with driver(session, own_transaction=True) as connection:
+        facts = await sharing_facts(
+            connection, sender=actor.organisation_id, recipient=recipient, candidates=child.candidates
+        )
+        return await _decide_and_store(
+            connection,
+            actor=actor,
+            draft=draft,
+            child=child,
+            request_hash=request_hash,
+            idempotency_key=idempotency_key,
+            recipient=recipient,
+            service_id=service_id,
+            facts=facts,
+            checked=(dimensions, local_codes),
+            runtime=runtime,
+        )
+
+
+async def _decide_and_store(
+    connection: Any,
+    *,
+    actor: Actor,
+    draft: ReferralDraft,
+    child: Child,
+    request_hash: str,
+    idempotency_key: str,
+    recipient: str,
+    service_id: str | None,
+    facts: SharingFacts,
+    checked: tuple[list[dict[str, str]], list[dict[str, str]]],
+    runtime: Runtime,
+) -> Sent:
+    """The sharing decision as ``hub.services.sharing.decide_share`` makes it, and then the referral.
+    A refusal is recorded with its audit entry (one statement, committed) and raised; an allowance is
+    written together with everything the referral adds (``hub.db.referrals.store_sent``)."""
+    decision_id = uuid.uuid4()
+    decision, decision_entry = _decide(
         actor=actor,
-        question=ShareQuestion(
-            to_organisation=recipient,
-            personal_identity_number=draft.personal_identity_number,
-            purpose=draft.kind,
-            data_categories=draft.data_categories,
-            legal_basis=draft.legal_basis,
-            basis_reference=draft.basis_reference,
-        ),
-        vocabulary=runtime.vocabulary,
-        policy=runtime.policy,
-        pseudonymizer=runtime.pseudonymizer,
-        dry_run=False,
-        commit=False,
+        draft=draft,
+        child=child,
+        recipient=recipient,
+        facts=facts,
+        runtime=runtime,
+        decision_id=decision_id,
     )
-    decision = recorded.decision
     if not decision.allowed:
-        await session.commit()  # the refusal stays on record
+        await record_decision(
+            connection,
+            decision_id=decision_id,
+            decision=decision,
+            requested_by=actor.principal.subject,
+            from_org=actor.organisation_id,
+            to_org=recipient,
+            child=child.pseudonym,
+            purpose=draft.kind,
+            dry_run=False,
+            explanation=_explanation(decision),
+            audit=decision_entry,
+        )
         raise SharingDenied(
             "No legal basis allows this referral; the reasons say why and the remedies what would make it lawful.",
             reasons=[DomainExplanation(r.code, r.sv, r.en) for r in decision.reasons],
             remedies=[DomainExplanation(r.code, r.sv, r.en) for r in decision.remedies],
-            decision_id=str(recorded.id),
+            decision_id=str(decision_id),
         )
+    dimensions, local_codes = checked
     pin = parse_personal_identity_number(draft.personal_identity_number, today=actor.today)
     referral_id = uuid.uuid4()
     document = {
@@ -198,7 +345,7 @@ async def send_referral(
         id=referral_id,
         sender_organisation=actor.organisation_id,
         recipient_organisation=recipient,
-        service_id=None if resolved.service is None else resolved.service.id,
+        service_id=service_id,
         kind=draft.kind,
         status="requested",
         cancellation_requested_at=None,
@@ -210,7 +357,7 @@ async def send_referral(
         permitted_categories=list(decision.permitted_categories),
         legal_basis=str(decision.legal_basis),
         basis_reference=decision.basis_reference,
-        decision_id=recorded.id,
+        decision_id=decision_id,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
         payload=payload,
@@ -219,60 +366,163 @@ async def send_referral(
         created_at=actor.now,
         updated_at=actor.now,
     )
-    try:
-        async with session.begin_nested():
-            await db.insert_referral(session, row)
-    except IntegrityError:
-        # A concurrent request with the same key won the race: answer as its replay.
-        await session.rollback()
-        existing = await db.referral_by_key(session, actor.organisation_id, idempotency_key)
-        if existing is None:
-            raise
-        return _replay(existing, request_hash)
-    await _record_event(
-        session,
-        row,
+    # The first event (what _record_event writes for "requested"; the first of a new referral is seq 1).
+    event = db.EventRow(
+        id=uuid.uuid4(),
+        referral_id=referral_id,
+        seq=1,
+        type="status",
         from_status=None,
-        change=Change("requested", "sender"),
-        actor=actor,
-        notify=None,
+        to_status="requested",
+        by_organisation=actor.organisation_id,
+        by_subject=actor.principal.subject,
+        reason_code=None,
+        suggested_organisation=None,
+        suggested_service=None,
+        details=None,
+        details_key_id=None,
+        idempotency_key=None,
+        occurred_at=actor.now,
     )
-    await db.enqueue(
-        session,
-        db.OutboxRow(
-            id=uuid.uuid4(),
-            referral_id=referral_id,
-            event_id=None,
-            kind="referral",
-            recipient_organisation=recipient,
-            idempotency_key=f"{actor.organisation_id}:{idempotency_key}",
-            state="queued",
-            attempts=0,
-            next_attempt_at=actor.now,
-            lease_until=None,
-            last_error=None,
-            adapter=None,
-            remote_id=None,
-            delivered_at=None,
-            created_at=actor.now,
-            updated_at=actor.now,
-        ),
+    outbox = db.OutboxRow(
+        id=uuid.uuid4(),
+        referral_id=referral_id,
+        event_id=None,
+        kind="referral",
+        recipient_organisation=recipient,
+        idempotency_key=f"{actor.organisation_id}:{idempotency_key}",
+        state="queued",
+        attempts=0,
+        next_attempt_at=actor.now,
+        lease_until=None,
+        last_error=None,
+        adapter=None,
+        remote_id=None,
+        delivered_at=None,
+        created_at=actor.now,
+        updated_at=actor.now,
     )
-    await audit(
-        session,
+    sent_entry = _audit_record(
         actor,
         AuditAction.REFERRAL_SENT,
         child_pseudonym=child.pseudonym,
         legal_basis=row.legal_basis,
-        decision_id=str(recorded.id),
+        decision_id=str(decision_id),
         counterpart_organisation=recipient,
         entity_type="Referral",
         entity_id=str(referral_id),
         purpose=draft.kind,
         details={"permitted": row.permitted_categories, "denied": list(decision.denied_categories)},
     )
-    await session.commit()
+    stored = await db.store_sent(
+        connection,
+        decision=db.DecisionValues(
+            id=decision_id,
+            requested_by=actor.principal.subject,
+            from_organisation=actor.organisation_id,
+            to_organisation=recipient,
+            child_pseudonym=child.pseudonym,
+            purpose=draft.kind,
+            legal_basis=decision.legal_basis,
+            basis_reference=decision.basis_reference,
+            permitted_categories=list(decision.permitted_categories),
+            denied_categories=list(decision.denied_categories),
+            explanation=json.dumps(_explanation(decision)),
+        ),
+        referral=row,
+        event=event,
+        outbox=outbox,
+        entries=(decision_entry, sent_entry),
+    )
+    if not stored:
+        # A concurrent request with the same key won the race (nothing of ours was written): its replay.
+        existing = await db.referral_by_key_on(connection, actor.organisation_id, idempotency_key)
+        if existing is None:
+            raise RuntimeError("the Idempotency-Key was taken, yet no referral holds it")
+        return _replay(existing, request_hash)
     return Sent(row, replayed=False)
+
+
+def _decide(
+    *,
+    actor: Actor,
+    draft: ReferralDraft,
+    child: Child,
+    recipient: str,
+    facts: SharingFacts,
+    runtime: Runtime,
+    decision_id: uuid.UUID,
+) -> tuple[Decision, AuditRecord]:
+    """``decide_share``'s steps after its reads and before its write (the same checks, in the same order,
+    with the same errors), so that the referral's statement can write the decision. ``_validate`` has
+    already checked the kind and the categories against the same vocabularies ``decide_share`` checks."""
+    if draft.legal_basis is not None:
+        errors = unknown_codes(runtime.vocabulary, "legal-basis", [draft.legal_basis], "/legal_basis")
+        if errors:
+            raise InvalidInput(
+                f"{len(errors)} code(s) are not in the shared vocabulary.",
+                errors=[dataclasses.replace(e, pointer=e.pointer.removesuffix("/0")) for e in errors],
+            )
+    sender = _registered(actor.organisation_id, facts.sender_type, None)
+    to_party = _registered(recipient, facts.recipient_type, "/to_organisation")
+    try:
+        request = ShareRequest(
+            from_party=sender,
+            to_party=to_party,
+            child_pseudonym=child.pseudonym,
+            child_age=child.age,
+            purpose=draft.kind,
+            requested_categories=frozenset(draft.data_categories),
+            at=actor.now,
+            legal_basis=draft.legal_basis,  # type: ignore[arg-type]
+            basis_reference=draft.basis_reference,
+        )
+    except ValueError as exc:
+        raise InvalidInput(
+            "The legal basis reference needs a legal basis that has references.",
+            errors=[FieldError("/basis_reference", str(exc).splitlines()[-1])],
+        ) from None
+    decision = decide(
+        request,
+        consents=_as_current(facts.consents, child),
+        assessments=_as_current(facts.assessments, child),
+        policy=runtime.policy,
+    )
+    entry = _audit_record(
+        actor,
+        AuditAction.SHARING_DECISION,
+        outcome=AuditOutcome.SUCCESS if decision.allowed else AuditOutcome.REFUSED,
+        child_pseudonym=child.pseudonym,
+        legal_basis=decision.legal_basis,
+        decision_id=str(decision_id),
+        counterpart_organisation=recipient,
+        entity_type="SharingDecision",
+        entity_id=str(decision_id),
+        purpose=draft.kind,
+        details={
+            "dry_run": False,
+            "permitted": list(decision.permitted_categories),
+            "denied": list(decision.denied_categories),
+            "reasons": [r.code for r in decision.reasons],
+        },
+    )
+    return decision, entry
+
+
+def _audit_record(
+    actor: Actor, action: AuditAction, *, outcome: AuditOutcome = AuditOutcome.SUCCESS, **fields: Any
+) -> AuditRecord:
+    """The entry ``hub.services.auditing.audit`` would append for ``actor``."""
+    return AuditRecord(
+        occurred_at=actor.now,
+        action=action,
+        outcome=outcome,
+        actor_subject=actor.principal.subject,
+        actor_organisation=actor.organisation_id,
+        actor_roles=actor.roles,
+        request_id=actor.request_id,
+        **fields,
+    )
 
 
 def _replay(existing: db.ReferralRow, request_hash: str) -> Sent:

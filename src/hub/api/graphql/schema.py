@@ -14,6 +14,7 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.scalars import JSON
 
 from hub.api.graphql.context import Context, get_context
+from hub.api.graphql.flows import FlowsQuery
 from hub.domain.errors import HubError, InvalidInput, NotFound
 from hub.domain.principal import Role
 from hub.domain.vocabulary import (
@@ -294,7 +295,7 @@ def _not_found(exc: NotFound) -> NotFoundProblem:
 
 
 @strawberry.type
-class Query:
+class Query(FlowsQuery):
     @strawberry.field(description="Every vocabulary: names, versions, checksums")
     def vocabularies(self, info: strawberry.Info[Context, None], lang: LangArg = Lang.sv) -> list[VocabularyEntry]:
         return [
