@@ -96,6 +96,10 @@ class _JwksCache:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+_VERIFIED_MAX = 10_000
+_VERIFIED_SECONDS = 60.0
+
+
 class TokenVerifier:
     """Verifies bearer tokens against the configured keys. One per app."""
 
@@ -110,10 +114,24 @@ class TokenVerifier:
                 self._static.append(jwk.construct(block.decode(), alg))
         self._http = http
         self._jwks = _JwksCache()
+        self._verified: dict[str, tuple[Principal, float]] = {}
         if not self._static and not settings.jwks_url:
             raise ValueError("No token keys: set HUB_DEV_MODE, HUB_JWT_PUBLIC_KEY_FILE or HUB_JWKS_URL.")
 
     async def verify(self, token: str) -> Principal:
+        # A verified token is remembered briefly: RS256 verification costs ~0.1 ms per request. Bounded
+        # in size and to a minute, so a key removed from the JWKS stops being honoured soon after.
+        cached = self._verified.get(token)
+        now = time.time()
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        principal, exp = await self._verify(token)
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = (principal, min(exp, now + _VERIFIED_SECONDS))
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except JWTError:
@@ -146,7 +164,7 @@ class TokenVerifier:
         if claims is None:
             _ = last
             raise Unauthenticated("The bearer token's signature does not verify with any trusted key.")
-        return _principal(claims)
+        return _principal(claims), float(claims["exp"])
 
     async def _jwks_keys(self, kid: str | None) -> list[Any]:
         cache = self._jwks

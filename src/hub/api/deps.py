@@ -15,7 +15,7 @@ from hub.runtime import Runtime
 from hub.services.context import Actor
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:  # async: no thread hop per request
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -25,7 +25,7 @@ async def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Asyn
         yield session
 
 
-def get_vocabulary(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Vocabulary:
+async def get_vocabulary(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Vocabulary:
     return runtime.vocabulary
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -75,7 +75,10 @@ class AuditRecord:
 
 
 def record_to_json(record: AuditRecord) -> dict[str, Any]:
-    body = asdict(record)
+    # Shallow on purpose: dataclasses.asdict deep-copies every value, and this runs for every audited
+    # request; the result is serialised at once, never kept.
+    body = {f.name: getattr(record, f.name) for f in fields(record)}
+    body["details"] = dict(record.details)
     body["occurred_at"] = record.occurred_at.isoformat()
     body["action"] = record.action.value
     body["outcome"] = record.outcome.value
