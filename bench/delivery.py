@@ -180,9 +180,10 @@ def _pythonpath() -> str:
 # --- the benchmark ---------------------------------------------------------------------------------------
 
 
-def preload(hub: HubUnderTest, senders: Sequence[str], count: int) -> float:
-    """``count`` referrals through the API (16 clients); returns the seconds it took."""
-    pins = children(1)
+def preload(hub: HubUnderTest, senders: Sequence[str], count: int, children_: int = 100) -> float:
+    """``count`` referrals through the API (16 clients) about ``children_`` children in turn, each with a
+    consent; returns the seconds it took."""
+    pins = children(children_)
     record_consents(hub, pins)
     tokens = [hub.token(org, "system") for org in senders]
     request = referral_requests(f"{hub.host}:{hub.port}", tokens, pins, tag="preload")
@@ -269,6 +270,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-overflow", type=int, default=10, help="HUB_DATABASE_MAX_OVERFLOW (default 10)")
     parser.add_argument("--poll-interval", type=float, default=0.2, help="HUB_WORKER_POLL_INTERVAL_SECONDS (0.2)")
     parser.add_argument("--senders", type=int, default=4, help="sending elevhälsa units (default 4)")
+    parser.add_argument("--children", type=int, default=100, help="children, one consent each (default 100)")
     parser.add_argument("--no-verify", action="store_true", help="the receiver checks no signatures")
     parser.add_argument("--log-level", default="INFO", help="HUB_LOG_LEVEL of the workers (default INFO)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (600)")
@@ -299,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ", ".join(f"{k}={v}" for k, v in settings.items() if "SECRET" not in k)
         + "; webhook adapter to a raw asyncio receiver on loopback that "
         + ("verifies every signature" if not args.no_verify else "verifies nothing")
-        + f"; {args.senders} sender(s); embedded PostgreSQL"
+        + f"; {args.senders} sender(s), {args.children} children; embedded PostgreSQL"
     )
     receiver = ReceiverProcess(verify=not args.no_verify)
     ok = True
@@ -311,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             endpoints = {RECEIVER: ("webhook", {"url": f"{url}/bup", "secret_ref": SECRET_REF})}
             endpoints |= {s: ("webhook", {"url": f"{url}/{s}", "secret_ref": SECRET_REF}) for s in senders}
             set_endpoints(hub, endpoints)
-            seconds = preload(hub, senders, args.referrals)
+            seconds = preload(hub, senders, args.referrals, args.children)
             check_send(hub, hub.token(senders[0], "system"), children(1)[0])  # one more, and its replay
             total = args.referrals + 1
             print(f"preloaded {total:,} referrals through POST /v1/referrals in {seconds:.1f} s; all queued")

@@ -57,7 +57,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def children(count: int) -> list[str]:
     """Fictional personal identity numbers of ``count`` children aged 11."""
-    return [personal_identity_number(11, serial=238 + 10 * i) for i in range(count)]
+    if not 1 <= count <= 900:
+        raise ValueError("1 to 900 children (three-digit serial numbers)")
+    return [personal_identity_number(11, serial=100 + i) for i in range(count)]
 
 
 def consent_body(pin: str) -> dict[str, Any]:
@@ -189,25 +191,24 @@ def _post_referral(hub: HubUnderTest, token: str, key: str, body: dict[str, Any]
 def referral_requests(
     host: str, tokens: Sequence[str], pins: Sequence[str], *, tag: str, path: str = "/v1/referrals"
 ) -> load.RequestFactory:
-    """Client ``c`` sends as sender ``c mod len(tokens)`` about child ``c mod len(pins)``; every request
-    has its own ``Idempotency-Key`` (``tag``-client-n, ``tag`` made unique per call): a key used twice
-    would be a replay, which the hub answers without deciding or writing anything."""
+    """Client ``c`` sends as sender ``c mod len(tokens)``, each request about the next child in turn; every
+    request has its own ``Idempotency-Key`` (``tag``-client-n, ``tag`` made unique per call): a key used
+    twice would be a replay, which the hub answers without deciding or writing anything."""
     tag = f"{tag}-{uuid.uuid4().hex[:12]}"
-    heads: list[bytes] = []
-    bodies: list[bytes] = []
-    for i in range(len(tokens) * len(pins)):
-        body = json.dumps(referral_body(pins[i % len(pins)]), separators=(",", ":")).encode()
-        head = (
-            f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nauthorization: Bearer {tokens[i % len(tokens)]}\r\nidempotency-key: "
-        )
-        heads.append(head.encode("latin-1"))
-        bodies.append(body)
-    combos = len(heads)
+    requests: list[tuple[bytes, bytes]] = []  # (head up to the key's value, the rest) per (sender, child)
+    for token in tokens:
+        for pin in pins:
+            body = json.dumps(referral_body(pin), separators=(",", ":")).encode()
+            head = (
+                f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\nauthorization: Bearer {token}\r\nidempotency-key: "
+            )
+            requests.append((head.encode("latin-1"), b"\r\n\r\n" + body))
+    children_ = len(pins)
 
     def make(client: int, n: int) -> bytes:
-        i = client % combos
-        return heads[i] + f"{tag}-{client}-{n}".encode() + b"\r\n\r\n" + bodies[i]
+        head, rest = requests[(client % len(tokens)) * children_ + (client + n) % children_]
+        return head + f"{tag}-{client}-{n}".encode() + rest
 
     return make
 
@@ -305,7 +306,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts (default 1,8,32)")
     parser.add_argument("--workers", type=int, default=2, help="hub serve --workers (default 2)")
     parser.add_argument("--senders", type=int, default=1, help="sending elevhälsa units = audit chains (default 1)")
-    parser.add_argument("--children", type=int, default=1, help="benchmark children, one consent each (default 1)")
+    parser.add_argument(
+        "--children", type=int, default=100, help="benchmark children, one consent each, in turn (default 100)"
+    )
     parser.add_argument("--pool-size", type=int, default=20, help="HUB_DATABASE_POOL_SIZE per worker (default 20)")
     parser.add_argument("--max-overflow", type=int, default=10, help="HUB_DATABASE_MAX_OVERFLOW (default 10)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the minimal FastAPI + asyncpg service")

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.api.auth import require
-from hub.api.deps import actor_for, get_runtime
+from hub.api.deps import RuntimeDep, Session, actor_for
 from hub.api.rest.schemas import ChildRef
 from hub.db import referrals as db
 from hub.domain.principal import Principal, Role
-from hub.runtime import Runtime
 from hub.services import mailbox as mailbox_svc
 from hub.services import referrals as svc
-
-
-# ``hub.api.deps``'s Session and RuntimeDep, as coroutines: FastAPI runs a plain-function dependency
-# (``get_runtime``) in a worker thread, a hand-over to another thread and back on every request.
-async def _runtime(request: Request) -> Runtime:
-    return get_runtime(request)
-
-
-async def _session(runtime: Annotated[Runtime, Depends(_runtime)]) -> AsyncIterator[AsyncSession]:
-    async with runtime.sessions() as session:
-        yield session
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
-Session = Annotated[AsyncSession, Depends(_session)]
 
 router = APIRouter(prefix="/v1", tags=["referrals"])
 Party = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
