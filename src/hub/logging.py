@@ -32,13 +32,26 @@ ALLOWED_FIELDS = frozenset(
 )
 
 
+# Loggers whose arguments are the server's own (addresses, pids), never a request's content: their
+# messages are formatted. Every other logger's arguments are dropped, since they could carry anything.
+FORMATTED_LOGGERS = frozenset({"uvicorn.error"})
+
+
+def _message(record: logging.LogRecord) -> str:
+    if not isinstance(record.msg, str):
+        return "event"
+    if record.args and record.name in FORMATTED_LOGGERS:
+        return record.getMessage()
+    return record.msg
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.msg if isinstance(record.msg, str) else "event",
+            "msg": _message(record),
         }
         rid = request_id_var.get()
         if rid:

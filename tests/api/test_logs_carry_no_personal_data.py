@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 
-from hub.logging import quiet_libraries
+from hub.logging import JsonFormatter, quiet_libraries
 from tests.api.test_lawful_sharing_http import CHILD, ask, consent_body, demo, record_consent  # noqa: F401
 from tests.logscan import CapturingHandler, personal_identity_numbers_in
 
@@ -49,3 +50,17 @@ async def test_requests_with_numbers_leave_none_in_the_log(client, auth, demo) -
 @pytest.mark.parametrize("number", ["20150311-2383", "201503112383", "150311-2383", "1503112383"])
 def test_every_form_of_a_number_is_recognised(number: str) -> None:
     assert personal_identity_numbers_in([f"x {number} y"])
+
+
+def test_only_the_servers_own_messages_are_formatted() -> None:
+    """The server's start-up line says where it listens; any other logger's arguments never reach the log."""
+    formatter = JsonFormatter()
+
+    def line(name: str, msg: str, *args: object) -> str:
+        record = logging.LogRecord(name, logging.INFO, __file__, 1, msg, args, None)
+        return str(json.loads(formatter.format(record))["msg"])
+
+    assert line("uvicorn.error", "Uvicorn running on %s://%s:%d", "http", "127.0.0.1", 8000) == (
+        "Uvicorn running on http://127.0.0.1:8000"
+    )
+    assert line("hub.services", "sent about %s", "20150311-2383") == "sent about %s"
