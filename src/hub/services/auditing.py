@@ -11,6 +11,22 @@ from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord
 from hub.services.context import Actor
 
 
+def audit_record(
+    actor: Actor, action: AuditAction, *, outcome: AuditOutcome = AuditOutcome.SUCCESS, **fields: Any
+) -> AuditRecord:
+    """The entry :func:`audit` appends for ``actor``, for a use case that appends it in a statement of its own."""
+    return AuditRecord(
+        occurred_at=actor.now,
+        action=action,
+        outcome=outcome,
+        actor_subject=actor.principal.subject,
+        actor_organisation=actor.organisation_id,
+        actor_roles=actor.roles,
+        request_id=actor.request_id,
+        **fields,
+    )
+
+
 async def audit(
     session: AsyncSession,
     actor: Actor,
@@ -26,14 +42,10 @@ async def audit(
     purpose: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> int:
-    record = AuditRecord(
-        occurred_at=actor.now,
-        action=action,
+    record = audit_record(
+        actor,
+        action,
         outcome=outcome,
-        actor_subject=actor.principal.subject,
-        actor_organisation=actor.organisation_id,
-        actor_roles=actor.roles,
-        request_id=actor.request_id,
         child_pseudonym=child_pseudonym,
         legal_basis=legal_basis,
         decision_id=decision_id,

@@ -20,22 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.db import referrals as db
 from hub.db.engine import driver
 from hub.db.lawful import SharingFacts, record_decision, sharing_facts
-from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord
+from hub.domain.audit import AuditAction, AuditRecord
 from hub.domain.errors import Conflict, FieldError, InvalidInput, NotFound, SharingDenied
 from hub.domain.errors import Explanation as DomainExplanation
 from hub.domain.identity import parse_personal_identity_number
 from hub.domain.referrals import CONCERN_TEXT, Change, Lifecycle, Rule, Side
-from hub.domain.sharing import Decision, ShareRequest, decide
+from hub.domain.sharing import Decision
 from hub.domain.vocabulary import CodeSystemBase, ReferralStatusesDoc, UnknownCode, Vocabulary
 from hub.runtime import Runtime
 from hub.services import registry
-from hub.services.auditing import audit
+from hub.services.auditing import audit, audit_record
 from hub.services.children import Child, identify_child
 from hub.services.codes import SYSTEMS, unknown_codes
 from hub.services.context import Actor
 
 # decide_share's own steps, shared so that a referral decides exactly as POST /v1/sharing-decisions does.
-from hub.services.sharing import _as_current, _explanation, _registered
+from hub.services.sharing import _explanation, decide_on_facts
 
 WHEEL = "wellbeing-wheel"
 
@@ -402,7 +402,7 @@ async def _decide_and_store(
         created_at=actor.now,
         updated_at=actor.now,
     )
-    sent_entry = _audit_record(
+    sent_entry = audit_record(
         actor,
         AuditAction.REFERRAL_SENT,
         child_pseudonym=child.pseudonym,
@@ -453,9 +453,9 @@ def _decide(
     runtime: Runtime,
     decision_id: uuid.UUID,
 ) -> tuple[Decision, AuditRecord]:
-    """``decide_share``'s steps after its reads and before its write (the same checks, in the same order,
-    with the same errors), so that the referral's statement can write the decision. ``_validate`` has
-    already checked the kind and the categories against the same vocabularies ``decide_share`` checks."""
+    """``decide_share``'s step between its reads and its write (``decide_on_facts``), after the code check
+    it makes too, so that the referral's statement can write the decision. ``_validate`` has already
+    checked the kind and the categories against the same vocabularies ``decide_share`` checks."""
     if draft.legal_basis is not None:
         errors = unknown_codes(runtime.vocabulary, "legal-basis", [draft.legal_basis], "/legal_basis")
         if errors:
@@ -463,65 +463,18 @@ def _decide(
                 f"{len(errors)} code(s) are not in the shared vocabulary.",
                 errors=[dataclasses.replace(e, pointer=e.pointer.removesuffix("/0")) for e in errors],
             )
-    sender = _registered(actor.organisation_id, facts.sender_type, None)
-    to_party = _registered(recipient, facts.recipient_type, "/to_organisation")
-    try:
-        request = ShareRequest(
-            from_party=sender,
-            to_party=to_party,
-            child_pseudonym=child.pseudonym,
-            child_age=child.age,
-            purpose=draft.kind,
-            requested_categories=frozenset(draft.data_categories),
-            at=actor.now,
-            legal_basis=draft.legal_basis,  # type: ignore[arg-type]
-            basis_reference=draft.basis_reference,
-        )
-    except ValueError as exc:
-        raise InvalidInput(
-            "The legal basis reference needs a legal basis that has references.",
-            errors=[FieldError("/basis_reference", str(exc).splitlines()[-1])],
-        ) from None
-    decision = decide(
-        request,
-        consents=_as_current(facts.consents, child),
-        assessments=_as_current(facts.assessments, child),
-        policy=runtime.policy,
-    )
-    entry = _audit_record(
-        actor,
-        AuditAction.SHARING_DECISION,
-        outcome=AuditOutcome.SUCCESS if decision.allowed else AuditOutcome.REFUSED,
-        child_pseudonym=child.pseudonym,
-        legal_basis=decision.legal_basis,
-        decision_id=str(decision_id),
-        counterpart_organisation=recipient,
-        entity_type="SharingDecision",
-        entity_id=str(decision_id),
+    return decide_on_facts(
+        facts,
+        actor=actor,
+        child=child,
+        to_organisation=recipient,
         purpose=draft.kind,
-        details={
-            "dry_run": False,
-            "permitted": list(decision.permitted_categories),
-            "denied": list(decision.denied_categories),
-            "reasons": [r.code for r in decision.reasons],
-        },
-    )
-    return decision, entry
-
-
-def _audit_record(
-    actor: Actor, action: AuditAction, *, outcome: AuditOutcome = AuditOutcome.SUCCESS, **fields: Any
-) -> AuditRecord:
-    """The entry ``hub.services.auditing.audit`` would append for ``actor``."""
-    return AuditRecord(
-        occurred_at=actor.now,
-        action=action,
-        outcome=outcome,
-        actor_subject=actor.principal.subject,
-        actor_organisation=actor.organisation_id,
-        actor_roles=actor.roles,
-        request_id=actor.request_id,
-        **fields,
+        data_categories=draft.data_categories,
+        legal_basis=draft.legal_basis,
+        basis_reference=draft.basis_reference,
+        policy=runtime.policy,
+        decision_id=decision_id,
+        dry_run=False,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -15,7 +16,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db.engine import driver
-from hub.db.lawful import AssessmentRepository, record_decision, sharing_facts
+from hub.db.lawful import AssessmentRepository, SharingFacts, record_decision, sharing_facts
 from hub.db.repositories import OrganisationRepository
 from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord
 from hub.domain.errors import FieldError, InvalidInput, NotPermitted
@@ -33,7 +34,7 @@ from hub.domain.sharing import (
     decide,
 )
 from hub.domain.vocabulary import Vocabulary
-from hub.services.auditing import audit
+from hub.services.auditing import audit, audit_record
 from hub.services.children import Child, identify_child
 from hub.services.codes import unknown_codes
 from hub.services.context import Actor
@@ -129,51 +130,19 @@ async def decide_share(
         facts = await sharing_facts(
             connection, sender=actor.organisation_id, recipient=question.to_organisation, candidates=child.candidates
         )
-        sender = _registered(actor.organisation_id, facts.sender_type, None)
-        recipient = _registered(question.to_organisation, facts.recipient_type, "/to_organisation")
-        try:
-            request = ShareRequest(
-                from_party=sender,
-                to_party=recipient,
-                child_pseudonym=child.pseudonym,
-                child_age=child.age,
-                purpose=question.purpose,
-                requested_categories=frozenset(question.data_categories),
-                at=actor.now,
-                legal_basis=question.legal_basis,  # type: ignore[arg-type]
-                basis_reference=question.basis_reference,
-            )
-        except ValueError as exc:
-            raise InvalidInput(
-                "The legal basis reference needs a legal basis that has references.",
-                errors=[FieldError("/basis_reference", str(exc).splitlines()[-1])],
-            ) from None
-        consents = _as_current(facts.consents, child)
-        assessments = _as_current(facts.assessments, child)
-        decision = decide(request, consents=consents, assessments=assessments, policy=policy)
         decision_id = uuid.uuid4()
-        # The entry hub.services.auditing.audit would write, appended in the decision's own statement.
-        entry = AuditRecord(
-            occurred_at=actor.now,
-            action=AuditAction.SHARING_DECISION,
-            outcome=AuditOutcome.SUCCESS if decision.allowed else AuditOutcome.REFUSED,
-            actor_subject=actor.principal.subject,
-            actor_organisation=actor.organisation_id,
-            actor_roles=actor.roles,
-            request_id=actor.request_id,
-            child_pseudonym=child.pseudonym,
-            legal_basis=decision.legal_basis,
-            decision_id=str(decision_id),
-            counterpart_organisation=recipient.organisation_id,
-            entity_type="SharingDecision",
-            entity_id=str(decision_id),
+        decision, entry = decide_on_facts(
+            facts,
+            actor=actor,
+            child=child,
+            to_organisation=question.to_organisation,
             purpose=question.purpose,
-            details={
-                "dry_run": dry_run,
-                "permitted": list(decision.permitted_categories),
-                "denied": list(decision.denied_categories),
-                "reasons": [r.code for r in decision.reasons],
-            },
+            data_categories=question.data_categories,
+            legal_basis=question.legal_basis,
+            basis_reference=question.basis_reference,
+            policy=policy,
+            decision_id=decision_id,
+            dry_run=dry_run,
         )
         # Detached, the statement commits by itself, so the chain head is locked for that statement only.
         # Otherwise in the session's transaction, committed here or, without commit, by the caller.
@@ -182,8 +151,8 @@ async def decide_share(
             decision_id=decision_id,
             decision=decision,
             requested_by=actor.principal.subject,
-            from_org=sender.organisation_id,
-            to_org=recipient.organisation_id,
+            from_org=actor.organisation_id,
+            to_org=question.to_organisation,
             child=child.pseudonym,
             purpose=question.purpose,
             dry_run=dry_run,
@@ -193,8 +162,70 @@ async def decide_share(
     if commit and not detached:
         await session.commit()
     return RecordedDecision(
-        decision_id, actor.now, sender.organisation_id, recipient.organisation_id, question.purpose, decision
+        decision_id, actor.now, actor.organisation_id, question.to_organisation, question.purpose, decision
     )
+
+
+def decide_on_facts(
+    facts: SharingFacts,
+    *,
+    actor: Actor,
+    child: Child,
+    to_organisation: str,
+    purpose: str,
+    data_categories: Sequence[str],
+    legal_basis: str | None,
+    basis_reference: str | None,
+    policy: Policy,
+    decision_id: uuid.UUID,
+    dry_run: bool,
+) -> tuple[Decision, AuditRecord]:
+    """The engine's answer on loaded facts, and the audit entry that records it (refusals too): the step
+    between the reads and the write that :func:`decide_share` and a referral share, so both decide alike."""
+    sender = _registered(actor.organisation_id, facts.sender_type, None)
+    recipient = _registered(to_organisation, facts.recipient_type, "/to_organisation")
+    try:
+        request = ShareRequest(
+            from_party=sender,
+            to_party=recipient,
+            child_pseudonym=child.pseudonym,
+            child_age=child.age,
+            purpose=purpose,
+            requested_categories=frozenset(data_categories),
+            at=actor.now,
+            legal_basis=legal_basis,  # type: ignore[arg-type]
+            basis_reference=basis_reference,
+        )
+    except ValueError as exc:
+        raise InvalidInput(
+            "The legal basis reference needs a legal basis that has references.",
+            errors=[FieldError("/basis_reference", str(exc).splitlines()[-1])],
+        ) from None
+    decision = decide(
+        request,
+        consents=_as_current(facts.consents, child),
+        assessments=_as_current(facts.assessments, child),
+        policy=policy,
+    )
+    entry = audit_record(
+        actor,
+        AuditAction.SHARING_DECISION,
+        outcome=AuditOutcome.SUCCESS if decision.allowed else AuditOutcome.REFUSED,
+        child_pseudonym=child.pseudonym,
+        legal_basis=decision.legal_basis,
+        decision_id=str(decision_id),
+        counterpart_organisation=to_organisation,
+        entity_type="SharingDecision",
+        entity_id=str(decision_id),
+        purpose=purpose,
+        details={
+            "dry_run": dry_run,
+            "permitted": list(decision.permitted_categories),
+            "denied": list(decision.denied_categories),
+            "reasons": [r.code for r in decision.reasons],
+        },
+    )
+    return decision, entry
 
 
 def _as_current(records: list[_Fact], child: Child) -> list[_Fact]:
