@@ -1,11 +1,16 @@
-"""The yardstick for ``bench.referrals``: a minimal FastAPI + asyncpg ``POST /v1/referrals`` doing only the
-inserts a referral makes, and nothing else.
+"""The yardsticks for ``bench.referrals`` and ``bench.sharing``: a minimal FastAPI + asyncpg service whose
+``POST /v1/referrals`` does only the inserts a referral makes, and whose ``POST /v1/sharing-decisions`` does
+only the two statements a decision makes, and nothing else.
 
 Per request, in one transaction on a pooled asyncpg connection: the referral row, its first event, its
 outbox entry, the sharing decision row and one audit entry (appended to the sender's hash chain with the
 hub's own statement, ``hub.db.audit.APPEND_CTES`` + ``APPEND_INSERT``), each as the hub's SQL shapes, one
 statement each. No authentication (the sender is read from the token's claims unverified), no decision
 engine, no vocabulary checks, no encryption (the body is stored as the payload), no idempotency lookup.
+``POST /v1/sharing-decisions``: the hub's own two statements (``hub.db.lawful``), the facts read (its
+consents are not parsed, no engine runs: the decision is always "allowed") and the decision row with its
+audit entry, committing by itself, on a pooled asyncpg connection; no authentication either.
+
 Served like the hub: ``--workers`` uvicorn (uvloop, httptools) processes on loopback, each with its own
 listening socket on the port (SO_REUSEPORT), as ``hub serve --workers N`` does.
 
@@ -32,6 +37,7 @@ import asyncpg
 from fastapi import Body, FastAPI, Header, Response
 
 from hub.db import audit as audit_db
+from hub.db import lawful
 from hub.db.engine import Statement
 from hub.domain.audit import genesis_hash
 
@@ -198,6 +204,59 @@ def create_app() -> FastAPI:
         href = f"/v1/referrals/{referral_id}"
         response.headers["Location"] = href
         return {"id": str(referral_id), "status": "requested", "href": href}
+
+    @app.post("/v1/sharing-decisions")
+    async def decide(body: dict[str, Any] = Body(...), authorization: str | None = Header(default=None)) -> Any:
+        claims = _claims(authorization)
+        sender = str(claims.get("org_id", "nora-grundskola"))
+        recipient = str(body["to_organisation"])
+        child = "k1:" + str(body["child"]["personal_identity_number"])
+        categories = list(body["data_categories"])
+        decision_id, now = uuid.uuid4(), datetime.now(UTC)
+        canonical = json.dumps(
+            {
+                "occurred_at": now.isoformat(),
+                "action": "sharing-decision",
+                "actor_organisation": sender,
+                "child_pseudonym": child,
+                "decision_id": str(decision_id),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        async with state["pool"].acquire() as conn:
+            facts = await lawful._FACTS.fetchrow(conn, {"sender": sender, "recipient": recipient, "children": [child]})
+            await lawful._RECORD_DECISION.fetchrow(
+                conn,
+                {
+                    "id": decision_id,
+                    "by": "dev",
+                    "f": sender,
+                    "t": recipient,
+                    "c": child,
+                    "p": body["purpose"],
+                    "a": True,
+                    "lb": "consent",
+                    "ref": None,
+                    "perm": categories,
+                    "den": [],
+                    "ex": '{"reasons": [], "remedies": []}',
+                    "dry": True,
+                    "partition": sender,
+                    "genesis": genesis_hash(sender),
+                    "canonical": canonical,
+                    "occurred_at": now,
+                    "action": "sharing-decision",
+                    "outcome": "0",
+                    "actor_organisation": sender,
+                    "counterpart_organisation": recipient,
+                    "child_pseudonym": child,
+                    "legal_basis": "consent",
+                    "decision_id": str(decision_id),
+                    "request_id": None,
+                },
+            )
+        return {"id": str(decision_id), "allowed": True, "consents": len(facts["consents"])}
 
     return app
 

@@ -9,20 +9,33 @@ throughput, p50/p90/p99 latency and where the CPU went (hub, PostgreSQL, generat
 
 Targets: ≥ 1,500 requests/s at 32 concurrent clients; p99 ≤ 10 ms at 8 concurrent clients.
 
+Then the same load against the yardstick (``bench.baseline``): a minimal FastAPI + asyncpg endpoint that
+runs only the decision's two statements (the facts read, the decision row with its audit entry) on its
+own fresh database with the same five consents, to show what the framework and the database allow on
+this machine before any of the hub's work (``--no-baseline`` skips it).
+
 Every request is a real decision: the hub identifies the child (HMAC pseudonym), loads the consents,
 runs the engine, records the decision and appends to the audit chain of the caller's organisation.
 With ``--senders N`` the clients are spread over N schools (N audit chains); the default, 1, is the
 hardest case: every request appends to the same chain.
 
     python -m bench sharing [--seconds 5] [--warmup 2] [--concurrency 1,8,32] [--workers 2] [--senders 1]
+                            [--no-baseline] [--baseline-concurrency 8,32]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import sys
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
 
 from bench import load
 from bench.server import CpuMeter, HubUnderTest, personal_identity_number
@@ -93,6 +106,56 @@ def record_consents(hub: HubUnderTest, pin: str) -> None:
         raise RuntimeError(f"withdrawing a consent failed: {status} {raw[:500]!r}")
 
 
+async def _insert_consents(url: str, pin: str) -> None:
+    """The five consents, as rows, for the yardstick's database (its child is ``k1:`` + the number)."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        now = datetime.now(UTC)
+        for n in range(5):
+            body = _consent(pin, to_types=["bup"], purposes=["remiss"], valid_from=now - timedelta(days=30 - n))
+            await conn.execute(
+                """
+                insert into consent (id, child_pseudonym, recording_organisation, valid_from, valid_until,
+                    party_organisations, party_types, document, created_by)
+                values ($1, $2, 'nora-grundskola', $3, $4, '{}', '{bup}', $5::jsonb, 'bench')
+                """,
+                uuid.uuid4(),
+                f"k1:{pin}",
+                now - timedelta(days=30),
+                now + timedelta(days=300),
+                json.dumps(body),
+            )
+    finally:
+        await conn.close()
+
+
+def measure_baseline(args: argparse.Namespace, pin: str, senders: Sequence[str]) -> dict[int, load.LoadResult]:
+    """The yardstick (``bench.baseline``) on its own fresh database, the same questions and load."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    results: dict[int, load.LoadResult] = {}
+    with HubUnderTest(workers=args.workers, extra_env=env, command=[sys.executable, "-m", "bench.baseline"]) as base:
+        asyncio.run(_insert_consents(base.url, pin))
+        requests = [
+            load.build_request(
+                "POST",
+                "/v1/sharing-decisions",
+                host=f"{base.host}:{base.port}",
+                headers={"authorization": f"Bearer {base.token(org, 'system')}"},
+                json_body=question(pin),
+            )
+            for org in senders
+        ]
+        for c in [int(c) for c in args.baseline_concurrency.split(",") if c.strip()]:
+            result, meter = measure(
+                base, lambda client, _n: requests[client % len(requests)], c, seconds=args.seconds, warmup=args.warmup
+            )
+            print("minimal FastAPI + asyncpg: " + result.summary().lstrip())
+            print("  " + meter.line(args.seconds, result.generator_cpu_seconds))
+            results[c] = result
+    return results
+
+
 def question(pin: str) -> dict[str, object]:
     return {
         "to_organisation": "region-bup",
@@ -145,6 +208,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="HUB_DATABASE_POOL_SIZE per worker (default 20; 0: the hub's default)",
     )
     parser.add_argument("--keep-log", action="store_true", help="print the server log's last lines at the end")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the minimal FastAPI + asyncpg service")
+    parser.add_argument(
+        "--baseline-concurrency", default="8,32", help="client counts for the minimal service (default 8,32)"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.senders <= len(SCHOOLS):
         parser.error(f"--senders must be 1..{len(SCHOOLS)}")
@@ -162,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"= {args.senders} audit chain(s); closed loop, {args.warmup:g} s warm-up + {args.seconds:g} s measured"
     )
     ok = True
-    results: list[load.LoadResult] = []
+    results: dict[int, load.LoadResult] = {}
     env = {"HUB_DATABASE_POOL_SIZE": str(args.pool_size)} if args.pool_size else {}
     with HubUnderTest(workers=args.workers, extra_env=env) as hub:
         record_consents(hub, pin)
@@ -186,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for c in concurrencies:
             result, meter = measure(hub, request_for, c, seconds=args.seconds, warmup=args.warmup)
-            results.append(result)
+            results[c] = result
             print(result.summary())
             print("  " + meter.line(args.seconds, result.generator_cpu_seconds))
             if result.errors:
@@ -203,6 +270,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(hub.verify_audit())
         if args.keep_log:
             print(hub.log_path.read_text()[-2000:])
+    if not args.no_baseline:
+        for c, base in measure_baseline(args, pin, SCHOOLS[: args.senders]).items():
+            if c in results and base.throughput > 0:
+                hub_rate = results[c].throughput
+                print(
+                    f"hub / minimal service at {c} clients: {hub_rate:,.0f} / {base.throughput:,.0f} req/s "
+                    f"= {hub_rate / base.throughput:.0%}"
+                )
     return 0 if ok else 1
 
 
