@@ -119,6 +119,9 @@ class Vocabulary:
             for loaded in published.values():
                 if isinstance(loaded.document, VariantDoc):
                     self._check_map(loaded)
+        # Every request checks its codes against these sets; published versions never change, so each
+        # is built once.
+        self._codes: dict[tuple[str, str | None], frozenset[str]] = {}
 
     @staticmethod
     def _pick_latest(versions: Mapping[str, LoadedDocument]) -> str:
@@ -210,10 +213,13 @@ class Vocabulary:
 
     def codes(self, name: str, version: str | None = None) -> frozenset[str]:
         """Every code of a code-system vocabulary (e.g. ``codes("data-categories")``)."""
-        doc = self.get(name, version)
-        if not isinstance(doc, CodeSystemBase):
-            raise InvalidRequest(f"{name} is not a code system", field="name")
-        return doc.codes()
+        known = self._codes.get((name, version))
+        if known is None:
+            doc = self.get(name, version)
+            if not isinstance(doc, CodeSystemBase):
+                raise InvalidRequest(f"{name} is not a code system", field="name")
+            known = self._codes[(name, version)] = doc.codes()
+        return known
 
     def indicator_codes(self, version: str | None = None) -> frozenset[str]:
         """The eight canonical wellbeing indicator codes (without the goals)."""
