@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from hub import __version__
-from hub.api import problems
+from hub.api import dashboard, problems
 from hub.api.auth import TokenVerifier
 from hub.api.fhir import router as fhir_router
 from hub.api.graphql import graphql_router
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(flows.router)
     app.include_router(graphql_router())
     app.include_router(fhir_router)
+    app.include_router(dashboard.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
