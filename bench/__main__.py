@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "audit": "bench.audit_chain",
     "referrals": "bench.referrals",
     "delivery": "bench.delivery",
+    "flows": "bench.flows",
 }
 
 

@@ -214,6 +214,40 @@ def _load_demo(settings: Settings, *, all_tokens: bool, tokens_for_tour: bool = 
 
 
 @app.command()
+def synth(
+    referrals: Annotated[int, typer.Option("--referrals", min=1, help="How many referrals to write.")],
+    seed: Annotated[int, typer.Option("--seed", help="The same seed writes the same history.")] = 1,
+    weeks: Annotated[int, typer.Option("--weeks", min=1, help="Sent over this many weeks up to now.")] = 52,
+    through_api: Annotated[
+        bool,
+        typer.Option("--through-api", help="Through the use cases, as real data (slow; small sizes). Default: bulk."),
+    ] = False,
+) -> None:
+    """Write synthetic referral history (fictional children) for Region Örebro län; loads the demo
+    registry if missing. Bulk by default: COPY, then the flow rollups rebuilt set-based."""
+    from hub.runtime import open_runtime
+    from hub.services.synth import SynthResult
+    from hub.services.synth import synth as write_history
+
+    async def run() -> SynthResult:
+        async with open_runtime(_settings()) as rt:
+            return await write_history(
+                rt, referrals=referrals, seed=seed, weeks=weeks, through_api=through_api, progress=_progress
+            )
+
+    result = asyncio.run(run())
+    typer.echo(
+        f"{result.referrals:,} referrals, {result.events:,} events, {result.children:,} children, "
+        f"{result.consents:,} consents; loaded in {result.load_seconds:.1f} s, "
+        f"rollups rebuilt in {result.rebuild_seconds:.1f} s"
+    )
+
+
+def _progress(done: int) -> None:
+    typer.echo(f"  {done:,} referrals written", err=True)
+
+
+@app.command()
 def token(
     org: Annotated[str, typer.Option("--org", help="Organisation id (the org_id claim).")],
     role: Annotated[list[str], typer.Option("--role", help="Role; repeat for several.")],
