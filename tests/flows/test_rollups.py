@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import pytest
 from sqlalchemy import text
 
+from hub.db import flows as db
 from hub.domain.disclosure import record_key
 from hub.services.flows import bucket_bounds
 from tests.flows import workload
@@ -70,3 +72,35 @@ async def test_status_rows_follow_the_referrals(county: Flows, status: str) -> N
         )
         actual = await conn.scalar(text("select count(*) from referral where status = :s"), {"s": status})
     assert stored == actual > 0
+
+
+@pytest.mark.parametrize(
+    ("groups", "measure", "columns"),
+    [
+        (("recipient_type", "month"), "sent", ("recipient_type", "to_char(week + 3, 'YYYY-MM')")),
+        (("municipality",), "lead:received", ("municipality",)),
+        (("sender_type", "kind"), "status:rejected", ("sender_type", "kind")),
+    ],
+)
+async def test_children_under_the_cap_are_counted_exactly(county: Flows, groups, measure, columns) -> None:  # type: ignore[no-untyped-def]
+    """With a cap above every count, every key is counted from the referrals of its cells: the same
+    distinct children as a count over all referrals, for every key and total."""
+    scope = db.Scope(week_from=date(2000, 1, 3), week_to=date(2100, 1, 4))
+    async with county.runtime.sessions() as session:
+        found = await db.cube(session, scope, groups=groups, measures=[measure], cap=10_000)
+        used = ", ".join(columns)
+        keys = ", ".join(f"({c})" for c in columns)
+        sets = [f"({used})", *([f"({c})" for c in columns] if len(columns) == 2 else []), "()"]
+        truth = await session.execute(
+            text(
+                f"""select grouping({keys}), {used}, count(distinct child_key) from flow_referral f
+                    where flow_in(f, :measure) group by grouping sets ({", ".join(sets)})"""
+            ),
+            {"measure": measure},
+        )
+        expected = {}
+        for bits, *values, children in truth:
+            key = tuple(db.ALL if bits & (1 << (len(columns) - 1 - i)) else str(v) for i, v in enumerate(values))
+            expected[key] = children
+    assert found, "the workload has referrals in this measure"
+    assert {key: agg.children for key, agg in found.items()} == expected

@@ -136,7 +136,8 @@ def _rollup_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], p
         where.append("f.dimension = :dimension")
     params["dimension"] = scope.dimension or ALL
     return (
-        f"select f.value, f.children, f.cell_key, f.hist, {_as(exprs)} from flow_rollup f where {' and '.join(where)}"
+        f"select f.value, f.children, f.cell_key, f.hist, f.cell, {_as(exprs)} from flow_rollup f "
+        f"where {' and '.join(where)}"
     )
 
 
@@ -163,7 +164,9 @@ def _referral_rows(scope: Scope, groups: Sequence[str], params: dict[str, Any], 
     else:
         where.append(":dimension = any(f.dimensions)")
     params["dimension"] = scope.dimension or ALL
-    columns = f"1 as value, 1 as children, f.child_key as cell_key, null::bigint[] as hist, f.child_key, {_as(exprs)}"
+    columns = (
+        f"1 as value, 1 as children, f.child_key as cell_key, null::bigint[] as hist, f.cell, f.child_key, {_as(exprs)}"
+    )
     return f"select {columns} from {source} where {' and '.join(where)}"
 
 
@@ -215,7 +218,7 @@ async def cube(
     rows = _rollup_rows(scope, groups, measures, params)
     if REQUESTED in measures:  # the few requested referrals, from flow_referral
         requested = _referral_rows(scope, groups, params, "f.status = 'requested'")
-        rows = f"{rows} union all select value, children, cell_key, hist, g1, g2 from ({requested}) r"
+        rows = f"{rows} union all select value, children, cell_key, hist, cell, g1, g2 from ({requested}) r"
     level, sets = _grouping(groups)
     result = await session.execute(
         text(
@@ -235,7 +238,7 @@ async def cube(
         key: min(cap, max(most, math.ceil(summed / multiplicity))) for key, (_, most, summed, _) in totals.items()
     }
     small = [key for key, children in settled.items() if children < cap]
-    exact = await _distinct_children(session, scope, groups, measures, small) if small else {}
+    exact = await _distinct_children(session, scope, groups, measures, small, rows, dict(params)) if small else {}
 
     histograms: dict[Key, dict[int, int]] = {}
     if histogram:
@@ -264,12 +267,20 @@ async def cube(
 
 
 async def _distinct_children(
-    session: AsyncSession, scope: Scope, groups: Sequence[str], measures: Sequence[str], keys: Sequence[Key]
+    session: AsyncSession,
+    scope: Scope,
+    groups: Sequence[str],
+    measures: Sequence[str],
+    keys: Sequence[Key],
+    rows: str,
+    params: dict[str, Any],
 ) -> dict[Key, int]:
-    """Exact distinct children of ``keys``, from the referrals under them (only those are read)."""
+    """Exact distinct children of ``keys``, from the referrals under them. ``rows`` (with ``params``) are
+    the query's rollup rows: the cells of the small keys' rows are found there, and only those cells'
+    referrals are read (index ``flow_referral_cell``). A key is small only while its rows hold few
+    children, so it has few rows and its cells few referrals, however large the county's history."""
     wanted = set(keys)
-    params: dict[str, Any] = {}
-    rows = _referral_rows(scope, groups, params, _predicate(groups, measures, params))
+    referrals = _referral_rows(scope, groups, params, _predicate(groups, measures, params))
     conditions = []
     if any(all(part == ALL for part in key) for key in wanted):
         conditions.append("true")
@@ -287,11 +298,16 @@ async def _distinct_children(
         if both:
             conditions.append("x.g1 || chr(31) || x.g2 = any(:small_cells)")
             params["small_cells"] = both
+    small = " or ".join(conditions)
     level, sets = _grouping(groups)
+    # The cells as an array: an index scan of flow_referral_cell per cell, where a join on the CTE let the
+    # planner prefer a scan of every referral in the weeks.
     found = await session.execute(
         text(
-            f"""select {level}, count(distinct x.child_key) from ({rows}) x
-                where {" or ".join(conditions)} group by {sets}"""
+            f"""with cells as materialized (select distinct x.cell from ({rows}) x where x.value > 0 and ({small}))
+                select {level}, count(distinct x.child_key)
+                from ({referrals} and f.cell = any(array(select cell from cells))) x
+                where {small} group by {sets}"""
         ),
         params,
     )
