@@ -17,7 +17,7 @@ sender, which the same workers deliver as well (to the same receiver): that is c
 
 Target: ≥ 500 referrals/s delivered.
 
-    python -m bench delivery [--referrals 5000] [--workers 2] [--batch-size 100] [--pool-size 20]
+    python -m bench delivery [--referrals 5000] [--workers 2] [--batch-size 40] [--in-flight 8] [--pool-size 20]
                              [--senders 4] [--no-verify] [--log-level INFO]
 """
 
@@ -265,7 +265,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     rcv.add_argument("--no-verify", action="store_true")
     parser.add_argument("--referrals", type=int, default=5000, help="referrals to deliver (default 5000)")
     parser.add_argument("--workers", type=int, default=2, help="hub worker processes (default 2)")
-    parser.add_argument("--batch-size", type=int, default=100, help="HUB_WORKER_BATCH_SIZE (default 100)")
+    parser.add_argument("--batch-size", type=int, default=40, help="HUB_WORKER_BATCH_SIZE (default 40)")
+    parser.add_argument("--in-flight", type=int, default=8, help="HUB_WORKER_CONCURRENCY (default 8)")
     parser.add_argument("--pool-size", type=int, default=20, help="HUB_DATABASE_POOL_SIZE per worker (default 20)")
     parser.add_argument("--max-overflow", type=int, default=10, help="HUB_DATABASE_MAX_OVERFLOW (default 10)")
     parser.add_argument("--poll-interval", type=float, default=0.2, help="HUB_WORKER_POLL_INTERVAL_SECONDS (0.2)")
@@ -290,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
     settings = {
         "HUB_WORKER_BATCH_SIZE": str(args.batch_size),
+        "HUB_WORKER_CONCURRENCY": str(args.in_flight),
         "HUB_DATABASE_POOL_SIZE": str(args.pool_size),
         "HUB_DATABASE_MAX_OVERFLOW": str(args.max_overflow),
         "HUB_WORKER_POLL_INTERVAL_SECONDS": str(args.poll_interval),

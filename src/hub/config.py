@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     delivery_backoff_max_seconds: float = Field(default=3600.0, gt=0)
     delivery_timeout_seconds: float = Field(default=10.0, gt=0)
     worker_batch_size: int = Field(default=20, ge=1, le=500)
+    # Deliveries a worker has in flight at once (and its HTTP connections). More is slower, not faster:
+    # httpx's pool checks every idle connection on each request.
+    worker_concurrency: int = Field(default=8, ge=1, le=100)
     worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
     # How long a claimed delivery is reserved; a worker that dies mid-delivery loses it after this.
     worker_lease_seconds: float = Field(default=60.0, gt=0)

@@ -60,6 +60,9 @@ class Worker:
     rng: random.Random = field(default_factory=random.Random)
     _adapters: dict[tuple[str, str], Adapter] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._in_flight = asyncio.Semaphore(self.settings.worker_concurrency)
+
     @property
     def settings(self):  # type: ignore[no-untyped-def]
         return self.runtime.settings
@@ -80,8 +83,12 @@ class Worker:
             # What every message of the batch needs, read once for the batch (not per entry).
             async with driver(session, own_transaction=True) as connection:
                 batch = await db.batch_facts(connection, claimed)
-        await asyncio.gather(*(self._handle(entry, batch) for entry in claimed))
+        await asyncio.gather(*(self._limited(entry, batch) for entry in claimed))
         return len(claimed)
+
+    async def _limited(self, entry: db.OutboxRow, batch: db.BatchFacts) -> None:
+        async with self._in_flight:
+            await self._handle(entry, batch)
 
     async def run_until_idle(self, *, max_rounds: int = 1000) -> int:
         total = 0
@@ -437,10 +444,12 @@ async def running_worker(runtime: Runtime) -> AsyncIterator[Worker]:
     """A worker delivering in the background until the block ends (used by `hub serve` and `hub worker`)."""
     _absent_sniffio_fails_fast()
     stop = asyncio.Event()
-    # A batch's deliveries run at once: keep that many connections alive between batches (httpx keeps 20
-    # by default, so a batch of 100 used to open and close 80 connections each round).
-    batch = runtime.settings.worker_batch_size
-    limits = httpx.Limits(max_connections=max(100, batch), max_keepalive_connections=max(20, batch))
+    # worker_concurrency deliveries run at once: keep that many connections alive between them, and no
+    # more. httpcore asks every pooled connection whether it has expired (a getpeername() each, through
+    # anyio) on every request: with a connection per entry of a batch of 100, that was a quarter of a
+    # worker's CPU (bench/RESULTS.md, delivery).
+    in_flight = runtime.settings.worker_concurrency
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
     async with httpx.AsyncClient(timeout=runtime.settings.delivery_timeout_seconds, limits=limits) as http:
         worker = Worker(runtime, http)
         task = asyncio.create_task(worker.run_forever(stop))
