@@ -21,7 +21,8 @@ its child that it matches): they are matched in a loop over the few candidate pa
 
 Bulk loads (``hub synth``) write referral and referral_event with the triggers off and call this.
 
-The same revision indexes ``flow_referral`` by (cell, child): the triggers then find a child's other
+The same revision partitions ``flow_rollup`` by measure (see ``PARTITIONS``) and indexes
+``flow_referral`` by (cell, child): the triggers then find a child's other
 referrals in a cell through it instead of through an array of every referral of the child kept in
 ``flow_child`` (rewritten on each new referral, and read id by id), so a referral costs the same however
 many the child has; and an exact count of the children under a few cells (``hub.db.flows``) reads only
@@ -215,6 +216,31 @@ end $$
 """
 
 
+# flow_rollup partitioned by measure: a query reads one measure (or a family) over a range of weeks, and
+# without partitions every measure's rows of a week lie interleaved on the same pages, so reading a year
+# of "sent" read the pages of every status too (15,000 pages for 30,000 rows at 1,000,000 referrals).
+PARTITIONS = [
+    "alter table flow_rollup rename to flow_rollup_unpartitioned",
+    "alter index flow_rollup_pkey rename to flow_rollup_unpartitioned_pkey",
+    """create table flow_rollup (like flow_rollup_unpartitioned including defaults including constraints,
+           primary key (measure, dimension, week, cell)) partition by list (measure)""",
+    "create table flow_rollup_sent partition of flow_rollup for values in ('sent') with (fillfactor = 80)",
+    """create table flow_rollup_lead partition of flow_rollup
+           for values in ('lead:received', 'lead:accepted', 'lead:completed') with (fillfactor = 80)""",
+    "create table flow_rollup_other partition of flow_rollup default with (fillfactor = 80)",
+    "insert into flow_rollup select * from flow_rollup_unpartitioned",
+    "drop table flow_rollup_unpartitioned",
+]
+
+UNPARTITIONED = [
+    "alter table flow_rollup rename to flow_rollup_partitioned",
+    "alter index flow_rollup_pkey rename to flow_rollup_partitioned_pkey",
+    """create table flow_rollup (like flow_rollup_partitioned including defaults including constraints,
+           primary key (measure, dimension, week, cell)) with (fillfactor = 80)""",
+    "insert into flow_rollup select * from flow_rollup_partitioned",
+    "drop table flow_rollup_partitioned",
+]
+
 # flow_apply and flow_enter of 0005, finding the child's other referrals in the cell by the index.
 LOOKUP = [
     "create index flow_referral_cell on flow_referral (cell, child_key)",
@@ -335,7 +361,7 @@ end $$;
 
 
 def upgrade() -> None:
-    for statement in LOOKUP:
+    for statement in PARTITIONS + LOOKUP:
         op.execute(statement)
     op.execute(FUNCTION)
 
@@ -357,3 +383,5 @@ def downgrade() -> None:
         if statement.startswith(("create function flow_apply(", "create function flow_enter(")):
             op.execute(statement.replace("create function", "create or replace function", 1))
     op.execute("drop index flow_referral_cell")
+    for statement in UNPARTITIONED:
+        op.execute(statement)

@@ -163,11 +163,9 @@ async def lead_times(session: AsyncSession, *, ctx: Context, flt: FlowFilter, by
     groups = _groups(ctx, by, GROUPINGS - {"status", "dimension"})
     scope = _scope(ctx, flt)
     k = ctx.rules.k
-    sent = await db.cube(session, scope, groups=groups, measures=["sent"], cap=k)
-    reached = {
-        t: await db.cube(session, scope, groups=groups, measures=[f"lead:{t}"], cap=2 * k, histogram=True)
-        for t in TRANSITIONS
-    }
+    asks = [db.Ask(("sent",), k), *(db.Ask((f"lead:{t}",), 2 * k, histogram=True) for t in TRANSITIONS)]
+    sent, *leads = await db.cubes(session, scope, groups=groups, asks=asks)
+    reached = dict(zip(TRANSITIONS, leads, strict=True))
 
     def statistics(key: db.Key) -> dict[str, Statistic]:
         stats: dict[str, Statistic] = {}
