@@ -106,6 +106,13 @@ class Statement:
             return (await on.execute(self.clause, params)).first()
         return await on.fetchrow(self.native_sql, *[params[name] for name in self.names])
 
+    async def fetch(self, on: AsyncSession | Any, params: Mapping[str, Any]) -> list[Any]:
+        """Every row (each indexable by position), on a session or a driver connection."""
+        if isinstance(on, AsyncSession):
+            return list((await on.execute(self.clause, params)).all())
+        rows: list[Any] = await on.fetch(self.native_sql, *[params[name] for name in self.names])
+        return rows
+
     async def fetchval(self, on: AsyncSession | Any, params: Mapping[str, Any]) -> Any:
         """The first column of the first row, or None."""
         row = await self.fetchrow(on, params)

@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.db.engine import Statement, driver
+
 ALL = "*"
 """A rolled-up grouping in a key (the disclosure module's ``TOTAL``)."""
 
@@ -197,6 +199,13 @@ async def _read_settings(session: AsyncSession) -> None:
     )
 
 
+async def _fetch(session: AsyncSession, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Every row of a read, on the session's own driver connection (in its transaction): the large
+    results here (thousands of histogram rows) cost more in SQLAlchemy's row handling than in PostgreSQL."""
+    async with driver(session) as connection:
+        return await Statement(sql).fetch(connection, params)
+
+
 async def max_child_referrals(session: AsyncSession) -> int:
     """The most referrals any one child has (at least 1): how often one child can be counted when
     rollup rows are merged, since each referral is in one row of a measure and dimension."""
@@ -235,11 +244,10 @@ async def cube(
         requested = _referral_rows(scope, groups, params, "f.status = 'requested'")
         rows = f"{rows} union all select value, children, cell_key, hist, cell, g1, g2 from ({requested}) r"
     level, sets = _grouping(groups)
-    result = await session.execute(
-        text(
-            f"""select {level}, sum(value), max(children), sum(children), sum(cell_key) % {MODULUS}
-                from ({rows}) x where x.value > 0 group by {sets}"""
-        ),
+    result = await _fetch(
+        session,
+        f"""select {level}, sum(value), max(children), sum(children), sum(cell_key) % {MODULUS}
+            from ({rows}) x where x.value > 0 group by {sets}""",
         params,
     )
     totals: dict[Key, tuple[int, int, int, int]] = {}
@@ -258,22 +266,23 @@ async def cube(
     histograms: dict[Key, dict[int, int]] = {}
     if histogram:
         _, bucket_sets = _grouping(groups, "bucket")
-        found = await session.execute(
-            text(
-                # Unnested in the select list and summed per group and bucket before the grouping sets,
-                # the groups computed once per row ("offset 0" keeps the planner from computing them per
-                # bucket): a third of the time of a lateral unnest over a year of a county's cells.
-                f"""select {level}, bucket, sum(count)
-                    from (select u.g1, u.g2, (u.e >> 32)::int as bucket, sum(u.e & {MODULUS - 1}) as count
-                          from (select x.g1, x.g2, unnest(x.hist) as e
-                                from ({rows} offset 0) x where x.hist is not null) u
-                          group by 1, 2, 3) h
-                    group by {bucket_sets}"""
-            ),
+        # Unnested in the select list and summed per group and bucket before the grouping sets, the groups
+        # computed once per row ("offset 0" keeps the planner from computing them per bucket): a third of
+        # the time of a lateral unnest over a year of a county's cells.
+        found = await _fetch(
+            session,
+            f"""select {level}, bucket, sum(count)::bigint
+                from (select u.g1, u.g2, (u.e >> 32)::int as bucket, sum(u.e & {MODULUS - 1}) as count
+                      from (select x.g1, x.g2, unnest(x.hist) as e
+                            from ({rows} offset 0) x where x.hist is not null) u
+                      group by 1, 2, 3) h
+                group by {bucket_sets}""",
             params,
         )
-        for bits, g1, g2, bucket, count in found:
-            histograms.setdefault(_key(groups, bits, (g1, g2)), {})[int(bucket)] = int(count)
+        by_row: dict[tuple[int, str, str], dict[int, int]] = {}
+        for bits, g1, g2, bucket, count in found:  # a key's buckets, then the key once (thousands of rows)
+            by_row.setdefault((bits, g1, g2), {})[bucket] = count
+        histograms = {_key(groups, bits, (g1, g2)): h for (bits, g1, g2), h in by_row.items()}
 
     return {
         key: Aggregate(
