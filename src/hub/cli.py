@@ -229,8 +229,14 @@ def synth(
     from hub.services.synth import SynthResult
     from hub.services.synth import synth as write_history
 
+    settings = _settings()
+    if not settings.dev_mode:
+        # Fictional referrals in a real county's database would be counted in its coordinators' flows.
+        typer.echo("hub synth writes fictional referrals: it runs only in dev mode (HUB_DEV_MODE=true).", err=True)
+        raise typer.Exit(2)
+
     async def run() -> SynthResult:
-        async with open_runtime(_settings()) as rt:
+        async with open_runtime(settings) as rt:
             return await write_history(
                 rt, referrals=referrals, seed=seed, weeks=weeks, through_api=through_api, progress=_progress
             )

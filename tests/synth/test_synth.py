@@ -110,3 +110,18 @@ async def test_the_flow_endpoints_answer_over_synthetic_history(
     assert lead.status_code == 200, lead.text
     bup = next(r for r in lead.json()["rows"] if r["key"] == {"recipient_type": "bup"})
     assert bup["values"]["accepted_median_days"] > 7, "BUP's wait is weeks, not days"
+
+
+def test_hub_synth_refuses_outside_dev_mode() -> None:
+    """Fictional history must never reach a production database: the command stops before connecting."""
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["synth", "--referrals", "10"],
+        env={"HUB_DEV_MODE": "false", "HUB_DATABASE_URL": "postgresql+asyncpg://nowhere.invalid/x"},
+    )
+    assert result.exit_code == 2
+    assert "only in dev mode" in result.output
