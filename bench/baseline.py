@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -36,6 +37,7 @@ from typing import Any
 import asyncpg
 from fastapi import Body, FastAPI, Header, Response
 
+from bench.server import HubUnderTest, pythonpath
 from hub.db import audit as audit_db
 from hub.db import lawful
 from hub.db.engine import Statement
@@ -259,6 +261,13 @@ def create_app() -> FastAPI:
         return {"id": str(decision_id), "allowed": True, "consents": len(facts["consents"])}
 
     return app
+
+
+def yardstick(*, workers: int, pool_size: int = 20) -> HubUnderTest:
+    """This service served like the hub (``--workers`` processes) on its own fresh database with the demo
+    registry: the context manager the benchmarks measure it through."""
+    env = {"PYTHONPATH": pythonpath(), "BASELINE_POOL_SIZE": str(pool_size)}
+    return HubUnderTest(workers=workers, extra_env=env, command=[sys.executable, "-m", "bench.baseline"])
 
 
 def _serve_one(host: str, port: int) -> None:

@@ -33,7 +33,6 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -49,7 +48,7 @@ from bench.referrals import (
     referral_requests,
     set_endpoints,
 )
-from bench.server import HubUnderTest, free_port, system_cpu_seconds, tree_cpu_seconds
+from bench.server import HubUnderTest, free_port, pythonpath, system_cpu_seconds, tree_cpu_seconds
 
 TARGET_THROUGHPUT = 500  # referrals/s delivered
 SECRET_REF = "bench-webhook"
@@ -140,7 +139,7 @@ class ReceiverProcess:
         cmd = [sys.executable, "-m", "bench.delivery", "receive", "--port", str(self.port)]
         if not verify:
             cmd.append("--no-verify")
-        env = {**os.environ, "PYTHONPATH": _pythonpath()}
+        env = {**os.environ, "PYTHONPATH": pythonpath()}
         self.process = subprocess.Popen(cmd, env=env, start_new_session=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -170,11 +169,6 @@ class ReceiverProcess:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
-
-
-def _pythonpath() -> str:
-    root = str(Path(__file__).resolve().parents[1])
-    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
 
 
 # --- the benchmark ---------------------------------------------------------------------------------------

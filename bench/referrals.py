@@ -28,17 +28,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from bench import load, machine
+from bench.baseline import yardstick
 from bench.server import CpuMeter, HubUnderTest, personal_identity_number
 from bench.sharing import measure
 
@@ -52,7 +50,6 @@ MUNICIPALITIES = [
 ]  # fmt: skip
 SENDERS = [f"{m}-elevhalsa" for m in MUNICIPALITIES]
 CATEGORIES = ["identity", "school-situation", "concern-text", "health"]
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def children(count: int) -> list[str]:
@@ -272,13 +269,8 @@ def report(result: load.LoadResult, meter: CpuMeter, seconds: float) -> None:
 
 def measure_baseline(args: argparse.Namespace, concurrencies: Sequence[int]) -> dict[int, load.LoadResult]:
     """The minimal FastAPI + asyncpg service (``bench.baseline``) on its own fresh database, same way."""
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        "BASELINE_POOL_SIZE": str(args.pool_size or 20),
-    }
     results: dict[int, load.LoadResult] = {}
-    command = [sys.executable, "-m", "bench.baseline"]
-    with HubUnderTest(workers=args.workers, extra_env=env, command=command) as base:
+    with yardstick(workers=args.workers, pool_size=args.pool_size or 20) as base:
         if args.without_referral_triggers:
             disable_referral_triggers(base)
         tokens = [base.token(s, "system") for s in SENDERS[: args.senders]]

@@ -39,6 +39,12 @@ def personal_identity_number(age: int, *, serial: int = 238, today: date | None 
     return f"{born:%Y%m%d}-{serial:03d}{luhn_check_digit(nine)}"
 
 
+def pythonpath() -> str:
+    """PYTHONPATH for a subprocess that imports ``bench`` (the repository root first)."""
+    root = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

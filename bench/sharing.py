@@ -28,16 +28,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import sys
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 
 from bench import load
+from bench.baseline import yardstick
 from bench.server import CpuMeter, HubUnderTest, personal_identity_number
 
 TARGET_THROUGHPUT = 1_500  # requests/s at 32 clients
@@ -131,21 +129,10 @@ async def _insert_consents(url: str, pin: str) -> None:
 
 def measure_baseline(args: argparse.Namespace, pin: str, senders: Sequence[str]) -> dict[int, load.LoadResult]:
     """The yardstick (``bench.baseline``) on its own fresh database, the same questions and load."""
-    root = str(Path(__file__).resolve().parents[1])
-    env = {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     results: dict[int, load.LoadResult] = {}
-    with HubUnderTest(workers=args.workers, extra_env=env, command=[sys.executable, "-m", "bench.baseline"]) as base:
+    with yardstick(workers=args.workers) as base:
         asyncio.run(_insert_consents(base.url, pin))
-        requests = [
-            load.build_request(
-                "POST",
-                "/v1/sharing-decisions",
-                host=f"{base.host}:{base.port}",
-                headers={"authorization": f"Bearer {base.token(org, 'system')}"},
-                json_body=question(pin),
-            )
-            for org in senders
-        ]
+        requests = _questions(base, pin, {org: base.token(org, "system") for org in senders})
         for c in [int(c) for c in args.baseline_concurrency.split(",") if c.strip()]:
             result, meter = measure(
                 base, lambda client, _n: requests[client % len(requests)], c, seconds=args.seconds, warmup=args.warmup
@@ -154,6 +141,20 @@ def measure_baseline(args: argparse.Namespace, pin: str, senders: Sequence[str])
             print("  " + meter.line(args.seconds, result.generator_cpu_seconds))
             results[c] = result
     return results
+
+
+def _questions(server: HubUnderTest, pin: str, tokens: dict[str, str]) -> list[bytes]:
+    """The prebuilt request of each sender (organisation id -> its token) for ``server``."""
+    return [
+        load.build_request(
+            "POST",
+            "/v1/sharing-decisions",
+            host=f"{server.host}:{server.port}",
+            headers={"authorization": f"Bearer {token}"},
+            json_body=question(pin),
+        )
+        for token in tokens.values()
+    ]
 
 
 def question(pin: str) -> dict[str, object]:
@@ -237,16 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens = {org: hub.token(org, "system") for org in senders}
         for org in senders:
             check_answer(hub, pin, tokens[org])
-        requests = [
-            load.build_request(
-                "POST",
-                "/v1/sharing-decisions",
-                host=f"{hub.host}:{hub.port}",
-                headers={"authorization": f"Bearer {tokens[org]}"},
-                json_body=question(pin),
-            )
-            for org in senders
-        ]
+        requests = _questions(hub, pin, tokens)
 
         def request_for(client: int, _n: int) -> bytes:
             return requests[client % len(requests)]

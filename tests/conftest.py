@@ -67,14 +67,19 @@ def app(runtime: Runtime):  # type: ignore[no-untyped-def]
     return create_app(runtime=runtime)
 
 
-@pytest.fixture
-async def db(runtime: Runtime) -> AsyncIterator[Runtime]:
-    """An empty database (every table but alembic's truncated) before the test."""
+async def empty_database(runtime: Runtime) -> None:
+    """Every table but alembic's truncated."""
     async with runtime.engine.begin() as conn:
         names = (await conn.execute(text("select tablename from pg_tables where schemaname = 'public'"))).scalars()
         tables = [n for n in names if n not in KEEP_TABLES]
         if tables:
             await conn.execute(text(f"truncate {', '.join(tables)} restart identity cascade"))
+
+
+@pytest.fixture
+async def db(runtime: Runtime) -> AsyncIterator[Runtime]:
+    """An empty database (every table but alembic's truncated) before the test."""
+    await empty_database(runtime)
     yield runtime
 
 
@@ -94,12 +99,20 @@ def token(settings: Settings) -> Callable[..., str]:
     return make
 
 
-@pytest.fixture
-def auth(token: Callable[..., str]) -> Callable[..., dict[str, str]]:
+def dev_auth(settings: Settings) -> Callable[..., dict[str, str]]:
+    """``auth(org, *roles)``: a bearer header with a dev token (role ``system`` if none), for fixtures of
+    any scope."""
+
     def make(org: str = "nora-grundskola", *roles: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token(org, *roles)}"}
+        token = mint_dev_token(settings, organisation_id=org, roles=list(roles or ("system",)))
+        return {"Authorization": f"Bearer {token}"}
 
     return make
+
+
+@pytest.fixture
+def auth(settings: Settings) -> Callable[..., dict[str, str]]:
+    return dev_auth(settings)
 
 
 # --- no personal data in logs, for the whole run -----------------------------------------------------------

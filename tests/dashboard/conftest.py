@@ -17,7 +17,7 @@ from hub.api.auth import mint_dev_token
 from hub.config import Settings
 from hub.main import create_app
 from hub.runtime import Runtime
-from tests.conftest import KEEP_TABLES
+from tests.conftest import dev_auth, empty_database
 from tests.flows import workload
 from tests.loopback import serve
 from tests.referrals.helpers import ack, event, mailbox, worker_for
@@ -33,13 +33,6 @@ class County:
 
     def token(self, org: str = workload.COORDINATOR, role: str = "coordinator") -> str:
         return mint_dev_token(self.settings, organisation_id=org, roles=[role])
-
-
-async def _empty(runtime: Runtime) -> None:
-    async with runtime.engine.begin() as conn:
-        names = (await conn.execute(text("select tablename from pg_tables where schemaname = 'public'"))).scalars()
-        tables = [n for n in names if n not in KEEP_TABLES]
-        await conn.execute(text(f"truncate {', '.join(tables)} restart identity cascade"))
 
 
 async def more_concerns(client: httpx.AsyncClient, auth: workload.Auth, runtime: Runtime) -> None:
@@ -75,11 +68,8 @@ async def county(app: Any, runtime: Runtime, settings: Settings) -> AsyncIterato
     flow tests' own fixture rebuilds its workload only when the number of referrals differs, and would
     otherwise see the moved clock."""
 
-    def auth(org: str, *roles: str) -> dict[str, str]:
-        token = mint_dev_token(settings, organisation_id=org, roles=list(roles or ("system",)))
-        return {"Authorization": f"Bearer {token}"}
-
-    await _empty(runtime)
+    auth = dev_auth(settings)
+    await empty_database(runtime)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
@@ -91,7 +81,7 @@ async def county(app: Any, runtime: Runtime, settings: Settings) -> AsyncIterato
             {"d": STALLED_FOR_DAYS},
         )
     yield County(settings, sent)
-    await _empty(runtime)
+    await empty_database(runtime)
 
 
 @pytest.fixture(scope="package")

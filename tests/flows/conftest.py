@@ -9,10 +9,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from hub.api.auth import mint_dev_token
 from hub.config import Settings
 from hub.runtime import Runtime
-from tests.conftest import KEEP_TABLES
+from tests.conftest import dev_auth, empty_database
 from tests.flows import workload
 
 
@@ -27,20 +26,10 @@ class Flows:
         return self.auth(workload.COORDINATOR, "coordinator")
 
 
-async def _empty(runtime: Runtime) -> None:
-    async with runtime.engine.begin() as conn:
-        names = (await conn.execute(text("select tablename from pg_tables where schemaname = 'public'"))).scalars()
-        tables = [n for n in names if n not in KEEP_TABLES]
-        await conn.execute(text(f"truncate {', '.join(tables)} restart identity cascade"))
-
-
 @pytest.fixture(scope="package")
 async def flows(app, runtime: Runtime, settings: Settings) -> AsyncIterator[Flows]:  # type: ignore[no-untyped-def]
-    def auth(org: str, *roles: str) -> dict[str, str]:
-        token = mint_dev_token(settings, organisation_id=org, roles=list(roles or ("system",)))
-        return {"Authorization": f"Bearer {token}"}
-
-    await _empty(runtime)
+    auth = dev_auth(settings)
+    await empty_database(runtime)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
@@ -54,6 +43,6 @@ async def county(flows: Flows) -> Flows:
     async with flows.runtime.engine.connect() as conn:
         present = await conn.scalar(text("select count(*) from referral"))
     if present != len(flows.sent.remiss) + len(flows.sent.concern) + 2:
-        await _empty(flows.runtime)
+        await empty_database(flows.runtime)
         flows.sent = await workload.run(flows.client, flows.auth, flows.runtime)
     return flows

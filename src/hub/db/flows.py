@@ -356,13 +356,12 @@ async def _distinct_children(
     level, sets = _grouping(groups)
     # The cells as an array: an index scan of flow_referral_cell per cell, where a join on the CTE let the
     # planner prefer a scan of every referral in the weeks.
-    found = await session.execute(
-        text(
-            f"""with cells as materialized (select distinct x.cell from ({rows}) x where x.value > 0 and ({small}))
-                select {level}, count(distinct x.child_key)
-                from ({referrals} and f.cell = any(array(select cell from cells))) x
-                where {small} group by {sets}"""
-        ),
+    found = await _fetch(
+        session,
+        f"""with cells as materialized (select distinct x.cell from ({rows}) x where x.value > 0 and ({small}))
+            select {level}, count(distinct x.child_key)
+            from ({referrals} and f.cell = any(array(select cell from cells))) x
+            where {small} group by {sets}""",
         params,
     )
     exact: dict[Key, int] = {}
