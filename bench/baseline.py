@@ -80,6 +80,26 @@ DECISION = Statement(
 AUDIT = Statement("with " + audit_db.APPEND_CTES + audit_db.APPEND_INSERT)
 
 
+def _audit(
+    sender: str, recipient: str, child: str, decision_id: uuid.UUID, canonical: str, now: datetime, action: str
+) -> dict[str, Any]:
+    """The bind parameters of the hub's chain append (``hub.db.audit.append_params``) for one entry."""
+    return {
+        "partition": sender,
+        "genesis": genesis_hash(sender),
+        "canonical": canonical,
+        "occurred_at": now,
+        "action": action,
+        "outcome": "0",
+        "actor_organisation": sender,
+        "counterpart_organisation": recipient,
+        "child_pseudonym": child,
+        "legal_basis": "consent",
+        "decision_id": str(decision_id),
+        "request_id": None,
+    }
+
+
 def _claims(authorization: str | None) -> dict[str, Any]:
     """The token's claims, not verified (the yardstick does no authentication)."""
     try:
@@ -124,7 +144,6 @@ def create_app() -> FastAPI:
         referral_id, decision_id = uuid.uuid4(), uuid.uuid4()
         child = "k1:" + str(body["child"]["personal_identity_number"])
         categories = sorted(body["data_categories"])
-        partition = sender
         canonical = json.dumps(
             {
                 "occurred_at": now.isoformat(),
@@ -188,20 +207,7 @@ def create_app() -> FastAPI:
             )
             await AUDIT.fetchrow(
                 conn,
-                {
-                    "partition": partition,
-                    "genesis": genesis_hash(partition),
-                    "canonical": canonical,
-                    "occurred_at": now,
-                    "action": "referral-sent",
-                    "outcome": "0",
-                    "actor_organisation": sender,
-                    "counterpart_organisation": recipient,
-                    "child_pseudonym": child,
-                    "legal_basis": "consent",
-                    "decision_id": str(decision_id),
-                    "request_id": None,
-                },
+                _audit(sender, recipient, child, decision_id, canonical, now, "referral-sent"),
             )
         href = f"/v1/referrals/{referral_id}"
         response.headers["Location"] = href
@@ -244,18 +250,7 @@ def create_app() -> FastAPI:
                     "den": [],
                     "ex": '{"reasons": [], "remedies": []}',
                     "dry": True,
-                    "partition": sender,
-                    "genesis": genesis_hash(sender),
-                    "canonical": canonical,
-                    "occurred_at": now,
-                    "action": "sharing-decision",
-                    "outcome": "0",
-                    "actor_organisation": sender,
-                    "counterpart_organisation": recipient,
-                    "child_pseudonym": child,
-                    "legal_basis": "consent",
-                    "decision_id": str(decision_id),
-                    "request_id": None,
+                    **_audit(sender, recipient, child, decision_id, canonical, now, "sharing-decision"),
                 },
             )
         return {"id": str(decision_id), "allowed": True, "consents": len(facts["consents"])}
