@@ -29,7 +29,7 @@ async def _empty(runtime: Runtime) -> None:
     async with runtime.engine.begin() as conn:
         await conn.execute(
             text(
-                "truncate referral, referral_event, consent, outbox, flow_referral, flow_rollup, "
+                "truncate referral, referral_event, consent, outbox, flow_referral, flow_rollup, flow_rollup_month, "
                 "flow_child, flow_suggestion, audit_event, audit_chain_head, sharing_decision cascade"
             )
         )

@@ -13,7 +13,7 @@ import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -36,13 +36,27 @@ _COLUMNS: dict[str, str] = {
     "recipient_type": "f.recipient_type",
     "kind": "f.kind",
     "step": "case when f.trappan_step < 0 then 'none' else f.trappan_step::text end",
-    # A week belongs to the month, quarter and year its Thursday is in (as ISO 8601 assigns weeks to years).
     "week": """to_char(f.week, 'IYYY-"W"IW')""",
-    # Month and year from the date's ISO text (DateStyle is set to ISO for these reads: _read_settings):
-    # to_char costs a third of a year's rollup read.
-    "month": "left((f.week + 3)::text, 7)",
-    "quarter": """to_char(f.week + 3, 'YYYY-"Q"Q')""",
-    "year": "left((f.week + 3)::text, 4)",
+}
+
+
+def _periods(day: str) -> dict[str, str]:
+    """Month, quarter and year of a row whose date in that month is ``day``. A week belongs to the month,
+    quarter and year its Thursday is in (as ISO 8601 assigns weeks to years). Month and year come from the
+    date's ISO text (DateStyle is set to ISO for these reads: _read_settings): to_char costs a third of a
+    year's rollup read."""
+    return {
+        "month": f"left(({day})::text, 7)",
+        "quarter": f"""to_char({day}, 'YYYY-"Q"Q')""",
+        "year": f"left(({day})::text, 4)",
+    }
+
+
+_COLUMNS.update(_periods("f.week + 3"))
+# What flow_rollup_month (by month, without the sender's and recipient's municipality) can answer.
+_MONTH_COLUMNS = {
+    **{g: e for g, e in _COLUMNS.items() if g not in ("week", "sender_municipality", "recipient_municipality")},
+    **_periods("f.month"),
 }
 # Groupings that are families of measures: the group value is the measure's suffix.
 FAMILIES: dict[str, str] = {"status": "status:", "reason": "rejected:"}
@@ -87,6 +101,12 @@ def _filters(scope: Scope, params: dict[str, Any], *, weeks: bool = True) -> lis
     if weeks:
         where.append("f.week between :week_from and :week_to")
         params.update(week_from=scope.week_from, week_to=scope.week_to)
+    where += _unperiodic_filters(scope, params)
+    return where
+
+
+def _unperiodic_filters(scope: Scope, params: dict[str, Any]) -> list[str]:
+    where = []
     for name, column, values in (
         ("municipalities", "municipality", scope.municipalities),
         ("sender_types", "sender_type", scope.sender_types),
@@ -126,12 +146,64 @@ def _as(exprs: Sequence[str]) -> str:
 
 
 def _rollup_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any]) -> str:
-    """The rollup rows of the query, each with its group values g1 and g2."""
-    exprs = [
-        f"substr(f.measure, {len(FAMILIES[g]) + 1})" if g in FAMILIES else _COLUMNS.get(g, "f.dimension")
-        for g in groups
+    """The rollup rows of the query, each with its group values g1 and g2, from ``flow_rollup``; ``most``
+    is a lower bound of the row's distinct children (here exact)."""
+    return _rows_of(
+        "flow_rollup", _COLUMNS, _filters(scope, params), "f.children", "f.cell", scope, groups, measures, params
+    )
+
+
+def _read_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any]) -> str:
+    """The rows :func:`cube` sums: :func:`_rollup_rows`, or for lead measures, when the groups allow, the
+    whole months of the scope from ``flow_rollup_month`` (a row is several weeks' rows summed: its
+    children are no row's distinct children, so ``most`` is 0, and it has no cell) and the weeks before
+    and after them from ``flow_rollup``."""
+    months = _whole_months(scope)
+    if months is None or not all(m.startswith("lead:") for m in measures) or not set(groups) <= _MONTH_COLUMNS.keys():
+        return _rollup_rows(scope, groups, measures, params)
+    first, last = months
+    params.update(month_from=first, month_to=last)
+    parts = [
+        _rows_of(
+            "flow_rollup_month",
+            _MONTH_COLUMNS,
+            ["f.month between :month_from and :month_to", *_unperiodic_filters(scope, params)],
+            "0",
+            "null::uuid",
+            scope,
+            groups,
+            measures,
+            params,
+        )
     ]
-    where = ["f.measure = any(:measures)", *_filters(scope, params)]
+    for name, weeks in (
+        ("head", (scope.week_from, _first_week(first) - WEEK)),
+        ("tail", (_first_week(_next_month(last)), scope.week_to)),
+    ):
+        if weeks[0] <= weeks[1]:
+            params.update({f"{name}_from": weeks[0], f"{name}_to": weeks[1]})
+            where = [f"f.week between :{name}_from and :{name}_to", *_unperiodic_filters(scope, params)]
+            parts.append(
+                _rows_of("flow_rollup", _COLUMNS, where, "f.children", "f.cell", scope, groups, measures, params)
+            )
+    return " union all ".join(parts)
+
+
+def _rows_of(
+    table: str,
+    columns: Mapping[str, str],
+    where: list[str],
+    most: str,
+    cell: str,
+    scope: Scope,
+    groups: Sequence[str],
+    measures: Sequence[str],
+    params: dict[str, Any],
+) -> str:
+    exprs = [
+        f"substr(f.measure, {len(FAMILIES[g]) + 1})" if g in FAMILIES else columns.get(g, "f.dimension") for g in groups
+    ]
+    where = ["f.measure = any(:measures)", *where]
     params["measures"] = [m for m in measures if m != REQUESTED]
     if "dimension" in groups:
         where.append("f.dimension <> '*'")
@@ -141,9 +213,32 @@ def _rollup_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], p
         where.append("f.dimension = :dimension")
     params["dimension"] = scope.dimension or ALL
     return (
-        f"select f.value, f.children, f.cell_key, f.hist, f.cell, {_as(exprs)} from flow_rollup f "
-        f"where {' and '.join(where)}"
+        f"select f.value, {most} as most, f.children, f.cell_key, f.hist, {cell} as cell, {_as(exprs)} "
+        f"from {table} f where {' and '.join(where)}"
     )
+
+
+WEEK = timedelta(weeks=1)
+
+
+def _next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def _first_week(month: date) -> date:
+    """The Monday of the first ISO week whose Thursday is in ``month`` (its first day)."""
+    return month + timedelta(days=(3 - month.weekday()) % 7 - 3)
+
+
+def _whole_months(scope: Scope) -> tuple[date, date] | None:
+    """The first days of the first and last months all of whose weeks the scope covers, if any."""
+    first = (scope.week_from + timedelta(days=3)).replace(day=1)
+    if _first_week(first) < scope.week_from:
+        first = _next_month(first)
+    last = (scope.week_to + timedelta(days=3)).replace(day=1)
+    if _first_week(_next_month(last)) - WEEK > scope.week_to:
+        last = (last - timedelta(days=1)).replace(day=1)
+    return (first, last) if first <= last else None
 
 
 def _referral_rows(scope: Scope, groups: Sequence[str], params: dict[str, Any], predicate: str) -> str:
@@ -170,7 +265,8 @@ def _referral_rows(scope: Scope, groups: Sequence[str], params: dict[str, Any], 
         where.append(":dimension = any(f.dimensions)")
     params["dimension"] = scope.dimension or ALL
     columns = (
-        f"1 as value, 1 as children, f.child_key as cell_key, null::bigint[] as hist, f.cell, f.child_key, {_as(exprs)}"
+        f"1 as value, 1 as most, 1 as children, f.child_key as cell_key, null::bigint[] as hist, f.cell, f.child_key, "
+        f"{_as(exprs)}"
     )
     return f"select {columns} from {source} where {' and '.join(where)}"
 
@@ -242,12 +338,13 @@ async def cube(
     rows = _rollup_rows(scope, groups, measures, params)
     if REQUESTED in measures:  # the few requested referrals, from flow_referral
         requested = _referral_rows(scope, groups, params, "f.status = 'requested'")
-        rows = f"{rows} union all select value, children, cell_key, hist, cell, g1, g2 from ({requested}) r"
+        rows = f"{rows} union all select value, most, children, cell_key, hist, cell, g1, g2 from ({requested}) r"
+    read = rows if REQUESTED in measures else _read_rows(scope, groups, measures, params)
     level, sets = _grouping(groups)
     result = await _fetch(
         session,
-        f"""select {level}, sum(value), max(children), sum(children), sum(cell_key) % {MODULUS}
-            from ({rows}) x where x.value > 0 group by {sets}""",
+        f"""select {level}, sum(value), max(most), sum(children), sum(cell_key) % {MODULUS}
+            from ({read}) x where x.value > 0 group by {sets}""",
         params,
     )
     totals: dict[Key, tuple[int, int, int, int]] = {}
@@ -274,7 +371,7 @@ async def cube(
             f"""select {level}, bucket, sum(count)::bigint
                 from (select u.g1, u.g2, (u.e >> 32)::int as bucket, sum(u.e & {MODULUS - 1}) as count
                       from (select x.g1, x.g2, unnest(x.hist) as e
-                            from ({rows} offset 0) x where x.hist is not null) u
+                            from ({read} offset 0) x where x.hist is not null) u
                       group by 1, 2, 3) h
                 group by {bucket_sets}""",
             params,
