@@ -18,7 +18,11 @@ sender, which the same workers deliver as well (to the same receiver): that is c
 Target: ≥ 500 referrals/s delivered.
 
     python -m bench delivery [--referrals 5000] [--workers 2] [--batch-size 40] [--in-flight 8] [--pool-size 20]
-                             [--senders 4] [--no-verify] [--log-level INFO]
+                             [--senders 4] [--no-verify] [--log-level INFO] [--yardstick]
+
+``--yardstick`` starts as many ``bench.baseline_worker`` processes in place of ``hub worker``: the same
+claim, send-time decision with its audit entry, signed POSTs and outcome statements, and nothing else
+(what this machine allows before any of the worker's own work).
 """
 
 from __future__ import annotations
@@ -229,12 +233,27 @@ def start_workers(hub: HubUnderTest, count: int, env: dict[str, str]) -> list[su
             **env,
         }
     )
-    command = [sys.executable, "-c", "from hub.cli import main; main()", "worker"]
+    return _spawn(hub, "worker", count, [sys.executable, "-c", "from hub.cli import main; main()", "worker"], base)
+
+
+def start_yardsticks(
+    hub: HubUnderTest, count: int, args: argparse.Namespace, receiver: str
+) -> list[subprocess.Popen[bytes]]:
+    """``count`` yardstick workers (``bench.baseline_worker``) in place of ``hub worker``."""
+    command = [sys.executable, "-m", "bench.baseline_worker", "--dsn", asyncpg_dsn(hub.url), "--receiver", receiver]
+    command += ["--secret", SECRET, "--batch-size", str(args.batch_size), "--in-flight", str(args.in_flight)]
+    return _spawn(hub, "yardstick", count, command, {**os.environ, "PYTHONPATH": pythonpath()})
+
+
+def _spawn(
+    hub: HubUnderTest, name: str, count: int, command: list[str], env: dict[str, str]
+) -> list[subprocess.Popen[bytes]]:
+    """``count`` processes of ``command``, each logging to ``<name>-<i>.log`` in the hub's directory."""
     processes = []
     for i in range(count):
-        log = (hub.tmp / f"worker-{i}.log").open("wb")
+        log = (hub.tmp / f"{name}-{i}.log").open("wb")
         processes.append(
-            subprocess.Popen(command, env=base, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         )
     return processes
 
@@ -269,6 +288,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-verify", action="store_true", help="the receiver checks no signatures")
     parser.add_argument("--log-level", default="INFO", help="HUB_LOG_LEVEL of the workers (default INFO)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (600)")
+    parser.add_argument(
+        "--yardstick",
+        action="store_true",
+        help="run the yardstick (bench.baseline_worker: the same statements and requests, nothing else) "
+        "in place of hub worker",
+    )
     args = parser.parse_args(argv)
     if args.command is None and not 1 <= args.senders <= len(SENDERS):
         parser.error(f"--senders must be 1..{len(SENDERS)}")
@@ -292,8 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "HUB_LOG_LEVEL": args.log_level,
         "HUB_SECRET_" + SECRET_REF.upper().replace("-", "_"): SECRET,
     }
+    who = "yardstick worker (bench.baseline_worker)" if args.yardstick else "`hub worker`"
     print(
-        f"delivery of {args.referrals:,} referrals: {args.workers} `hub worker` process(es) with "
+        f"delivery of {args.referrals:,} referrals: {args.workers} {who} process(es) with "
         + ", ".join(f"{k}={v}" for k, v in settings.items() if "SECRET" not in k)
         + "; webhook adapter to a raw asyncio receiver on loopback that "
         + ("verifies every signature" if not args.no_verify else "verifies nothing")
@@ -315,7 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"preloaded {total:,} referrals through POST /v1/referrals in {seconds:.1f} s; all queued")
             db0, sys0, rcv0 = hub.database_cpu_seconds(), system_cpu_seconds(), receiver.cpu_seconds()
             started = time.perf_counter()
-            workers = start_workers(hub, args.workers, settings)
+            if args.yardstick:
+                workers = start_yardsticks(hub, args.workers, args, url)
+            else:
+                workers = start_workers(hub, args.workers, settings)
             try:
                 state = progress(hub)
                 deadline = started + args.timeout
@@ -340,7 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"status event: workers {workers_cpu / total * 1000:.1f} ms, postgres "
                 f"{(db1 - db0) / total * 1000:.1f} ms"
             )
-            print(hub.verify_audit())
+            if not args.yardstick:  # the yardstick's audit entries hash a stand-in content, not their columns
+                print(hub.verify_audit())
     finally:
         receiver.close()
     return 0 if ok else 1

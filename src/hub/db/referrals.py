@@ -377,28 +377,28 @@ async def enqueue(session: AsyncSession, row: OutboxRow) -> None:
     )
 
 
+# Reserve due entries for one worker: rows other workers hold are skipped, not waited for.
+CLAIM = Statement(
+    f"""
+    update outbox set lease_until = :now + make_interval(secs => :lease), attempts = attempts + 1, updated_at = :now
+    where id in (
+        select id from outbox
+        where state in ('queued', 'retrying') and next_attempt_at <= :now
+          and (lease_until is null or lease_until < :now)
+        order by next_attempt_at
+        limit :limit
+        for update skip locked
+    )
+    returning {_fields(OutboxRow)}
+    """
+)
+
+
 async def claim_due(session: AsyncSession, *, now: datetime, lease_seconds: float, limit: int) -> list[OutboxRow]:
     """Reserve up to ``limit`` due entries for this worker. Rows other workers hold are skipped, not
     waited for; a reservation (lease) that outlives its worker expires and the entry is claimed again."""
-    rows = await session.execute(
-        text(
-            f"""
-            update outbox set lease_until = :now + make_interval(secs => :lease), attempts = attempts + 1,
-                              updated_at = :now
-            where id in (
-                select id from outbox
-                where state in ('queued', 'retrying') and next_attempt_at <= :now
-                  and (lease_until is null or lease_until < :now)
-                order by next_attempt_at
-                limit :limit
-                for update skip locked
-            )
-            returning {_fields(OutboxRow)}
-            """
-        ),
-        {"now": now, "lease": lease_seconds, "limit": limit},
-    )
-    return [OutboxRow(*r) for r in rows.all()]
+    rows = await CLAIM.fetch(session, {"now": now, "lease": float(lease_seconds), "limit": limit})
+    return [OutboxRow(*r) for r in rows]
 
 
 async def finish(session: AsyncSession, outbox_id: uuid.UUID, **values: Any) -> None:
@@ -467,7 +467,7 @@ async def batch_facts(connection: Any, entries: Sequence[OutboxRow]) -> BatchFac
     )
 
 
-_DELIVERED = Statement(
+DELIVERED = Statement(
     """
     update outbox set state = 'delivered', adapter = :adapter, remote_id = :remote_id, delivered_at = :now,
                       last_error = null, updated_at = :now, lease_until = null
@@ -479,7 +479,7 @@ _DELIVERED = Statement(
 # acknowledged it while it was still requested, the hub's transition to received (its event, with the next
 # sequence number, and that event queued for the sender), as ``hub.services.referrals.hub_transition``
 # writes it. ``r`` locks the referral first (everything else reads from it), as the event's number needs.
-_REFERRAL_DELIVERED = Statement(
+REFERRAL_DELIVERED = Statement(
     """
     with r as (
         select id, status, sender_organisation from referral where id = :referral_id for update
@@ -529,7 +529,7 @@ async def record_delivered(
     True when that made it received."""
     params: dict[str, Any] = {"outbox_id": entry.id, "adapter": adapter, "remote_id": remote_id, "now": now}
     if entry.kind != "referral":
-        await _DELIVERED.fetchrow(connection, params)
+        await DELIVERED.fetchrow(connection, params)
         return False
     event_id = uuid.uuid4()
     params |= {
@@ -539,7 +539,7 @@ async def record_delivered(
         "event_outbox_id": uuid.uuid4(),
         "event_key": f"event:{event_id}",
     }
-    return bool(await _REFERRAL_DELIVERED.fetchval(connection, params))
+    return bool(await REFERRAL_DELIVERED.fetchval(connection, params))
 
 
 async def outbox_entries(
