@@ -15,6 +15,9 @@ Throughput is the referrals delivered between the first and the last delivery (t
 is printed too. Each delivery also makes the referral ``received`` and queues that status event for the
 sender, which the same workers deliver as well (to the same receiver): that is counted apart.
 
+First it measures httpx alone against the receiver (POSTs per second and CPU per POST): the floor under
+the two POSTs every referral and its status event need, whatever the worker does besides.
+
 Target: ≥ 500 referrals/s delivered.
 
     python -m bench delivery [--referrals 5000] [--workers 2] [--batch-size 40] [--in-flight 8] [--pool-size 20]
@@ -178,6 +181,38 @@ class ReceiverProcess:
 # --- the benchmark ---------------------------------------------------------------------------------------
 
 
+def httpx_floor(port: int, *, requests: int = 5000, in_flight: int = 8) -> tuple[float, float]:
+    """httpx alone, as a worker uses it (one client, ``in_flight`` pooled connections), POSTing a body of a
+    referral's size to the receiver: requests per second and this process's CPU seconds per request. A
+    referral with its status event is two such requests, whatever else the worker does."""
+    import resource
+
+    import httpx
+
+    async def run() -> tuple[float, float]:
+        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+        async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+            gate = asyncio.Semaphore(in_flight)
+            body = b"{" + b" " * 1500 + b"}"
+
+            async def one(i: int) -> None:
+                async with gate:
+                    response = await client.post(
+                        f"http://127.0.0.1:{port}/floor", content=body, headers={"Idempotency-Key": f"floor-{i}"}
+                    )
+                    response.raise_for_status()
+                    response.json()
+
+            await asyncio.gather(*(one(i) for i in range(200)))  # connections open, code warm
+            began, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+            await asyncio.gather(*(one(i) for i in range(200, 200 + requests)))
+            after, took = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - began
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            return requests / took, cpu / requests
+
+    return asyncio.run(run())
+
+
 def preload(hub: HubUnderTest, senders: Sequence[str], count: int, children_: int = 100) -> float:
     """``count`` referrals through the API (16 clients) about ``children_`` children in turn, each with a
     consent; returns the seconds it took."""
@@ -324,6 +359,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         + "; webhook adapter to a raw asyncio receiver on loopback that "
         + ("verifies every signature" if not args.no_verify else "verifies nothing")
         + f"; {args.senders} sender(s), {args.children} children; embedded PostgreSQL"
+    )
+    receiver = ReceiverProcess(verify=False)
+    try:
+        rate, cpu = httpx_floor(receiver.port)
+    finally:
+        receiver.close()
+    print(
+        f"httpx alone (one client, {args.in_flight} connections, to the receiver not verifying): {rate:,.0f} POSTs/s, "
+        f"{cpu * 1000:.2f} ms of CPU per POST; a referral with its status event is two"
     )
     receiver = ReceiverProcess(verify=not args.no_verify)
     ok = True
