@@ -233,7 +233,7 @@ def create_app() -> FastAPI:
             separators=(",", ":"),
         )
         async with state["pool"].acquire() as conn:
-            facts = await lawful._FACTS.fetchrow(conn, {"sender": sender, "recipient": recipient, "children": [child]})
+            facts = await lawful.FACTS.fetchrow(conn, {"sender": sender, "recipient": recipient, "children": [child]})
             await lawful._RECORD_DECISION.fetchrow(
                 conn,
                 {

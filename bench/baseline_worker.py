@@ -80,7 +80,7 @@ class Yardstick:
             separators=(",", ":"),
         )  # fmt: skip
         async with self.pool.acquire() as conn:
-            await lawful._FACTS.fetchrow(conn, {"sender": sender, "recipient": recipient, "children": [child]})
+            await lawful.FACTS.fetchrow(conn, {"sender": sender, "recipient": recipient, "children": [child]})
         async with self.pool.acquire() as conn:
             await lawful._RECORD_DECISION.fetchrow(
                 conn,

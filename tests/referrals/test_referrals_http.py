@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import httpx
 import pytest
 from sqlalchemy import text
 
+from hub.db import referrals as referrals_db
+from hub.db.engine import driver
+from hub.domain.identity import parse_personal_identity_number
 from hub.runtime import Runtime
 from hub.services.demo import load_demo
 from tests.api.test_auth_and_problems import assert_problem
@@ -68,6 +73,27 @@ async def test_the_same_key_and_body_is_the_same_referral_another_body_a_conflic
     async with county.engine.connect() as conn:
         assert await conn.scalar(text("select count(*) from referral")) == 1
         assert await conn.scalar(text("select count(*) from outbox")) == 1
+
+
+async def test_one_read_gives_the_facts_and_the_referral_holding_the_key(client, auth, county) -> None:
+    """What a send reads before deciding: the replay check rides on the facts read (one round trip)."""
+    await record_consent(client, auth)
+    first = await sent(client, auth, key="k-read")
+    candidates = county.pseudonymizer.candidates(parse_personal_identity_number(CHILD, today=date.today()))
+    async with county.sessions() as session, driver(session, own_transaction=True) as connection:
+        facts, existing = await referrals_db.facts_and_key_on(
+            connection, sender=SENDER, recipient=RECEIVER, candidates=candidates, key="k-read"
+        )
+        _, fresh = await referrals_db.facts_and_key_on(
+            connection, sender=SENDER, recipient=RECEIVER, candidates=candidates, key="k-other"
+        )
+        _, elsewhere = await referrals_db.facts_and_key_on(
+            connection, sender="nora-grundskola", recipient=RECEIVER, candidates=candidates, key="k-read"
+        )
+    assert existing is not None and str(existing.id) == first and existing.idempotency_key == "k-read"
+    assert fresh is None and elsewhere is None, "a key is the sender's own"
+    assert (facts.sender_type, facts.recipient_type) == ("elevhalsa", "bup")
+    assert len(facts.consents) == 1
 
 
 async def test_without_a_legal_basis_it_is_refused_with_reasons_and_remedies(client, auth, county) -> None:

@@ -153,7 +153,7 @@ class DecisionRepository:
 # decision with its audit entry in one more: two round trips instead of eight (eleven with the pool's
 # pre-ping), on the driver connection where possible (``hub.db.engine.driver``), skipping the ORM.
 
-_FACTS = Statement(
+FACTS = Statement(
     """
     select (select type from organisation where id = :sender) as sender_type,
            (select type from organisation where id = :recipient) as recipient_type,
@@ -183,8 +183,17 @@ async def sharing_facts(
     necessity assessments about the child (in decision order), as ``ConsentRepository.for_child``,
     ``AssessmentRepository.for_child`` and ``OrganisationRepository.get`` would give them. ``on``: a
     session or a driver connection (``hub.db.engine.driver``)."""
-    row = await _FACTS.fetchrow(on, {"sender": sender, "recipient": recipient, "children": list(candidates)})
+    row = await FACTS.fetchrow(on, {"sender": sender, "recipient": recipient, "children": list(candidates)})
     assert row is not None
+    return facts_of(row)
+
+
+FACTS_COLUMNS = 4
+"""The columns of ``FACTS``, which other reads may put first in their rows (see :func:`facts_of`)."""
+
+
+def facts_of(row: Sequence[Any]) -> SharingFacts:
+    """The facts in the first ``FACTS_COLUMNS`` columns of ``row``, as ``FACTS`` selects them."""
     return SharingFacts(
         sender_type=row[0],
         recipient_type=row[1],

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import audit as audit_db
+from hub.db import lawful
 from hub.db.engine import Statement
 from hub.domain.audit import AuditRecord, genesis_hash
 
@@ -119,6 +120,29 @@ async def referral_by_key_on(connection: Any, sender: str, key: str) -> Referral
     """As :func:`referral_by_key`, on a driver connection (``hub.db.engine.driver``)."""
     row = await _BY_KEY.fetchrow(connection, {"sender": sender, "key": key})
     return None if row is None else ReferralRow(*row)
+
+
+# A send's one read: the sharing facts (hub.db.lawful.FACTS) and the referral that already holds the key.
+_FACTS_AND_KEY = Statement(
+    f"""
+    select f.*, r.* from ({lawful.FACTS.sql}) as f
+    left join lateral ({_BY_KEY.sql}) as r on true
+    """
+)
+
+
+async def facts_and_key_on(
+    connection: Any, *, sender: str, recipient: str, candidates: Sequence[str], key: str
+) -> tuple[lawful.SharingFacts, ReferralRow | None]:
+    """What sending a referral reads, in one round trip on a driver connection: the sharing facts as
+    :func:`hub.db.lawful.sharing_facts` gives them, and the sender's referral with this Idempotency-Key
+    (``None``: a new request)."""
+    row = await _FACTS_AND_KEY.fetchrow(
+        connection, {"sender": sender, "recipient": recipient, "children": list(candidates), "key": key}
+    )
+    assert row is not None
+    existing = row[lawful.FACTS_COLUMNS :]
+    return lawful.facts_of(row), None if existing[0] is None else ReferralRow(*existing)
 
 
 # --- sending: everything a sent referral writes, in one statement ------------------------------------------

@@ -207,8 +207,9 @@ async def send_referral(
     """Decide, then store the referral, its first event and its outbox entry in one transaction.
     A refusal is recorded and audited, then raised as ``SharingDenied`` with the engine's reasons.
 
-    Three round trips when the target names an organisation: the key (a replay?), the sharing facts, and
-    one statement that writes everything and commits (``hub.db.referrals.store_sent``)."""
+    Two round trips when the target names an organisation: one read of the sharing facts and of the
+    referral already holding the key (a replay?), and one statement that writes everything and commits
+    (``hub.db.referrals.store_sent``)."""
     child = identify_child(
         draft.personal_identity_number,
         pseudonymizer=runtime.pseudonymizer,
@@ -221,16 +222,16 @@ async def send_referral(
     if t.organisation_id is not None and by_id:
         # Statements that commit by themselves, on a connection of the pool's: no ORM session.
         async with driver(session, own_transaction=True) as connection:
-            existing = await db.referral_by_key_on(connection, actor.organisation_id, idempotency_key)
-            if existing is not None:
-                return _replay(existing, request_hash)
-            dimensions, local_codes = _validate(draft, runtime.vocabulary)
-            facts = await sharing_facts(
+            facts, existing = await db.facts_and_key_on(
                 connection,
                 sender=actor.organisation_id,
                 recipient=t.organisation_id,
                 candidates=child.candidates,
+                key=idempotency_key,
             )
+            if existing is not None:
+                return _replay(existing, request_hash)
+            dimensions, local_codes = _validate(draft, runtime.vocabulary)
             if facts.recipient_type is not None:
                 return await _decide_and_store(
                     connection,
