@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
+    # Where coordinators' flow queries read: a streaming replica of the primary (docs/operations.md,
+    # "When a county outgrows one PostgreSQL"). Connections there are read-only; their audit entries
+    # are written on the primary. Unset: they read the primary.
+    flows_database_url: SecretStr | None = None
     migrations_dir: Path = _REPO_ROOT / "migrations"
     apply_migrations_on_start: bool = True
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub.config import Settings
 from hub.db import migrate
-from hub.db.engine import database_url, make_engine, make_sessionmaker
+from hub.db.engine import database_url, flows_database_url, make_engine, make_sessionmaker
 from hub.domain.identity import Pseudonymizer
 from hub.domain.policy import Policy
 from hub.domain.vocabulary import Vocabulary
@@ -29,6 +29,8 @@ class Runtime:
     url: str
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    # Coordinators' flow reads: read-only sessions on HUB_FLOWS_DATABASE_URL (a replica), else ``sessions``.
+    flows_sessions: async_sessionmaker[AsyncSession]
     vocabulary: Vocabulary
     policy: Policy
     pseudonymizer: Pseudonymizer
@@ -48,12 +50,16 @@ async def open_runtime(settings: Settings, *, url: str | None = None) -> AsyncIt
     if settings.apply_migrations_on_start:
         await migrate.upgrade_async(url, settings.migrations_dir)
     engine = make_engine(url, settings)
+    flows_url = flows_database_url(settings)
+    flows_engine = None if flows_url is None else make_engine(flows_url, settings, read_only=True)
+    sessions = make_sessionmaker(engine)
     try:
         yield Runtime(
             settings=settings,
             url=url,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
+            flows_sessions=sessions if flows_engine is None else make_sessionmaker(flows_engine),
             vocabulary=vocabulary,
             policy=policy,
             pseudonymizer=pseudonyms,
@@ -62,3 +68,5 @@ async def open_runtime(settings: Settings, *, url: str | None = None) -> AsyncIt
         )
     finally:
         await engine.dispose()
+        if flows_engine is not None:
+            await flows_engine.dispose()

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from hub.config import Settings
-from hub.runtime import Runtime
+from hub.main import create_app
+from hub.runtime import Runtime, open_runtime
 from tests.conftest import dev_auth, empty_database
 from tests.flows import workload
 
@@ -27,14 +29,20 @@ class Flows:
 
 
 @pytest.fixture(scope="package")
-async def flows(app, runtime: Runtime, settings: Settings) -> AsyncIterator[Flows]:  # type: ignore[no-untyped-def]
-    auth = dev_auth(settings)
-    await empty_database(runtime)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
-            sent = await workload.run(client, auth, runtime)
-            yield Flows(client, auth, runtime, sent)
+async def flows(settings: Settings, pg_url: str) -> AsyncIterator[Flows]:
+    """A hub whose coordinators' queries read through HUB_FLOWS_DATABASE_URL, here the same database on
+    read-only connections, as a replica would be: a flow query that wrote there would fail."""
+    replica = settings.model_copy(update={"flows_database_url": SecretStr(pg_url)})
+    auth = dev_auth(replica)
+    async with open_runtime(replica) as runtime:
+        assert runtime.flows_sessions is not runtime.sessions
+        app = create_app(runtime=runtime)
+        await empty_database(runtime)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+                sent = await workload.run(client, auth, runtime)
+                yield Flows(client, auth, runtime, sent)
 
 
 @pytest.fixture

@@ -327,7 +327,7 @@ async def test_the_threshold_and_the_finest_period_are_the_hubs(county: Flows) -
 
     actor = Actor(Principal("dev:coordinator", workload.COORDINATOR, frozenset({Role.COORDINATOR})))
     settings = county.runtime.settings.model_copy(update={"disclosure_k": 3, "flows_finest_period": "month"})
-    ctx = svc.Context(actor=actor, settings=settings, vocabulary=county.runtime.vocabulary)
+    ctx = svc.Context(actor, settings, county.runtime.vocabulary, county.runtime.sessions)
     async with county.runtime.sessions() as session:
         answer = await svc.counts(session, ctx=ctx, flt=svc.FlowFilter(), by=["kind"])
         with pytest.raises(InvalidInput):

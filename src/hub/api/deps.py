@@ -25,11 +25,18 @@ async def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Asyn
         yield session
 
 
+async def get_flows_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AsyncIterator[AsyncSession]:
+    """A session for coordinators' flow reads: on the replica when one is configured (read-only)."""
+    async with runtime.flows_sessions() as session:
+        yield session
+
+
 async def get_vocabulary(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Vocabulary:
     return runtime.vocabulary
 
 
 Session = Annotated[AsyncSession, Depends(get_session)]
+FlowsSession = Annotated[AsyncSession, Depends(get_flows_session)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 VocabularyDep = Annotated[Vocabulary, Depends(get_vocabulary)]
 

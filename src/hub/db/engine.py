@@ -31,22 +31,35 @@ def database_url(settings: Settings) -> str:
     """The asyncpg URL to use: ``HUB_DATABASE_URL`` if set, else the embedded server (started here)."""
     if settings.database_url is None:
         return start_embedded(settings.data_dir.resolve() / "pg")
-    url = settings.database_url.get_secret_value()
+    return _asyncpg_url(settings.database_url.get_secret_value())
+
+
+def flows_database_url(settings: Settings) -> str | None:
+    """The asyncpg URL coordinators' flow queries read from (``HUB_FLOWS_DATABASE_URL``), if set."""
+    return None if settings.flows_database_url is None else _asyncpg_url(settings.flows_database_url.get_secret_value())
+
+
+def _asyncpg_url(url: str) -> str:
     for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://"):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     return url
 
 
-def make_engine(url: str, settings: Settings) -> AsyncEngine:
+def make_engine(url: str, settings: Settings, *, read_only: bool = False) -> AsyncEngine:
     """The pool checks a connection before handing it out, as ``pool_pre_ping`` would, but cheaply: a
     connection the driver already knows is closed is replaced, and one idle for more than
     ``PING_AFTER_IDLE_SECONDS`` is pinged first. ``pool_pre_ping`` itself costs three round trips
-    (BEGIN, ping, ROLLBACK with asyncpg) on every checkout, which was a third of a sharing decision's."""
+    (BEGIN, ping, ROLLBACK with asyncpg) on every checkout, which was a third of a sharing decision's.
+
+    ``read_only``: every transaction on its connections is read-only (PostgreSQL refuses a write), as
+    on a replica, whatever the server is."""
+    server_settings = {"default_transaction_read_only": "on"} if read_only else {}
     engine = create_async_engine(
         url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
+        connect_args={"server_settings": server_settings},
     )
     _check_on_checkout(engine)
     return engine

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.config import Settings
 from hub.db import flows as db
@@ -33,6 +33,7 @@ from hub.domain.disclosure import (
 from hub.domain.errors import Explanation, FieldError, InvalidInput, NotPermitted
 from hub.domain.principal import Role
 from hub.domain.vocabulary import Vocabulary
+from hub.runtime import Runtime
 from hub.services.auditing import audit
 from hub.services.codes import unknown_codes
 from hub.services.context import Actor
@@ -101,11 +102,17 @@ class FlowAnswer:
 
 @dataclass(frozen=True)
 class Context:
-    """What every query needs besides the session: who asks, the hub's settings and vocabulary."""
+    """What every query needs besides the session it reads with: who asks, the hub's settings and
+    vocabulary, and where its audit entry is written (the primary: the reads may be on a replica)."""
 
     actor: Actor
     settings: Settings
     vocabulary: Vocabulary
+    audit_sessions: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def of(cls, actor: Actor, runtime: Runtime) -> Context:
+        return cls(actor, runtime.settings, runtime.vocabulary, runtime.sessions)
 
     @property
     def rules(self) -> DisclosureRules:
@@ -529,7 +536,8 @@ async def _answer(
     protected: Sequence[ProtectedTable],
     extra: Mapping[str, Any] | None = None,
 ) -> FlowAnswer:
-    """Audit the read (with why each hidden key is hidden: for the audit log only) and commit."""
+    """End the read, then audit it (with why each hidden key is hidden: for the audit log only) on the
+    primary and commit: the answer leaves only once its audit entry is stored."""
     filters = {
         "municipality": list(flt.municipalities),
         "sender_type": list(flt.sender_types),
@@ -541,21 +549,23 @@ async def _answer(
     }
     filters = {name: value for name, value in filters.items() if value not in (None, [])}
     hidden = {"|".join(key): reason for p in protected for key, reason in p.suppression_log.items()}
-    await audit(
-        session,
-        ctx.actor,
-        AuditAction.FLOWS_READ,
-        entity_type="FlowTable",
-        entity_id=table,
-        details={
-            "by": list(groups),
-            "weeks": [scope.week_from.isoformat(), scope.week_to.isoformat()],
-            "filters": filters,
-            "k": ctx.rules.k,
-            "hidden": hidden,
-        },
-    )
     await session.commit()
+    async with ctx.audit_sessions() as primary:
+        await audit(
+            primary,
+            ctx.actor,
+            AuditAction.FLOWS_READ,
+            entity_type="FlowTable",
+            entity_id=table,
+            details={
+                "by": list(groups),
+                "weeks": [scope.week_from.isoformat(), scope.week_to.isoformat()],
+                "filters": filters,
+                "k": ctx.rules.k,
+                "hidden": hidden,
+            },
+        )
+        await primary.commit()
     notes: dict[str, Explanation] = {}
     for p in protected:
         notes.update({note.code: note for note in p.notes})

@@ -131,9 +131,9 @@ async def _run(
     if not principal.has_any(Role.COORDINATOR):
         return problems.ForbiddenProblem(detail="Referral flows are for the role coordinator.")
     runtime = info.context.runtime
-    ctx = svc.Context(actor=actor_for(principal), settings=runtime.settings, vocabulary=runtime.vocabulary)
+    ctx = svc.Context.of(actor_for(principal), runtime)
     try:
-        async with runtime.sessions() as session:
+        async with runtime.flows_sessions() as session:
             answer = await query(session, ctx)
     except NotPermitted as exc:
         return problems.ForbiddenProblem(detail=exc.detail)

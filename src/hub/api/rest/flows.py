@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.api.auth import require
-from hub.api.deps import RuntimeDep, Session, actor_for
+from hub.api.deps import FlowsSession, RuntimeDep, actor_for
 from hub.domain.principal import Principal, Role
 from hub.services import flows as svc
 
@@ -89,9 +89,9 @@ Run = Callable[[AsyncSession, svc.Context], Awaitable[svc.FlowAnswer]]
 
 
 async def _answer(
-    principal: Principal, session: Session, runtime: RuntimeDep, fmt: str | None, accept: str | None, run: Run
+    principal: Principal, session: FlowsSession, runtime: RuntimeDep, fmt: str | None, accept: str | None, run: Run
 ) -> Any:
-    ctx = svc.Context(actor=actor_for(principal), settings=runtime.settings, vocabulary=runtime.vocabulary)
+    ctx = svc.Context.of(actor_for(principal), runtime)
     answer = await run(session, ctx)
     if fmt == "csv" or (fmt is None and accept is not None and CSV in accept):
         return Response(
@@ -142,7 +142,7 @@ def _field(values: dict[str, float | None], column: str) -> str:
 @router.get("/counts", response_model=FlowTableRead, responses=_ANSWERS, summary="Referrals by one or two groupings")
 async def counts(
     principal: Coordinator,
-    session: Session,
+    session: FlowsSession,
     runtime: RuntimeDep,
     flt: Filter,
     by: Annotated[
@@ -169,7 +169,7 @@ async def counts(
 @router.get("/matrix", response_model=FlowTableRead, responses=_ANSWERS, summary="Flow matrix sender → recipient")
 async def matrix(
     principal: Coordinator,
-    session: Session,
+    session: FlowsSession,
     runtime: RuntimeDep,
     flt: Filter,
     level: Annotated[
@@ -194,7 +194,7 @@ async def matrix(
 )
 async def lead_times(
     principal: Coordinator,
-    session: Session,
+    session: FlowsSession,
     runtime: RuntimeDep,
     flt: Filter,
     by: Annotated[list[str], Query(description="One or two groupings (not status or dimension)")] = ["recipient_type"],  # noqa: B006
@@ -211,7 +211,7 @@ async def lead_times(
 )
 async def rejections(
     principal: Coordinator,
-    session: Session,
+    session: FlowsSession,
     runtime: RuntimeDep,
     flt: Filter,
     by: Annotated[str, Query(description="One grouping (not status or dimension)")] = "recipient_type",
@@ -226,7 +226,7 @@ async def rejections(
 @router.get("/stalls", response_model=FlowTableRead, responses=_ANSWERS, summary="Referrals stuck at a step")
 async def stalls(
     principal: Coordinator,
-    session: Session,
+    session: FlowsSession,
     runtime: RuntimeDep,
     flt: Filter,
     by: Annotated[list[str], Query(description="One or two of: recipient_type, status, …")] = ["recipient_type"],  # noqa: B006
@@ -248,7 +248,7 @@ async def stalls(
 @router.get("/trends", response_model=FlowTableRead, responses=_ANSWERS, summary="A measure per period")
 async def trends(
     principal: Coordinator,
-    session: Session,
+    session: FlowsSession,
     runtime: RuntimeDep,
     flt: Filter,
     period: Annotated[Literal["week", "month", "quarter", "year"], Query()] = "month",
