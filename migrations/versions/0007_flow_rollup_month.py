@@ -14,6 +14,12 @@ A row is the sum of its ``flow_rollup`` rows: ``value``, ``cell_key`` (mod 2^32)
 only as a sum, never as a row's distinct children). ``flow_apply`` adds each lead change to both tables
 in the same transaction; ``flow_rebuild`` and ``flow_rebuild_bulk`` empty and refill it.
 
+The same revision makes sending cheaper for the rollups (a fifth less time in the trigger):
+``flow_enter`` writes a new referral's ``sent`` rows in one statement of its own instead of through
+``flow_apply``, skips the check for the child's other referrals in the cell when the child has none at
+all, and updates ``flow_state.max_child_referrals`` only when the count may exceed it; ``flow_state_row``
+builds its HMAC pads only when it creates the row.
+
 Revision ID: 0007
 Revises: 0006
 """
@@ -140,6 +146,75 @@ begin
 end $$
 """
 
+# A new referral's ``sent`` rows, written by flow_enter itself instead of through flow_apply: one statement
+# instead of four (the check for the child's other referrals in the cell, the lock on the child, which
+# flow_enter holds already, reading them, the upsert), and no check at all for a child's first referral.
+# The same rows as flow_apply writes (``sent`` is every referral: flow_in is true for each other one).
+ENTER_SENT_BEFORE = """    if n > 1 then
+        update flow_state set max_child_referrals = n where id = 1 and max_child_referrals < n;
+    end if;
+    if r.status = 'requested' then
+        perform flow_apply(r, array['sent'], array[1], array[null]::float8[]);
+    else"""
+ENTER_SENT_AFTER = """    if n > s.max_child_referrals then  -- s was read first: the stored maximum is at least that
+        update flow_state set max_child_referrals = n where id = 1 and max_child_referrals < n;
+    end if;
+    if r.status = 'requested' then
+        insert into flow_rollup as f (measure, dimension, week, cell, municipality, sender_municipality,
+            sender_type, recipient_municipality, recipient_type, kind, trappan_step, value, children, cell_key)
+        select 'sent', d.dimension, r.week, r.cell, r.municipality, r.sender_municipality, r.sender_type,
+               r.recipient_municipality, r.recipient_type, r.kind, r.trappan_step, 1,
+               case when x.shared then 0 else 1 end, case when x.shared then 0 else r.child_key end
+        from unnest(r.dimensions) as d(dimension)
+        cross join lateral (
+            select n > 1 and exists (
+                select 1 from flow_referral o
+                where o.child_key = r.child_key and o.cell = r.cell and o.referral_id <> r.referral_id
+                  and d.dimension = any(o.dimensions)
+            ) as shared
+        ) as x
+        order by d.dimension
+        on conflict (measure, dimension, week, cell) do update
+            set value = f.value + excluded.value,
+                children = f.children + excluded.children,
+                cell_key = (f.cell_key + excluded.cell_key) % 4294967296;
+    else"""
+# flow_state_row makes its pads only when it makes the row (it ran on every referral).
+STATE_BEFORE = """    ipad bytea := decode(repeat('36', 64), 'hex');
+    opad bytea := decode(repeat('5c', 64), 'hex');
+begin
+    select * into s from flow_state where id = 1;
+    if found then
+        return s;
+    end if;
+"""
+STATE_AFTER = """    ipad bytea;
+    opad bytea;
+begin
+    select * into s from flow_state where id = 1;
+    if found then
+        return s;
+    end if;
+    ipad := decode(repeat('36', 64), 'hex');
+    opad := decode(repeat('5c', 64), 'hex');
+"""
+
+
+def _entering(faster: bool) -> list[str]:
+    """flow_enter (0006) and flow_state_row (0005), with the changes above when ``faster``."""
+    flows_0005 = _migration("flows_0005", "0005_flows.py")
+    (state,) = [
+        s for s in flows_0005._statements(flows_0005.FUNCTIONS) if s.startswith("create function flow_state_row(")
+    ]
+    lookup = _migration("flows_0006", "0006_flow_rebuild_bulk.py").LOOKUP
+    (enter,) = [s.strip() for s in lookup if s.strip().startswith("create or replace function flow_enter(")]
+    assert ENTER_SENT_BEFORE in enter and STATE_BEFORE in state
+    if faster:
+        enter = enter.replace(ENTER_SENT_BEFORE, ENTER_SENT_AFTER)
+        state = state.replace(STATE_BEFORE, STATE_AFTER)
+    return [enter, state.replace("create function", "create or replace function", 1)]
+
+
 REBUILD_TRUNCATE = "truncate flow_referral, flow_rollup, flow_child, flow_suggestion;"
 REBUILD_BULK_END = "analyze flow_rollup;\nend $$"
 
@@ -176,7 +251,7 @@ def upgrade() -> None:
     op.execute(TABLE)
     op.execute(FILL)
     op.execute(APPLY)
-    for statement in _rebuilds(month=True):
+    for statement in [*_entering(faster=True), *_rebuilds(month=True)]:
         op.execute(statement)
     op.execute("select flow_month_fill()")
     op.execute("analyze flow_rollup_month")
@@ -186,7 +261,7 @@ def downgrade() -> None:
     lookup = _migration("flows_0006", "0006_flow_rebuild_bulk.py").LOOKUP
     (apply,) = [s for s in lookup if s.strip().startswith("create or replace function flow_apply(")]
     op.execute(apply)
-    for statement in _rebuilds(month=False):
+    for statement in [*_entering(faster=False), *_rebuilds(month=False)]:
         op.execute(statement)
     op.execute("drop function flow_month_fill()")
     op.execute("drop table flow_rollup_month")
