@@ -18,7 +18,8 @@ The same revision makes sending cheaper for the rollups (a fifth less time in th
 ``flow_enter`` writes a new referral's ``sent`` rows in one statement of its own instead of through
 ``flow_apply``, skips the check for the child's other referrals in the cell when the child has none at
 all, and updates ``flow_state.max_child_referrals`` only when the count may exceed it; ``flow_state_row``
-builds its HMAC pads only when it creates the row.
+builds its HMAC pads only when it creates the row; and the trigger on ``referral_event`` fires only for
+status events that move a referral (the others made flow_event return at once, after two calls).
 
 Revision ID: 0007
 Revises: 0006
@@ -200,6 +201,19 @@ begin
 """
 
 
+# Status events that move nothing (a referral's first event, notes) no longer call a function at all:
+# the trigger's condition is the one flow_event returns early on.
+EVENT_TRIGGER = """
+create trigger flow_referral_event after insert on referral_event for each row
+when (new.type = 'status' and new.from_status is not null and new.to_status is not null)
+execute function flow_on_referral_event()
+"""
+EVENT_TRIGGER_0005 = """
+create trigger flow_referral_event after insert on referral_event
+for each row execute function flow_on_referral_event()
+"""
+
+
 def _entering(faster: bool) -> list[str]:
     """flow_enter (0006) and flow_state_row (0005), with the changes above when ``faster``."""
     flows_0005 = _migration("flows_0005", "0005_flows.py")
@@ -253,6 +267,8 @@ def upgrade() -> None:
     op.execute(APPLY)
     for statement in [*_entering(faster=True), *_rebuilds(month=True)]:
         op.execute(statement)
+    op.execute("drop trigger flow_referral_event on referral_event")
+    op.execute(EVENT_TRIGGER)
     op.execute("select flow_month_fill()")
     op.execute("analyze flow_rollup_month")
 
@@ -263,5 +279,7 @@ def downgrade() -> None:
     op.execute(apply)
     for statement in [*_entering(faster=False), *_rebuilds(month=False)]:
         op.execute(statement)
+    op.execute("drop trigger flow_referral_event on referral_event")
+    op.execute(EVENT_TRIGGER_0005)
     op.execute("drop function flow_month_fill()")
     op.execute("drop table flow_rollup_month")
