@@ -286,12 +286,13 @@ def db_upgrade() -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Walk every audit hash chain; exit 1 and name the first broken link if any."""
+    from hub.db.audit import VerifyReport
     from hub.db.engine import database_url, make_engine
     from hub.services.audit_log import verify_audit
 
     settings = _settings()
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run() -> VerifyReport:
         # Only the database: a verification must never migrate, nor need the keys or the policy.
         engine = make_engine(database_url(settings), settings)
         try:

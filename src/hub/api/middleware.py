@@ -10,7 +10,6 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -125,7 +124,7 @@ class RequestContextMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _route_template(scope: dict[str, Any]) -> str:
+def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):

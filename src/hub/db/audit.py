@@ -156,7 +156,8 @@ class StoredEntry:
 
 async def search(session: AsyncSession, flt: AuditFilter, *, limit: int) -> list[StoredEntry]:
     """Newest first; ``before_id`` continues a page."""
-    where, params = [], {"limit": limit}
+    where: list[str] = []
+    params: dict[str, object] = {"limit": limit}
     if flt.organisation is not None:
         where.append("(actor_organisation = :org or counterpart_organisation = :org)")
         params["org"] = flt.organisation

@@ -147,17 +147,19 @@ async def driver(session: AsyncSession, *, own_transaction: bool = False) -> Asy
         yield (await connection.get_raw_connection()).driver_connection
         return
     pooled = await engine.raw_connection()
+    own = pooled.driver_connection
+    assert own is not None  # a connection just checked out of the pool
     try:
-        yield pooled.driver_connection
+        yield own
     except (asyncio.CancelledError, asyncpg.InterfaceError, OSError, TimeoutError):
-        pooled.driver_connection.terminate()
+        own.terminate()
         await greenlet_spawn(pooled.invalidate)
         raise
     except BaseException:
         if isinstance(sys.exc_info()[1], Exception):  # an error of the caller's, between statements
             await greenlet_spawn(pooled.close)
         else:  # KeyboardInterrupt, SystemExit, GeneratorExit: anything may be in flight
-            pooled.driver_connection.terminate()
+            own.terminate()
             await greenlet_spawn(pooled.invalidate)
         raise
     else:

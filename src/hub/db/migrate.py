@@ -37,4 +37,5 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         exists = await conn.scalar(text("select to_regclass('alembic_version') is not null"))
         if not exists:
             return None
-        return await conn.scalar(text("select version_num from alembic_version"))
+        version = await conn.scalar(text("select version_num from alembic_version"))
+        return None if version is None else str(version)

@@ -87,7 +87,7 @@ class OutboxRow:
     updated_at: datetime
 
 
-def _fields(cls: type) -> str:
+def _fields(cls: Any) -> str:
     return ", ".join(cls.__dataclass_fields__)
 
 
@@ -569,13 +569,14 @@ async def record_delivered(
 async def outbox_entries(
     session: AsyncSession, *, states: Sequence[str] = (), referral_id: uuid.UUID | None = None, limit: int = 100
 ) -> list[OutboxRow]:
-    where, params = ["true"], {"limit": limit}  # type: ignore[dict-item]
+    where: list[str] = ["true"]
+    params: dict[str, object] = {"limit": limit}
     if states:
         where.append("state = any(:states)")
-        params["states"] = list(states)  # type: ignore[assignment]
+        params["states"] = list(states)
     if referral_id:
         where.append("referral_id = :rid")
-        params["rid"] = referral_id  # type: ignore[assignment]
+        params["rid"] = referral_id
     rows = await session.execute(
         text(f"select {_fields(OutboxRow)} from outbox where {' and '.join(where)} order by created_at limit :limit"),
         params,
@@ -644,7 +645,8 @@ async def mailbox_put(
             "created_at": created_at,
         },
     )
-    return stored  # type: ignore[return-value]
+    assert isinstance(stored, uuid.UUID)
+    return stored
 
 
 @dataclass(frozen=True)

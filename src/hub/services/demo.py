@@ -322,6 +322,7 @@ async def load_demo(session: AsyncSession) -> list[DemoOrganisation]:
                 type=org.type,
                 municipality_code=org.municipality_code,
                 region_code=REGION_CODE,
+                created_at=now,  # kept on a second load: the upsert leaves created_at alone
             )
         )
     for org in orgs:

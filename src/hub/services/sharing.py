@@ -193,7 +193,7 @@ def decide_on_facts(
             purpose=purpose,
             requested_categories=frozenset(data_categories),
             at=actor.now,
-            legal_basis=legal_basis,  # type: ignore[arg-type]
+            legal_basis=legal_basis,
             basis_reference=basis_reference,
         )
     except ValueError as exc:

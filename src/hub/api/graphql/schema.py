@@ -420,14 +420,14 @@ class Query(FlowsQuery):
     @strawberry.field(description="The child's plan JSON Schema (2020-12)")
     def child_plan_schema(self, info: strawberry.Info[Context, None], version: str | None = None) -> JSON:
         doc = info.context.runtime.vocabulary.get("child-plan", version)
-        return doc.json_schema  # type: ignore[union-attr]
+        return JSON(doc.json_schema)  # type: ignore[union-attr]
 
     @strawberry.field(description="Any vocabulary document as JSON, labels in one language")
     def document(
         self, info: strawberry.Info[Context, None], name: str, version: str | None = None, lang: LangArg = Lang.sv
     ) -> JSON | None:
         try:
-            return info.context.runtime.vocabulary.document_json(name, version, lang.value)
+            return JSON(info.context.runtime.vocabulary.document_json(name, version, lang.value))
         except NotFound:
             return None
 
@@ -587,4 +587,4 @@ schema = strawberry.Schema(query=Query)
 
 
 def graphql_router() -> GraphQLRouter[Context, None]:
-    return GraphQLRouter(schema, context_getter=get_context, path="/graphql", tags=["graphql"])  # type: ignore[arg-type]
+    return GraphQLRouter(schema, context_getter=get_context, path="/graphql", tags=["graphql"])

@@ -279,7 +279,7 @@ async def read(referral_id: str, principal: Party, session: Session, runtime: Ru
             DeliveryRead(
                 kind=d.kind,
                 recipient_organisation=d.recipient_organisation,
-                state=d.state,  # type: ignore[arg-type]
+                state=d.state,
                 attempts=d.attempts,
                 next_attempt_at=d.next_attempt_at if d.state in ("queued", "retrying") else None,
                 last_error=d.last_error,
