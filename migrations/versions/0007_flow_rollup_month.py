@@ -97,36 +97,9 @@ CHANGES = """
          unnest(r.dimensions) as d(dimension)
 """
 
-# 0006's flow_apply, writing lead changes to flow_rollup_month too (after flow_rollup, in key order: two
-# transactions writing the same rows never wait for each other in a cycle).
-APPLY = rf"""
-create or replace function flow_apply(r flow_referral, measures text[], deltas integer[], seconds double precision[])
-returns void language plpgsql as $$
-declare
-    others flow_referral[] := '{{}}';
-begin
-    if exists (select 1 from flow_referral o
-               where o.child_key = r.child_key and o.cell = r.cell and o.referral_id <> r.referral_id) then
-        -- Another referral of the child in this cell: take turns with whoever changes it, then look again.
-        -- (A referral entering the cell concurrently changes only ``sent``, which no event changes.)
-        perform from flow_child where child_key = r.child_key for update;
-        select coalesce(array_agg(o), '{{}}') into others from flow_referral o
-        where o.child_key = r.child_key and o.cell = r.cell and o.referral_id <> r.referral_id;
-    end if;
-    insert into flow_rollup as f (measure, dimension, week, cell, municipality, sender_municipality, sender_type,
-        recipient_municipality, recipient_type, kind, trappan_step, value, children, cell_key, hist)
-    select x.measure, x.dimension, r.week, r.cell, r.municipality, r.sender_municipality, r.sender_type,
-           r.recipient_municipality, r.recipient_type, r.kind, r.trappan_step, x.delta,
-           case when x.shared then 0 else x.delta end,
-           case when x.shared then 0 else (x.delta * r.child_key + 4294967296) % 4294967296 end,
-           x.hist
-    from ({CHANGES}) as x
-    order by x.measure, x.dimension
-    on conflict (measure, dimension, week, cell) do update
-        set value = f.value + excluded.value,
-            children = f.children + excluded.children,
-            cell_key = (f.cell_key + excluded.cell_key) % 4294967296,
-            hist = case when excluded.hist is null then f.hist else flow_hist_add(f.hist, excluded.hist) end;
+# Appended to 0006's flow_apply: lead changes go to flow_rollup_month too, after flow_rollup and in key order
+# (two transactions writing the same rows never wait for each other in a cycle).
+APPLY_MONTH = rf"""
     if not exists (select 1 from unnest(measures) as m where starts_with(m, 'lead:')) then
         return;
     end if;
@@ -144,8 +117,9 @@ begin
             children = f.children + excluded.children,
             cell_key = (f.cell_key + excluded.cell_key) % 4294967296,
             hist = case when excluded.hist is null then f.hist else flow_hist_add(f.hist, excluded.hist) end;
-end $$
-"""
+end $$"""
+APPLY_END = "\nend $$;"
+
 
 # A new referral's ``sent`` rows, written by flow_enter itself instead of through flow_apply: one statement
 # instead of four (the check for the child's other referrals in the cell, the lock on the child, which
@@ -214,6 +188,14 @@ for each row execute function flow_on_referral_event()
 """
 
 
+def _applying(month: bool) -> str:
+    """0006's flow_apply, writing lead changes to flow_rollup_month too when ``month``."""
+    lookup = _migration("flows_0006", "0006_flow_rebuild_bulk.py").LOOKUP
+    (apply,) = [s.strip() for s in lookup if s.strip().startswith("create or replace function flow_apply(")]
+    assert apply.endswith(APPLY_END)
+    return apply[: -len(APPLY_END)] + APPLY_MONTH if month else apply
+
+
 def _entering(faster: bool) -> list[str]:
     """flow_enter (0006) and flow_state_row (0005), with the changes above when ``faster``."""
     flows_0005 = _migration("flows_0005", "0005_flows.py")
@@ -264,7 +246,7 @@ def _rebuilds(month: bool) -> list[str]:
 def upgrade() -> None:
     op.execute(TABLE)
     op.execute(FILL)
-    op.execute(APPLY)
+    op.execute(_applying(month=True))
     for statement in [*_entering(faster=True), *_rebuilds(month=True)]:
         op.execute(statement)
     op.execute("drop trigger flow_referral_event on referral_event")
@@ -274,9 +256,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    lookup = _migration("flows_0006", "0006_flow_rebuild_bulk.py").LOOKUP
-    (apply,) = [s for s in lookup if s.strip().startswith("create or replace function flow_apply(")]
-    op.execute(apply)
+    op.execute(_applying(month=False))
     for statement in [*_entering(faster=False), *_rebuilds(month=False)]:
         op.execute(statement)
     op.execute("drop trigger flow_referral_event on referral_event")
