@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -61,7 +61,7 @@ def serve(
     if demo:
         _load_demo(settings, all_tokens=False, tokens_for_tour=False)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True)
+        uvicorn.run(create_app(settings), host=host, port=port, **_UVICORN_OPTIONS)
         return
     _prepare_workers(settings)
     raise typer.Exit(_supervise_workers(host, port, workers))
@@ -96,6 +96,9 @@ def worker_app() -> FastAPI:
     return create_app(settings)
 
 
+# No `Server: uvicorn` banner: it tells an attacker which server (and which of its bugs) to try.
+_UVICORN_OPTIONS: dict[str, Any] = {"log_config": None, "proxy_headers": True, "server_header": False}
+
 _STARTUP_FAILURE = 3  # a worker's exit status when the app could not start (uvicorn's convention)
 
 
@@ -112,9 +115,7 @@ def _worker_main(host: str, port: int) -> None:
     """One worker: its own listening socket on the shared port (SO_REUSEPORT), serving ``worker_app``."""
     import uvicorn
 
-    config = uvicorn.Config(
-        "hub.cli:worker_app", factory=True, host=host, port=port, log_config=None, proxy_headers=True
-    )
+    config = uvicorn.Config("hub.cli:worker_app", factory=True, host=host, port=port, **_UVICORN_OPTIONS)
     server = uvicorn.Server(config)
     server.run(sockets=[_listening_socket(host, port)])
     if not server.started:

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids, body limit, media type, access log and metrics.
+"""Pure ASGI middleware: request ids, input checks, body limit, media type, the 500 problem, response headers,
+access log and metrics.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` because it sits on every request's hot path.
 """
@@ -10,12 +11,21 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.context import request_id_var
-from hub.api.problems import HTTP_PROBLEMS, PROBLEM_JSON, BodyTooLarge, problem_body
+from hub.api.input_guard import check_headers, check_json_body, check_path, check_query, check_text_body
+from hub.api.problems import (
+    HTTP_PROBLEMS,
+    PROBLEM_JSON,
+    BodyTooLarge,
+    hub_error_response,
+    internal_error_response,
+    problem_body,
+)
 
 access_log = logging.getLogger("hub.access")
 
@@ -33,7 +43,8 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
 class RequestContextMiddleware:
-    """Sets the request id, enforces the body limit and JSON media type, logs and measures."""
+    """Sets the request id, refuses what no handler may see, answers every unexpected error with a problem,
+    adds the response headers every answer carries, logs and measures."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -55,31 +66,15 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = _response_headers(message.get("headers", []), request_id)
             await send(message)
 
         try:
-            early = self._precheck(method, headers)
-            if early is not None:
-                await self._send_problem(send_wrapper, *early)
-                return
-            received = 0
-
-            async def limited_receive() -> Message:
-                nonlocal received
-                message = await receive()
-                if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
-                    if received > self.max_body_bytes:
-                        raise BodyTooLarge(self.max_body_bytes)
-                return message
-
-            try:
-                await self.app(scope, limited_receive, send_wrapper)
-            except BodyTooLarge:
-                if not status_holder["started"]:
-                    await self._send_problem(send_wrapper, 413, self._too_large())
+            await self._handle(scope, receive, send_wrapper, headers)
+        except Exception as exc:
+            if status_holder["started"]:
+                raise  # half a response is out: nothing left to answer with
+            await internal_error_response(exc)(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
@@ -97,17 +92,71 @@ class RequestContextMiddleware:
             )
             request_id_var.reset(token)
 
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        method = scope["method"]
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        early = self._precheck(method, headers, ctype)
+        if early is not None:
+            await self._send_problem(send, *early)
+            return
+        refusal = check_headers(scope["headers"]) or check_path(scope) or check_query(scope.get("query_string", b""))
+        if refusal is None and method in _BODY_METHODS:
+            try:
+                body = await self._read_body(receive)
+            except BodyTooLarge:
+                await self._send_problem(send, 413, self._too_large())
+                return
+            refusal = check_json_body(body) if _JSON_TYPES.match(ctype) else check_text_body(body) if body else None
+            receive = _replay(body, receive)
+        if refusal is not None:
+            await hub_error_response(refusal)(scope, receive, send)
+            return
+        try:
+            await self.app(scope, self._limited(receive), send)
+        except BodyTooLarge:
+            await self._send_problem(send, 413, self._too_large())
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        """The whole body, so that it can be checked before any handler reads it (it is small: bounded)."""
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away; the handler will see an empty body and nobody reads the answer
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
+                raise BodyTooLarge(self.max_body_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+            return message
+
+        return limited_receive
+
     def _too_large(self) -> str:
         return f"The request body exceeds the limit of {self.max_body_bytes} bytes."
 
-    def _precheck(self, method: str, headers: dict[str, str]) -> tuple[int, str] | None:
+    def _precheck(self, method: str, headers: dict[str, str], ctype: str) -> tuple[int, str] | None:
         if method not in _BODY_METHODS:
             return None
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             return 413, self._too_large()
         has_body = (length is not None and length != "0") or "transfer-encoding" in headers
-        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if has_body and not _JSON_TYPES.match(ctype) and ctype != "application/graphql":
             return 415, "Send the body as application/json."
         return None
@@ -122,6 +171,32 @@ class RequestContextMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body read ahead, as one message; then the client's own messages (a disconnect, say)."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def _response_headers(headers: Iterable[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
+    """Every answer names its request; any that does not set its own caching (the public vocabulary does)
+    may carry personal data, so no cache, shared or private, keeps it."""
+    out = [*headers, (b"x-request-id", request_id.encode())]
+    if not any(name.lower() == b"cache-control" for name, _ in headers):
+        out.append(_NO_STORE)
+    return out
 
 
 def _route_template(scope: Scope) -> str:

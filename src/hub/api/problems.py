@@ -181,11 +181,16 @@ def install(app: FastAPI) -> None:
         )
         return problem_response(ptype, detail, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # The class name only: messages can hold data, tracebacks go nowhere a client sees.
-        log.error("unhandled error", extra={"error_class": type(exc).__name__})
-        return problem_response(HTTP_PROBLEMS[500], "The hub failed to handle this request; it has been logged.")
+    # Unexpected exceptions are answered by the request middleware (``internal_error_response``), inside
+    # which the request id is still known: Starlette's handler for ``Exception`` runs outside every
+    # middleware, where the id and the X-Request-ID header are gone.
+
+
+def internal_error_response(exc: BaseException) -> JSONResponse:
+    """The 500 for an exception nothing else handled. Logs the class name only: messages can hold data
+    (SQL parameters, say), and tracebacks go nowhere a client sees."""
+    log.error("unhandled error", extra={"error_class": type(exc).__name__})
+    return problem_response(HTTP_PROBLEMS[500], "The hub failed to handle this request; it has been logged.")
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {
