@@ -24,9 +24,10 @@ from hub.db.embedded import start_embedded
 from hub.logging import quiet_libraries
 from hub.main import create_app
 from hub.runtime import Runtime, open_runtime
+from hub.services.organisations import forget_standing
 from tests.logscan import CapturingHandler, personal_identity_numbers_in
 
-KEEP_TABLES = {"alembic_version"}
+KEEP_TABLES = {"alembic_version", "coordinating_organisation_type"}  # the latter: reference data of a migration
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +75,7 @@ async def empty_database(runtime: Runtime) -> None:
         tables = [n for n in names if n not in KEEP_TABLES]
         if tables:
             await conn.execute(text(f"truncate {', '.join(tables)} restart identity cascade"))
+    forget_standing()  # the token verifier's cache of the organisations just removed
 
 
 @pytest.fixture

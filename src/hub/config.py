@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     jwks_cache_seconds: int = Field(default=300, ge=0)
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     dev_token_ttl_seconds: int = Field(default=8 * 3600, ge=60)
+    # Strict tokens: a token's organisation must be registered and active, and the registry's answer is
+    # cached this long per organisation. A deactivation takes effect at once in the process that made it
+    # and within this many seconds in every other hub process. 0: ask the database on every request.
+    organisation_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.verifier = TokenVerifier(settings)
+    app.state.verifier = TokenVerifier(settings, sessions=lambda: app.state.runtime.sessions)  # opened in lifespan
     problems.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)

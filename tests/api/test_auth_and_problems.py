@@ -48,13 +48,17 @@ def _sign(settings: Settings, claims: dict, key: bytes | None = None) -> str:
     return jwt.encode(claims, pem, algorithm="RS256", headers={"kid": DEV_KID})
 
 
-async def test_me_with_a_valid_token(client: httpx.AsyncClient, auth) -> None:
+async def test_me_with_a_valid_token(client: httpx.AsyncClient, db, auth) -> None:
+    from tests.api.test_tokens_strict import register
+
+    await register(db, "nora-grundskola", "grundskola")  # tokens of unregistered organisations are refused
     r = await client.get("/v1/me", headers=auth("nora-grundskola", "system", "professional"))
     assert r.status_code == 200
     body = r.json()
     assert body["organisation_id"] == "nora-grundskola"
     assert body["roles"] == ["professional", "system"]
-    assert body["registered"] is False  # the registry is empty in this test
+    assert body["registered"] is True
+    assert body["organisation"]["active"] is True and body["organisation"]["coordinating"] is False
 
 
 async def test_no_token_is_401_problem(client: httpx.AsyncClient) -> None:

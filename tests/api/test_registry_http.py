@@ -235,7 +235,7 @@ async def test_regional_admins_register_organisations(client: httpx.AsyncClient,
     }
     r = await client.put("/v1/registry/organisations/nora-noraskolan", json=org, headers=admin)
     assert r.status_code == 201, r.text
-    assert r.json() == {"id": "nora-noraskolan", **org}
+    assert r.json() == {"id": "nora-noraskolan", **org, "active": True}
     r = await client.put(
         "/v1/registry/organisations/nora-noraskolan", json={**org, "name": "Noraskolan F-9 (demo)"}, headers=admin
     )

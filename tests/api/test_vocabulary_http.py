@@ -174,7 +174,10 @@ async def test_graphql_vocabulary(client: httpx.AsyncClient) -> None:
     assert data["missing"]["__typename"] == "NotFoundProblem"
 
 
-async def test_graphql_me_needs_a_token(client: httpx.AsyncClient, auth) -> None:
+async def test_graphql_me_needs_a_token(client: httpx.AsyncClient, db, auth) -> None:
+    from tests.api.test_tokens_strict import register
+
+    await register(db, "region-bup", "bup")
     q = {"query": "{ me { __typename ... on Me { organisationId roles } ... on AuthenticationProblem { detail } } }"}
     anonymous = (await client.post("/graphql", json=q)).json()["data"]["me"]
     assert anonymous["__typename"] == "AuthenticationProblem"

@@ -1,8 +1,21 @@
 """Bearer-token authentication. The only module that imports python-jose.
 
-Tokens are JWTs signed RS256 or ES256. The hub checks signature, issuer, audience, expiry and the
-claims ``org_id`` (the caller's organisation) and ``roles``. Keys come from, in order: the dev key
-(``HUB_DEV_MODE``), a PEM file (``HUB_JWT_PUBLIC_KEY_FILE``), a JWKS URL (``HUB_JWKS_URL``, cached).
+Tokens are JWTs signed RS256 or ES256. Keys come from, in order: the dev key (``HUB_DEV_MODE``), a PEM
+file (``HUB_JWT_PUBLIC_KEY_FILE``), a JWKS URL (``HUB_JWKS_URL``, cached).
+
+A token is honoured only when all of this holds, else the request is refused with a 401 or 403 problem
+whose ``errors`` name the claim (``pointer``) and why (``code``: ``missing-claim``, ``invalid-claim``,
+``unknown-role``, ``unknown-organisation``, ``inactive-organisation``, ``role-not-allowed``):
+
+- the signature verifies with a trusted key and the algorithm is an allowed one;
+- ``iss``, ``aud``, ``exp`` and ``sub`` are present (python-jose skips the audience and issuer checks of
+  a token without them unless told to require them) and right; ``nbf`` and ``iat``, when present, valid;
+- ``org_id`` is an organisation id (the registry's slug: 2 to 64 of ``a-z0-9-``), ``sub`` 1 to 256 and
+  ``jti`` at most 128 printable characters, ``roles`` 1 to 16 roles this hub knows (an unknown one
+  refuses the token: an identity provider that misspells a role should hear it, not lose the grant);
+- the organisation is registered and active, and ``coordinator`` is claimed only for an organisation of
+  a coordinating type (:func:`hub.domain.principal.admit`; the registry's answer is cached for
+  ``HUB_ORGANISATION_CACHE_SECONDS``).
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -23,10 +37,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jose import jwk, jwt
 from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.config import Settings
-from hub.domain.errors import NotPermitted, Unauthenticated, Unavailable
-from hub.domain.principal import Principal, Role
+from hub.domain.errors import FieldError, NotPermitted, Unauthenticated, Unavailable
+from hub.domain.principal import Principal, Role, admit
+from hub.services.organisations import OrganisationStandings
 
 DEV_KID = "hub-dev-1"
 _PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z ]+-----.+?-----END [A-Z ]+-----", re.S)
@@ -98,12 +114,33 @@ class _JwksCache:
 
 _VERIFIED_MAX = 10_000
 _VERIFIED_SECONDS = 60.0
+_MAX_TOKEN_CHARS = 16_384
+_REQUIRED = {"require_iss": True, "require_aud": True, "require_exp": True, "require_sub": True}
+_MISSING = re.compile(r'missing required key "(\w+)"')  # python-jose's words for a required claim absent
+_ORG_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,63}")  # the registry's organisation ids
+_MAX_SUBJECT = 256
+_MAX_TOKEN_ID = 128
+_MAX_ROLES = 16
+_ROLE_NAMES = frozenset(r.value for r in Role)
+_KNOWN_ROLES = ", ".join(r.value for r in Role)
+
+Sessions = Callable[[], async_sessionmaker[AsyncSession]]
+
+
+def _refused(detail: str, claim: str, code: str) -> Unauthenticated:
+    return Unauthenticated(detail, errors=[FieldError(claim, detail, code)] if claim else None)
 
 
 class TokenVerifier:
-    """Verifies bearer tokens against the configured keys. One per app."""
+    """Verifies bearer tokens against the configured keys and the registry. One per app.
 
-    def __init__(self, settings: Settings, *, http: httpx.AsyncClient | None = None) -> None:
+    ``sessions`` gives the database the registry is read from (called when first needed: the app's
+    runtime opens after the verifier is made); without it no token is honoured.
+    """
+
+    def __init__(
+        self, settings: Settings, *, http: httpx.AsyncClient | None = None, sessions: Sessions | None = None
+    ) -> None:
         self.settings = settings
         self._static: list[Any] = []
         if settings.dev_mode:
@@ -115,20 +152,32 @@ class TokenVerifier:
         self._http = http
         self._jwks = _JwksCache()
         self._verified: dict[str, tuple[Principal, float]] = {}
+        self._standings = (
+            None
+            if sessions is None
+            else OrganisationStandings(sessions, ttl_seconds=settings.organisation_cache_seconds)
+        )
         if not self._static and not settings.jwks_url:
             raise ValueError("No token keys: set HUB_DEV_MODE, HUB_JWT_PUBLIC_KEY_FILE or HUB_JWKS_URL.")
 
     async def verify(self, token: str) -> Principal:
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise Unauthenticated(f"The bearer token is longer than {_MAX_TOKEN_CHARS} characters.")
         # A verified token is remembered briefly: RS256 verification costs ~0.1 ms per request. Bounded
-        # in size and to a minute, so a key removed from the JWKS stops being honoured soon after.
+        # in size and to a minute, so a key removed from the JWKS stops being honoured soon after. The
+        # registry is asked every time (from its own cache): a deactivation must not wait for this one.
         cached = self._verified.get(token)
         now = time.time()
         if cached is not None and now < cached[1]:
-            return cached[0]
-        principal, exp = await self._verify(token)
-        if len(self._verified) >= _VERIFIED_MAX:
-            self._verified.clear()
-        self._verified[token] = (principal, min(exp, now + _VERIFIED_SECONDS))
+            principal = cached[0]
+        else:
+            principal, exp = await self._verify(token)
+            if len(self._verified) >= _VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[token] = (principal, min(exp, now + _VERIFIED_SECONDS))
+        if self._standings is None:
+            raise Unavailable("This hub has no registry to check the token's organisation against.")
+        admit(principal, await self._standings.get(principal.organisation_id))
         return principal
 
     async def _verify(self, token: str) -> tuple[Principal, float]:
@@ -136,35 +185,46 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except JWTError:
             raise Unauthenticated("The bearer token is not a well-formed JWT.") from None
-        alg = header.get("alg")
-        if alg not in self.settings.jwt_algorithms:
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or alg not in self.settings.jwt_algorithms:
             raise Unauthenticated(f"Tokens must be signed with one of {', '.join(self.settings.jwt_algorithms)}.")
+        if kid is not None and not isinstance(kid, str):
+            raise Unauthenticated("The bearer token's key id (kid) is not a string.")
         candidates = list(self._static)
         if self.settings.jwks_url:
-            candidates += await self._jwks_keys(header.get("kid"))
-        claims: dict[str, Any] | None = None
-        last: Exception | None = None
+            candidates += await self._jwks_keys(kid)
         for key in candidates:
-            try:
-                claims = jwt.decode(
-                    token,
-                    key,
-                    algorithms=self.settings.jwt_algorithms,
-                    audience=self.settings.jwt_audience,
-                    issuer=self.settings.jwt_issuer,
-                    options={"leeway": self.settings.jwt_leeway_seconds, "require_exp": True},
-                )
-                break
-            except ExpiredSignatureError:
-                raise Unauthenticated("The bearer token has expired.") from None
-            except JWTClaimsError as exc:
-                raise Unauthenticated(f"The bearer token's claims are not accepted: {_claims_reason(exc)}.") from None
-            except JWTError as exc:
-                last = exc
-        if claims is None:
-            _ = last
-            raise Unauthenticated("The bearer token's signature does not verify with any trusted key.")
-        return _principal(claims), float(claims["exp"])
+            claims = self._decode(token, key)
+            if claims is not None:
+                return _principal(claims), _expiry(claims)
+        raise Unauthenticated("The bearer token's signature does not verify with any trusted key.")
+
+    def _decode(self, token: str, key: Any) -> dict[str, Any] | None:
+        """The token's claims if ``key`` signed it and they are acceptable; None if another key signed it."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=self.settings.jwt_algorithms,
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
+                options={"leeway": self.settings.jwt_leeway_seconds, **_REQUIRED},
+            )
+            return claims
+        except ExpiredSignatureError:
+            raise _refused("The bearer token has expired.", "exp", "invalid-claim") from None
+        except JWTClaimsError as exc:
+            reason, claim = _claims_reason(exc)
+            raise _refused(f"The bearer token's claims are not accepted: {reason}.", claim, "invalid-claim") from None
+        except JWTError as exc:
+            missing = _MISSING.search(str(exc))  # raised only once the signature has verified
+            if missing is None:
+                return None
+            claim = missing.group(1)
+            raise _refused(f"The bearer token has no {claim} claim.", claim, "missing-claim") from None
+        except (TypeError, ValueError, OverflowError):  # python-jose on a time claim that is no number
+            claim = _bad_time_claim(token)
+            raise _refused(f"The bearer token's {claim} claim is not a number.", claim, "invalid-claim") from None
 
     async def _jwks_keys(self, kid: str | None) -> list[Any]:
         cache = self._jwks
@@ -201,36 +261,77 @@ def _is_ec(block: bytes) -> bool:
     return type(key).__name__.startswith("_EllipticCurve") or "EllipticCurve" in type(key).__name__
 
 
-def _claims_reason(exc: JWTClaimsError) -> str:
+def _claims_reason(exc: JWTClaimsError) -> tuple[str, str]:
+    """A short reason and the claim at fault, from python-jose's message."""
     text = str(exc).lower()
-    if "audience" in text:
-        return "wrong audience"
-    if "issuer" in text:
-        return "wrong issuer"
-    if "before" in text or "nbf" in text:
-        return "not yet valid"
-    return "invalid claims"
+    for words, reason, claim in (
+        ("audience", "wrong audience", "aud"),
+        ("claim format", "aud must be a string or a list of strings", "aud"),
+        ("issuer", "wrong issuer", "iss"),
+        ("subject", "sub must be a string", "sub"),
+        ("(nbf) must", "nbf must be a number", "nbf"),
+        ("not yet valid", "not yet valid", "nbf"),
+        ("(iat)", "iat must be a number", "iat"),
+        ("(exp)", "exp must be a number", "exp"),
+        ("jwt id", "jti must be a string", "jti"),
+    ):
+        if words in text:
+            return reason, claim
+    return "invalid claims", ""
+
+
+def _bad_time_claim(token: str) -> str:
+    claims = jwt.get_unverified_claims(token)  # only called once the signature has verified
+    for claim in ("exp", "nbf", "iat"):
+        value = claims.get(claim)
+        if claim in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return claim
+    return "exp"
+
+
+def _expiry(claims: dict[str, Any]) -> float:
+    # python-jose has checked that int() takes it; a year 10**300 is far, not a float overflow.
+    return float(min(int(claims["exp"]), 2**53))
+
+
+def _text_claim(claims: dict[str, Any], claim: str, limit: int) -> str:
+    value = claims[claim]
+    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
+        raise _refused(f"The bearer token's {claim} must be 1 to {limit} printable characters.", claim, "invalid-claim")
+    return value
+
+
+def _roles(raw: object) -> frozenset[Role]:
+    if raw is None:
+        raise _refused("The bearer token has no roles claim.", "roles", "missing-claim")
+    if isinstance(raw, str) and len(raw) <= _MAX_ROLES * 16:
+        raw = raw.split()  # some identity providers write a space-separated list, as OAuth's scope
+    if not isinstance(raw, list) or len(raw) > _MAX_ROLES:
+        raise _refused(f"The bearer token's roles must be a list of at most {_MAX_ROLES}.", "roles", "invalid-claim")
+    if not raw:
+        raise _refused(f"The bearer token carries no role; one of: {_KNOWN_ROLES}.", "roles", "missing-claim")
+    roles: set[Role] = set()
+    for i, name in enumerate(raw):
+        if not isinstance(name, str) or name not in _ROLE_NAMES:
+            detail = f"The bearer token's roles[{i}] is not a role this hub knows ({_KNOWN_ROLES})."
+            raise _refused(detail, f"roles/{i}", "unknown-role")
+        roles.add(Role(name))
+    return frozenset(roles)
 
 
 def _principal(claims: dict[str, Any]) -> Principal:
+    """The caller a verified token's claims name; refused when a claim is missing, too long or unknown."""
     org = claims.get("org_id")
-    if not isinstance(org, str) or not org:
-        raise Unauthenticated("The bearer token has no org_id claim.")
-    raw_roles = claims.get("roles", [])
-    if isinstance(raw_roles, str):
-        raw_roles = raw_roles.split()
-    roles: set[Role] = set()
-    for r in raw_roles if isinstance(raw_roles, list) else []:
-        try:
-            roles.add(Role(r))
-        except ValueError:
-            continue  # unknown roles grant nothing
-    sub = claims.get("sub")
+    if org is None:
+        raise _refused("The bearer token has no org_id claim.", "org_id", "missing-claim")
+    if not isinstance(org, str) or not _ORG_ID.fullmatch(org):
+        detail = "The bearer token's org_id is not an organisation id (2 to 64 of a-z, 0-9 and '-')."
+        raise _refused(detail, "org_id", "invalid-claim")
     return Principal(
-        subject=str(sub) if sub else f"org:{org}",
+        subject=_text_claim(claims, "sub", _MAX_SUBJECT),
         organisation_id=org,
-        roles=frozenset(roles),
-        token_id=claims.get("jti"),
+        roles=_roles(claims.get("roles")),
+        token_id=_text_claim(claims, "jti", _MAX_TOKEN_ID) if "jti" in claims else None,
     )
 
 

@@ -1,7 +1,8 @@
 """The registry's tables and SQL: organisations' delivery endpoints and the service directory.
 
-Migration ``0003_registry`` creates ``endpoint`` and ``service``; these classes only map them. Every
-query of the registry lives here; nothing here commits.
+Migration ``0003_registry`` creates ``endpoint`` and ``service``, ``0008_organisation_standing``
+``coordinating_organisation_type``; these classes only map them. Every query of the registry lives here;
+nothing here commits.
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ class Endpoint(SQLModel, table=True):
     active: bool = True
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+
+
+class CoordinatingOrganisationType(SQLModel, table=True):
+    """An organisation type whose organisations may hold the role ``coordinator`` (seeded by the migration)."""
+
+    __tablename__ = "coordinating_organisation_type"
+
+    type: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = _ts()
 
 
 class Service(SQLModel, table=True):
@@ -120,6 +130,17 @@ class OrganisationDirectory:
         stmt = select(Organisation).where(col(Organisation.id) == organisation_id)
         return (await self.session.execute(stmt.execution_options(populate_existing=True))).scalar_one_or_none()
 
+    async def standing(self, organisation_id: str) -> tuple[bool, bool] | None:
+        """(active, of a coordinating type) for a registered organisation, else None."""
+        coordinating = col(CoordinatingOrganisationType.type).is_not(None)
+        stmt = (
+            select(col(Organisation.active), coordinating)
+            .outerjoin(CoordinatingOrganisationType, col(CoordinatingOrganisationType.type) == col(Organisation.type))
+            .where(col(Organisation.id) == organisation_id)
+        )
+        row = (await self.session.execute(stmt)).first()
+        return None if row is None else (bool(row[0]), bool(row[1]))
+
     async def lock(self, organisation_id: str) -> Organisation | None:
         """The organisation row, locked until commit: serialises changes to its endpoint."""
         stmt = select(Organisation).where(col(Organisation.id) == organisation_id).with_for_update()
@@ -128,9 +149,10 @@ class OrganisationDirectory:
     async def of_type(
         self, organisation_type: str, *, municipality_code: str | None, region_code: str | None = None
     ) -> list[Organisation]:
-        """Organisations of a type in a municipality; ``municipality_code=None``: the county-wide units of
-        ``region_code`` (those registered without a municipality)."""
-        stmt = select(Organisation).where(col(Organisation.type) == organisation_type).order_by(col(Organisation.id))
+        """Active organisations of a type in a municipality; ``municipality_code=None``: the county-wide
+        units of ``region_code`` (those registered without a municipality)."""
+        stmt = select(Organisation).where(col(Organisation.type) == organisation_type, col(Organisation.active))
+        stmt = stmt.order_by(col(Organisation.id))
         if municipality_code is not None:
             stmt = stmt.where(col(Organisation.municipality_code) == municipality_code)
         else:
@@ -230,11 +252,12 @@ class ServiceRepository:
     async def search(
         self, flt: ServiceFilter, *, confirmed_since: datetime, after: RankKey | None, limit: int
     ) -> list[tuple[Service, Organisation, RankKey]]:
-        """Active services matching ``flt``, ranked: served locally (the municipality is listed, or is the
-        organisation's own) before county-wide, confirmed waiting time before unconfirmed, shorter wait
-        first (unknown last), then name and id. ``after`` continues from a row's key."""
+        """Active services of active organisations matching ``flt``, ranked: served locally (the
+        municipality is listed, or is the organisation's own) before county-wide, confirmed waiting time
+        before unconfirmed, shorter wait first (unknown last), then name and id. ``after`` continues from
+        a row's key."""
         s, o = Service, Organisation
-        where: list[ColumnElement[bool]] = [col(s.active).is_(True)]
+        where: list[ColumnElement[bool]] = [col(s.active).is_(True), col(o.active).is_(True)]
         local: ColumnElement[int] = literal_column("0", Integer)
         if flt.municipality_code is not None:
             m = flt.municipality_code

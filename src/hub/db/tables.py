@@ -20,4 +20,6 @@ class Organisation(SQLModel, table=True):
     region_code: str = Field(max_length=2)
     parent_id: str | None = Field(default=None, foreign_key="organisation.id", max_length=64)
     hsa_id: str | None = Field(default=None, max_length=64)
+    # A deactivated organisation keeps its history but its tokens are refused (migration 0008).
+    active: bool = True
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

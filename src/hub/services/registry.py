@@ -1,7 +1,8 @@
 """The registry: organisations, where each receives (its endpoint) and what each offers (the service
 directory, "Vägvisaren").
 
-Who may change what: an ``admin`` of a ``regional-samordning`` organisation, the whole registry; an
+Who may change what: an ``admin`` of a ``regional-samordning`` organisation, the whole registry (and
+(de)activates organisations: a deactivated one's tokens are refused, referral routing skips it); an
 organisation's own ``admin``, its endpoint and its services; its own ``system``, its services' waiting
 times (every update confirms the time). Any authenticated caller reads organisations and searches
 services. Every change is audited as ``admin-change``, in the change's own transaction.
@@ -42,6 +43,7 @@ from hub.domain.vocabulary import InterventionLevelsDoc, Vocabulary
 from hub.services.auditing import audit
 from hub.services.codes import unknown_codes
 from hub.services.context import Actor, utcnow
+from hub.services.organisations import forget_standing
 
 __all__ = [
     "Endpoint",
@@ -103,6 +105,7 @@ class OrganisationDraft:
     region_code: str
     parent_id: str | None = None
     hsa_id: str | None = None
+    active: bool = True  # False: its tokens are refused, referral routing skips it (history kept)
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,8 @@ async def put_organisation(
     parent = draft.parent_id
     if parent is not None and (parent == organisation_id or await directory.fresh(parent) is None):
         errors.append(FieldError("/parent_id", "no such (other) organisation in the registry", "unknown-organisation"))
+    if not draft.active and organisation_id == actor.organisation_id:
+        errors.append(FieldError("/active", "an organisation cannot deactivate itself (its admins would lose access)"))
     if errors:
         raise InvalidInput("The organisation cannot be registered as given.", errors=errors)
     created = await directory.lock(organisation_id) is None
@@ -236,6 +241,7 @@ async def put_organisation(
     change = "organisation-created" if created else "organisation-updated"
     await _audit_change(session, actor, change, "Organisation", organisation_id, organisation_id, **asdict(draft))
     await session.commit()
+    forget_standing(organisation_id)  # honoured at once here; other processes within their cache's TTL
     return await get_registered_organisation(session, organisation_id=organisation_id), created
 
 
@@ -563,6 +569,8 @@ async def resolve_target(
         org = await OrganisationDirectory(session).fresh(organisation_id)
         if org is None:
             raise invalid(f"no organisation {organisation_id!r} in the registry")
+        if not org.active:
+            raise invalid(f"organisation {organisation_id!r} is deactivated in the registry")
         return ResolvedTarget(org)
     if service_id is not None:
         found = await ServiceRepository(session).get(service_id)

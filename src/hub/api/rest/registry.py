@@ -32,6 +32,7 @@ class OrganisationRead(BaseModel):
     region_code: str
     parent_id: str | None
     hsa_id: str | None
+    active: bool = Field(description="False: deactivated; its tokens are refused and referral routing skips it")
 
 
 class OrganisationPage(BaseModel):
@@ -49,6 +50,12 @@ class OrganisationPut(BaseModel):
     region_code: str = Field(pattern=r"^[0-9]{2}$", examples=["18"])
     parent_id: str | None = None
     hsa_id: str | None = Field(default=None, max_length=64)
+    active: bool = Field(
+        default=True,
+        description="false deactivates the organisation: its tokens are refused (at once on this hub process, "
+        "within HUB_ORGANISATION_CACHE_SECONDS on others); routing by type and the service directory skip it; "
+        "its history is kept",
+    )
 
 
 class EndpointPut(BaseModel):
