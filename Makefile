@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/hub serve --demo
+	HUB_DEV_MODE=true $(BIN)/hub serve --demo
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check src tests bench migrations examples

@@ -15,9 +15,9 @@ def _url() -> str:
     if url:
         return str(url)
     from hub.config import Settings
-    from hub.db.engine import database_url
+    from hub.db.engine import migrations_database_url
 
-    return database_url(Settings())
+    return migrations_database_url(Settings())  # the tables' owner migrates, never the runtime role
 
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import NullPool, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from hub.api.auth import mint_dev_token
 from hub.config import Settings
-from hub.db.embedded import start_embedded
+from hub.db.embedded import runtime_role_url, start_embedded
+from hub.db.engine import migrations_database_url
 from hub.logging import quiet_libraries
 from hub.main import create_app
 from hub.runtime import Runtime, open_runtime
@@ -51,7 +53,9 @@ def settings(data_dir: Path, pg_url: str) -> Settings:
     os.environ.pop("HUB_DATABASE_URL", None)
     return Settings(
         data_dir=data_dir,
-        database_url=pg_url,
+        # As in production: the hub runs as a role that cannot alter the audit trail; the owner migrates.
+        database_url=runtime_role_url(pg_url),
+        migrations_database_url=pg_url,
         dev_mode=True,
         public_url="http://hub.test",
     )
@@ -68,13 +72,23 @@ def app(runtime: Runtime):  # type: ignore[no-untyped-def]
     return create_app(runtime=runtime)
 
 
+@pytest.fixture(scope="session")
+async def owner_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """The hub connected as the tables' owner, for what its runtime role may not do: ``hub synth``'s bulk
+    load (it switches triggers off), and tests that tamper with the audit trail behind the hub's back."""
+    async with open_runtime(settings, owner=True) as rt:
+        yield rt
+
+
 async def empty_database(runtime: Runtime) -> None:
-    """Every table but alembic's truncated."""
-    async with runtime.engine.begin() as conn:
+    """Every table but alembic's (and reference data) truncated, as the tables' owner."""
+    engine = create_async_engine(migrations_database_url(runtime.settings), poolclass=NullPool)
+    async with engine.begin() as conn:
         names = (await conn.execute(text("select tablename from pg_tables where schemaname = 'public'"))).scalars()
         tables = [n for n in names if n not in KEEP_TABLES]
         if tables:
             await conn.execute(text(f"truncate {', '.join(tables)} restart identity cascade"))
+    await engine.dispose()
     forget_standing()  # the token verifier's cache of the organisations just removed
 
 

@@ -36,6 +36,17 @@ def _settings() -> Settings:
     return Settings()
 
 
+def _dev_settings(command: str) -> Settings:
+    """The settings with dev mode on, for the commands that exist for trying the hub (``serve --demo``,
+    ``demo``, ``token``, ``demo-receiver``): they turn it on for themselves, as the README's tour expects.
+    An environment that says ``HUB_DEV_MODE=false`` is refused, not overridden."""
+    settings = Settings()
+    if "dev_mode" in settings.model_fields_set and not settings.dev_mode:
+        typer.echo(f"hub {command} is for trying the hub in dev mode, and HUB_DEV_MODE=false is set.", err=True)
+        raise typer.Exit(2)
+    return settings.model_copy(update={"dev_mode": True})
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -55,9 +66,16 @@ def serve(
 
     from hub.logging import configure_logging
     from hub.main import create_app
+    from hub.runtime import configuration_problems
 
-    settings = _settings()
+    settings = _dev_settings("serve --demo") if demo else _settings()
     configure_logging(settings.log_level)
+    missing = configuration_problems(settings)
+    if missing:
+        lines = "".join(f"\n  - {m}" for m in missing)
+        typer.echo(f"hub serve: dev mode is off (HUB_DEV_MODE) and production settings are missing:{lines}", err=True)
+        typer.echo("To try the hub on this machine: make run (hub serve --demo).", err=True)
+        raise typer.Exit(2)
     if demo:
         _load_demo(settings, all_tokens=False, tokens_for_tour=False)
     if workers == 1:
@@ -186,7 +204,7 @@ def demo(
     ] = False,
 ) -> None:
     """Load the demo data (Region Örebro län, 12 municipalities) and print dev tokens."""
-    _load_demo(_settings(), all_tokens=all_tokens)
+    _load_demo(_dev_settings("demo"), all_tokens=all_tokens)
 
 
 def _load_demo(settings: Settings, *, all_tokens: bool, tokens_for_tour: bool = True) -> None:
@@ -237,7 +255,8 @@ def synth(
         raise typer.Exit(2)
 
     async def run() -> SynthResult:
-        async with open_runtime(settings) as rt:
+        # As the tables' owner: the bulk load switches the flow triggers off while it copies.
+        async with open_runtime(settings, owner=True) as rt:
             return await write_history(
                 rt, referrals=referrals, seed=seed, weeks=weeks, through_api=through_api, progress=_progress
             )
@@ -261,11 +280,11 @@ def token(
     subject: Annotated[str | None, typer.Option(help="The sub claim.")] = None,
     ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds.")] = None,
 ) -> None:
-    """Mint a dev token and print only the token."""
+    """Mint a dev token for a dev-mode hub using the same data directory, and print only the token."""
     from hub.api.auth import mint_dev_token
     from hub.domain.errors import HubError
 
-    settings = _settings()
+    settings = _dev_settings("token")
     try:
         typer.echo(mint_dev_token(settings, organisation_id=org, roles=role, subject=subject, ttl_seconds=ttl))
     except HubError as exc:
@@ -275,12 +294,13 @@ def token(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply all migrations to the configured database."""
+    """Apply all migrations as the tables' owner (HUB_MIGRATIONS_DATABASE_URL) and grant the runtime role
+    (HUB_DATABASE_URL's) what it needs."""
     from hub.db import migrate
-    from hub.db.engine import database_url
+    from hub.db.engine import database_url, migrations_database_url
 
     settings = _settings()
-    migrate.upgrade(database_url(settings), settings.migrations_dir)
+    migrate.upgrade(migrations_database_url(settings), settings.migrations_dir, runtime_url=database_url(settings))
     typer.echo(f"database at revision {migrate.head_revision(settings.migrations_dir)}")
 
 
@@ -340,7 +360,7 @@ def demo_receiver(
     from hub.demo_receiver import receiver_app
     from hub.services.keys import adapter_secret_resolver
 
-    secret = adapter_secret_resolver(_settings())(secret_ref)
+    secret = adapter_secret_resolver(_dev_settings("demo-receiver"))(secret_ref)
     typer.echo(f"demo receiver on http://127.0.0.1:{port} (webhook secret {secret_ref!r})")
     uvicorn.run(receiver_app(secret, echo=typer.echo), host="127.0.0.1", port=port, log_level="warning")
 

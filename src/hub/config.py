@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".hub")
     # Any PostgreSQL; when unset, the hub starts the embedded PostgreSQL 18 in ``data_dir/pg``.
     database_url: SecretStr | None = None
+    # The tables' owner, for migrations (and the grants they give HUB_DATABASE_URL's role, which then
+    # cannot alter the audit trail). Unset: HUB_DATABASE_URL's role migrates and owns the tables. In
+    # embedded mode the embedded server's superuser migrates and the hub runs as the role ``hub_app``.
+    migrations_database_url: SecretStr | None = None
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     # Where coordinators' flow queries read: a streaming replica of the primary (docs/operations.md,
@@ -32,7 +36,7 @@ class Settings(BaseSettings):
 
     # Dev mode: the hub makes its own signing key pair and ``hub token`` mints tokens with it.
     # Production sets this to false and configures issuer, audience and keys or a JWKS URL.
-    dev_mode: bool = True
+    dev_mode: bool = False
     jwt_issuer: str = "https://hub.local/dev"
     jwt_audience: str = "hub"
     jwt_algorithms: Annotated[list[Literal["RS256", "ES256"]], NoDecode] = ["RS256", "ES256"]
@@ -86,6 +90,9 @@ class Settings(BaseSettings):
     status_poll_interval_seconds: float = Field(default=60.0, gt=0)
     # Mailbox: an unacknowledged message becomes fetchable again after this many seconds.
     mailbox_visibility_seconds: float = Field(default=300.0, gt=0)
+    # Delivery targets: outside dev mode the hub refuses loopback, private, link-local and cloud-metadata
+    # addresses (hub.adapters.addresses); on-premise receivers' networks, comma separated CIDR.
+    endpoint_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = []
     # Secrets adapters reference by name (e.g. a webhook's signing secret): "name:value,…". Each can also
     # come from its own variable HUB_SECRET_<NAME> (upper case, '-' as '_'), which wins.
     adapter_secrets: SecretStr | None = None
@@ -124,6 +131,11 @@ class Settings(BaseSettings):
     @property
     def dev_payload_key_file(self) -> Path:
         return self.data_dir / "dev-payload-key"
+    @field_validator("endpoint_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
 
     @property
     def dev_key_file(self) -> Path:

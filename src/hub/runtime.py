@@ -9,9 +9,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from hub.adapters.addresses import AddressPolicy
 from hub.config import Settings
 from hub.db import migrate
-from hub.db.engine import database_url, flows_database_url, make_engine, make_sessionmaker
+from hub.db.engine import (
+    database_url,
+    flows_database_url,
+    make_engine,
+    make_sessionmaker,
+    migrations_database_url,
+)
 from hub.domain.identity import Pseudonymizer
 from hub.domain.policy import Policy
 from hub.domain.vocabulary import Vocabulary
@@ -37,18 +44,47 @@ class Runtime:
     cipher: PayloadCipher
     head_revision: str | None
 
+    @property
+    def address_policy(self) -> AddressPolicy:
+        """Where deliveries may connect (``hub.adapters.addresses``)."""
+        return address_policy(self.settings)
+
+
+def address_policy(settings: Settings) -> AddressPolicy:
+    return AddressPolicy(dev_mode=settings.dev_mode, allowed_networks=tuple(settings.endpoint_allowed_networks))
+
+
+def configuration_problems(settings: Settings) -> list[str]:
+    """What a hub outside dev mode lacks to serve (dev mode makes its own keys): empty when nothing."""
+    if settings.dev_mode:
+        return []
+    problems = []
+    if settings.jwks_url is None and settings.jwt_public_key_file is None:
+        problems.append("the token issuer's keys: set HUB_JWKS_URL or HUB_JWT_PUBLIC_KEY_FILE")
+    if settings.pseudonym_keys is None:
+        problems.append("the pseudonym keys: set HUB_PSEUDONYM_KEYS")
+    if settings.payload_keys is None:
+        problems.append("the payload encryption keys: set HUB_PAYLOAD_KEYS")
+    return problems
+
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, url: str | None = None) -> AsyncIterator[Runtime]:
-    """Start (or connect to) the database, migrate if configured, load the vocabulary."""
+async def open_runtime(settings: Settings, *, url: str | None = None, owner: bool = False) -> AsyncIterator[Runtime]:
+    """Start (or connect to) the database, migrate if configured, load the vocabulary.
+
+    The runtime connects as ``HUB_DATABASE_URL``'s role (``url`` if given), which cannot alter the audit
+    trail; ``owner``: as the tables' owner instead, for bulk maintenance that switches triggers off
+    (``hub synth``)."""
     vocabulary = load_vocabulary(settings.vocabulary_dirs)
     policy = load_policy(settings.policy_file)
     check_policy_codes(policy, vocabulary)
     pseudonyms = pseudonymizer(settings)
     cipher = payload_cipher(settings)
-    url = url or database_url(settings)
+    runtime_url = url or database_url(settings)
+    owner_url = migrations_database_url(settings)
     if settings.apply_migrations_on_start:
-        await migrate.upgrade_async(url, settings.migrations_dir)
+        await migrate.upgrade_async(owner_url, settings.migrations_dir, runtime_url=runtime_url)
+    url = owner_url if owner else runtime_url
     engine = make_engine(url, settings)
     flows_url = flows_database_url(settings)
     flows_engine = None if flows_url is None else make_engine(flows_url, settings, read_only=True)

@@ -194,6 +194,7 @@ async def test_a_worker_killed_mid_delivery_loses_nothing(client, auth, county, 
             **os.environ,
             "HUB_DATABASE_URL": pg_url,
             "HUB_DATA_DIR": str(data_dir),
+            "HUB_DEV_MODE": "true",  # the test data's keys and the receiver's secret are the dev ones
             "HUB_WORKER_LEASE_SECONDS": "2",
             "HUB_WORKER_BATCH_SIZE": "2",
             "HUB_WORKER_POLL_INTERVAL_SECONDS": "0.1",

@@ -69,8 +69,10 @@ def test_children_have_valid_personal_identity_numbers() -> None:
     assert len({child_pin(n) for n in range(20_000)}) == 20_000
 
 
-async def test_bulk_writes_the_counts_and_the_same_rollups_as_the_use_cases(db: Runtime) -> None:
-    bulk = await synth(db, referrals=120, seed=11, weeks=20, until=UNTIL)
+async def test_bulk_writes_the_counts_and_the_same_rollups_as_the_use_cases(
+    db: Runtime, owner_runtime: Runtime
+) -> None:
+    bulk = await synth(owner_runtime, referrals=120, seed=11, weeks=20, until=UNTIL)
     assert bulk.referrals == 120 and bulk.events > 2 * 120 and 0 < bulk.children <= 120
     async with db.engine.connect() as conn:
         counts = [
@@ -85,7 +87,7 @@ async def test_bulk_writes_the_counts_and_the_same_rollups_as_the_use_cases(db: 
     assert purged > 0 and kept > 0 and purged + kept == 120, "old payloads purged, recent ones encrypted"
     bulk_history = await _history(db)
 
-    await _empty(db)
+    await _empty(owner_runtime)
     api = await synth(db, referrals=120, seed=11, weeks=20, until=UNTIL, through_api=True)
     assert (api.referrals, api.events) == (bulk.referrals, bulk.events)
     assert await _history(db) == bulk_history, "the same seed writes the same history either way"
@@ -96,9 +98,9 @@ async def test_bulk_writes_the_counts_and_the_same_rollups_as_the_use_cases(db: 
 
 
 async def test_the_flow_endpoints_answer_over_synthetic_history(
-    client: httpx.AsyncClient, db: Runtime, auth: Callable[..., dict[str, str]]
+    client: httpx.AsyncClient, db: Runtime, owner_runtime: Runtime, auth: Callable[..., dict[str, str]]
 ) -> None:
-    await synth(db, referrals=400, seed=5, weeks=26, until=UNTIL)
+    await synth(owner_runtime, referrals=400, seed=5, weeks=26, until=UNTIL)
     year = {"from": "2025-09-01", "to": "2026-03-01"}
     headers = auth("region-samordning", "coordinator")
     matrix = await client.get("/v1/flows/matrix", params={"level": "type", **year}, headers=headers)

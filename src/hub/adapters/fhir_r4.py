@@ -24,8 +24,9 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
 import httpx
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, field_validator
 
+from hub.adapters.addresses import is_loopback_host
 from hub.adapters.base import (
     Adapter,
     AdapterConfig,
@@ -83,6 +84,14 @@ class FhirR4Config(AdapterConfig):
         default=None, description="Name of the secret holding a bearer token (never the token itself)"
     )
     timeout_seconds: float | None = Field(default=None, gt=0, le=120, description="Default: the hub's")
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        # Personal data in transit: plain http only to the same machine (development, tests).
+        if value.scheme != "https" and not is_loopback_host(value.host or ""):
+            raise ValueError("must use https (plain http only for loopback hosts: localhost, 127.0.0.1, ::1)")
+        return value
 
 
 class FhirR4Adapter(Adapter):

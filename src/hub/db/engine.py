@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
 from hub.config import Settings
-from hub.db.embedded import start_embedded
+from hub.db.embedded import runtime_role_url, start_embedded
 
 # A pooled connection unused for this long is pinged before it is handed out (see make_engine).
 PING_AFTER_IDLE_SECONDS = 1.0
@@ -28,10 +28,21 @@ _IDLE_SINCE = "hub_idle_since"
 
 
 def database_url(settings: Settings) -> str:
-    """The asyncpg URL to use: ``HUB_DATABASE_URL`` if set, else the embedded server (started here)."""
+    """The asyncpg URL the hub runs with: ``HUB_DATABASE_URL`` if set, else the embedded server (started
+    here) as its runtime role."""
+    if settings.database_url is None:
+        return runtime_role_url(start_embedded(settings.data_dir.resolve() / "pg"))
+    return _asyncpg_url(settings.database_url.get_secret_value())
+
+
+def migrations_database_url(settings: Settings) -> str:
+    """The asyncpg URL of the tables' owner, which migrates: ``HUB_MIGRATIONS_DATABASE_URL`` if set, else
+    the embedded server's superuser, else ``HUB_DATABASE_URL`` (whose role then owns the tables)."""
+    if settings.migrations_database_url is not None:
+        return _asyncpg_url(settings.migrations_database_url.get_secret_value())
     if settings.database_url is None:
         return start_embedded(settings.data_dir.resolve() / "pg")
-    return _asyncpg_url(settings.database_url.get_secret_value())
+    return database_url(settings)
 
 
 def flows_database_url(settings: Settings) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from hub.adapters.addresses import pinned_transport
 from hub.adapters.base import (
     Adapter,
     AdapterContext,
@@ -450,7 +451,9 @@ async def running_worker(runtime: Runtime) -> AsyncIterator[Worker]:
     # worker's CPU (bench/RESULTS.md, delivery).
     in_flight = runtime.settings.worker_concurrency
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-    async with httpx.AsyncClient(timeout=runtime.settings.delivery_timeout_seconds, limits=limits) as http:
+    # Connections go only where the address policy allows, to the address it checked (DNS rebinding).
+    transport = pinned_transport(runtime.address_policy, limits=limits)
+    async with httpx.AsyncClient(timeout=runtime.settings.delivery_timeout_seconds, transport=transport) as http:
         worker = Worker(runtime, http)
         task = asyncio.create_task(worker.run_forever(stop))
         try:

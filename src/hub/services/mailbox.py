@@ -1,4 +1,8 @@
-"""The mailbox as use cases: an organisation fetches what was left for it and acknowledges each message."""
+"""The mailbox as use cases: an organisation fetches what was left for it and acknowledges each message.
+
+A fetch hands out referrals' content (a referral, or a status event with its texts), so it is audited as
+a read of each referral it concerns, with its legal basis, in the fetch's own transaction: nothing is
+handed out that the audit trail does not show."""
 
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import referrals as db
+from hub.domain.audit import AuditAction
 from hub.domain.errors import NotFound
 from hub.runtime import Runtime
 from hub.services import referrals as ref
+from hub.services.auditing import audit
 from hub.services.context import Actor
 
 
@@ -33,8 +39,7 @@ async def fetch(session: AsyncSession, *, actor: Actor, runtime: Runtime, limit:
         visibility_seconds=runtime.settings.mailbox_visibility_seconds,
         limit=limit,
     )
-    await session.commit()
-    return [
+    messages = [
         MailboxMessage(
             id=str(r.id),
             kind=r.kind,
@@ -44,6 +49,42 @@ async def fetch(session: AsyncSession, *, actor: Actor, runtime: Runtime, limit:
         )
         for r in rows
     ]
+    for message in messages:
+        await _audit_read(session, actor, message)
+    await session.commit()
+    return messages
+
+
+def _referral_id(message: MailboxMessage) -> uuid.UUID:
+    body = message.body
+    return uuid.UUID(str(body["referral"]["id"] if message.kind == "referral" else body["event"]["referral_id"]))
+
+
+async def _audit_read(session: AsyncSession, actor: Actor, message: MailboxMessage) -> None:
+    """The fetch as a read of the referral, as ``read_referral`` records one, naming the message."""
+    row = await db.referral(session, _referral_id(message))
+    if row is None:  # cannot happen while the referral's outbox entry holds the message (foreign key)
+        return
+    side = "sender" if row.sender_organisation == actor.organisation_id else "receiver"
+    await audit(
+        session,
+        actor,
+        AuditAction.REFERRAL_READ,
+        child_pseudonym=row.child_pseudonym,
+        legal_basis=row.legal_basis,
+        decision_id=str(row.decision_id),
+        counterpart_organisation=row.recipient_organisation if side == "sender" else row.sender_organisation,
+        entity_type="Referral",
+        entity_id=str(row.id),
+        purpose=row.kind,
+        details={
+            "side": side,
+            "via": "mailbox",
+            "message_id": message.id,
+            "message_kind": message.kind,
+            "categories": sorted(row.permitted_categories if side == "receiver" else row.data_categories),
+        },
+    )
 
 
 async def acknowledge(session: AsyncSession, *, actor: Actor, runtime: Runtime, message_id: str) -> None:

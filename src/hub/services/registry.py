@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.adapters.addresses import AddressPolicy, url_refusal
 from hub.adapters.registry import UnknownAdapter, adapter_class, available
 from hub.db.registry import (
     Endpoint,
@@ -59,6 +60,7 @@ __all__ = [
     "confirm_waiting_time",
     "create_service",
     "deactivate_service",
+    "endpoint_address_errors",
     "get_endpoint",
     "get_registered_organisation",
     "get_service",
@@ -282,6 +284,19 @@ def validate_endpoint_config(adapter: str, config: dict[str, Any]) -> dict[str, 
     return stored
 
 
+async def endpoint_address_errors(stored: dict[str, Any], addresses: AddressPolicy) -> list[FieldError]:
+    """Every URL an endpoint's config holds (any adapter's) must point where the hub may deliver: not
+    loopback, private, link-local or cloud metadata outside dev mode (``hub.adapters.addresses``)."""
+    errors = []
+    for key, value in stored.items():
+        if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
+            refused = await url_refusal(value, addresses)
+            if refused is not None:
+                why = f"{refused}: the hub does not deliver there (on-premise networks: HUB_ENDPOINT_ALLOWED_NETWORKS)"
+                errors.append(FieldError(_pointer("config", key), why, "forbidden-address"))
+    return errors
+
+
 async def get_endpoint(session: AsyncSession, *, actor: Actor, organisation_id: str) -> Endpoint:
     await _require_manager(session, actor, organisation_id)
     endpoint = await EndpointRepository(session).active_for(organisation_id)
@@ -291,13 +306,23 @@ async def get_endpoint(session: AsyncSession, *, actor: Actor, organisation_id: 
 
 
 async def put_endpoint(
-    session: AsyncSession, *, actor: Actor, organisation_id: str, adapter: str, config: dict[str, Any]
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    organisation_id: str,
+    adapter: str,
+    config: dict[str, Any],
+    addresses: AddressPolicy,
 ) -> Endpoint:
-    """Make ``adapter`` + ``config`` the organisation's one active endpoint; the previous one is retired."""
+    """Make ``adapter`` + ``config`` the organisation's one active endpoint; the previous one is retired.
+    Its URLs must be ones ``addresses`` allows (the worker checks each connection again)."""
     await _require_manager(session, actor, organisation_id)
+    stored = validate_endpoint_config(adapter, config)
+    refused = await endpoint_address_errors(stored, addresses)  # name lookups: before any row is locked
+    if refused:
+        raise InvalidInput("The endpoint points where the hub does not deliver.", errors=refused)
     if await OrganisationDirectory(session).lock(organisation_id) is None:
         raise NotFound(f"No organisation {organisation_id!r} in the registry.")
-    stored = validate_endpoint_config(adapter, config)
     repo = EndpointRepository(session)
     previous = await repo.active_for(organisation_id)
     endpoint = await repo.replace(organisation_id, adapter=adapter, config=stored, now=actor.now)

@@ -247,9 +247,16 @@ async def get_endpoint(organisation_id: str, principal: Admin, session: Session)
     response_model=EndpointRead,
     summary="Set the organisation's endpoint: adapter and config, validated against the adapter",
 )
-async def put_endpoint(organisation_id: str, body: EndpointPut, principal: Admin, session: Session) -> EndpointRead:
+async def put_endpoint(
+    organisation_id: str, body: EndpointPut, principal: Admin, session: Session, runtime: RuntimeDep
+) -> EndpointRead:
     endpoint = await svc.put_endpoint(
-        session, actor=actor_for(principal), organisation_id=organisation_id, adapter=body.adapter, config=body.config
+        session,
+        actor=actor_for(principal),
+        organisation_id=organisation_id,
+        adapter=body.adapter,
+        config=body.config,
+        addresses=runtime.address_policy,
     )
     return _endpoint(endpoint)
 
