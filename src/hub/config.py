@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     # Service directory: a waiting time confirmed longer ago than this is shown as unconfirmed.
     service_confirmation_max_age_days: int = Field(default=90, ge=1)
 
+    # Sharing decisions and referral attempts (docs/lawful-sharing.md, "Rate limits"), counted per hub
+    # process: at most sharing_limit_per_organisation per organisation and sharing_limit_per_child per
+    # organisation and child in any window (then 429 with Retry-After). A refusal beyond the refusal
+    # thresholds within a window is flagged in its audit entry (details.flagged). 0 turns one off.
+    sharing_limit_window_seconds: float = Field(default=60.0, gt=0, le=86400)
+    sharing_limit_per_organisation: int = Field(default=1200, ge=0)
+    sharing_limit_per_child: int = Field(default=60, ge=0)
+    sharing_refusals_flag_per_child: int = Field(default=10, ge=0)
+    sharing_refusals_flag_per_organisation: int = Field(default=100, ge=0)
+
     # Coordinators' aggregates (docs/coordinators.md): a number is published only when it rests on at
     # least disclosure_k children (never below 3); an open referral with no transition for stall_days
     # is stalled; queries group and filter time by flows_finest_period at the finest.

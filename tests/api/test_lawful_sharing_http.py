@@ -81,8 +81,11 @@ async def test_a_recorded_consent_is_readable_by_its_parties_only(client, auth, 
 
     own = await client.get(f"/v1/consents/{consent['id']}", headers=auth("nora-elevhalsa", "professional"))
     assert own.status_code == 200 and own.json()["id"] == consent["id"]
-    recipient = await client.get(f"/v1/consents/{consent['id']}", headers=auth("region-bup", "system"))
-    assert recipient.status_code == 200, "an organisation of a type named in to_parties is party to it"
+    by_type = await client.get(f"/v1/consents/{consent['id']}", headers=auth("region-bup", "system"))
+    assert_problem(by_type, 404, "not-found")  # named by type only, and no share yet (tests/api/test_consent_oracle.py)
+    named = await record_consent(client, auth, to_parties={"organisation_ids": ["region-bup"]})
+    recipient = await client.get(f"/v1/consents/{named['id']}", headers=auth("region-bup", "system"))
+    assert recipient.status_code == 200, "an organisation named in to_parties is party to it"
     stranger = await client.get(f"/v1/consents/{consent['id']}", headers=auth("orebro-grundskola", "system"))
     assert_problem(stranger, 404, "not-found")
 

@@ -177,14 +177,26 @@ CASES = [
         remedies={"consent-covering-recipient"},
     ),
     Case(
+        # The health centre recorded it (so it may see it), for the school and the student health team.
         "sender-vardcentral-not-in-consent",
         request(from_party=VC),
         False,
-        consents=[consent()],
+        consents=[consent(recording_organisation_id=VC.organisation_id)],
         reasons={"consent-sender-not-covered"},
         remedies={"consent-covering-sender"},
     ),
     Case(
+        # Recorded by the school, naming the health centre's type nowhere and its id nowhere: the health
+        # centre learns nothing about it, only that no consent it can see covers the share.
+        "sender-vardcentral-not-told-of-the-schools-consent",
+        request(from_party=VC),
+        False,
+        consents=[consent()],
+        reasons={"no-legal-basis", "no-consent"},
+        remedies={"record-consent"},
+    ),
+    Case(
+        # Recorded by the school and naming the student health team by type only: it allows, unnamed.
         "sender-elevhalsa-covered-by-type",
         request(from_party=EHT),
         True,
@@ -192,6 +204,7 @@ CASES = [
         "c-1",
         {"identity", "school-situation"},
         consents=[consent()],
+        reasons={"consent-of-another-organisation-applies"},
     ),
     Case(
         "purpose-sip-kallelse-not-in-consent",
@@ -511,7 +524,7 @@ CASES = [
         request(from_party=EHT),
         False,
         assessments=[assessment()],
-        reasons={"necessity-assessment-other-organisation"},
+        reasons={"no-necessity-assessment"},
     ),
     Case(
         "necessity-assessment-without-justification-or-case",

@@ -55,6 +55,7 @@ DOMAIN_PROBLEMS: list[tuple[type[e.HubError], ProblemType]] = [
     (e.NotPermitted, _t("forbidden", 403, "Not permitted")),
     (e.NotFound, _t("not-found", 404, "Not found")),
     (e.Conflict, _t("conflict", 409, "Conflict with the current state")),
+    (e.RateLimited, _t("rate-limited", 429, "Too many requests")),
     (e.Unavailable, _t("unavailable", 503, "Temporarily unavailable")),
 ]
 
@@ -118,6 +119,8 @@ def _field_errors(errors: list[e.FieldError]) -> list[dict[str, str]] | None:
 def hub_error_response(exc: e.HubError) -> JSONResponse:
     ptype = problem_for(exc)
     headers = {"WWW-Authenticate": 'Bearer realm="hub"'} if ptype.status == 401 else None
+    if isinstance(exc, e.RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     extensions: dict[str, Any] = {"errors": _field_errors(exc.errors)}
     if isinstance(exc, e.SharingDenied):
         extensions["reasons"] = [r.__dict__ for r in exc.reasons]

@@ -1,4 +1,13 @@
-"""Repositories for consents, necessity assessments and sharing decisions."""
+"""Repositories for consents, necessity assessments and sharing decisions.
+
+Free texts about people are stored encrypted (AES-256-GCM, the referral payloads' keys): a consent's
+grantor references, evidence reference, information given, who withdrew it and why; a necessity
+assessment's decision maker, justification and case reference. The ``document`` column keeps the rest,
+which is all the decision engine needs, with each sealed text replaced by a marker that keeps only
+whether it was given (``SEALED``) and, for grantor references, which grantors are the same person
+(``#<n>``). So the hot path (``FACTS``) reads and decides without decrypting anything, and only the
+reads that show a consent or an assessment open the ``texts`` column.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,13 +27,91 @@ from hub.domain.audit import AuditRecord
 from hub.domain.sharing import Consent, Decision, NecessityAssessment
 
 
-def _json(model: Any) -> str:
-    return json.dumps(model.model_dump(mode="json"), sort_keys=True)
+class PayloadCipher(Protocol):
+    """What sealing needs of ``hub.services.keys.PayloadCipher`` (the db layer does not import services)."""
+
+    def encrypt(self, document: Any, *, bound_to: str) -> tuple[bytes, str]: ...
+
+    def decrypt(self, blob: bytes, key_id: str, *, bound_to: str) -> Any: ...
+
+
+SEALED = "[encrypted]"
+"""What a sealed, non-empty free text reads as in a ``document`` column."""
+
+
+def _mark(text: str | None) -> str | None:
+    # Empty or blank stays as it is: the engine refuses an assessment with a blank justification.
+    return text if text is None or not text.strip() else SEALED
+
+
+def seal_consent(consent: Consent, cipher: PayloadCipher) -> tuple[str, bytes, str]:
+    """The consent's ``document`` (free texts marked), its sealed ``texts`` and their key id."""
+    information = consent.information_given.model_dump()
+    texts = {
+        "grantors": [g.reference for g in consent.grantors],
+        "evidence_reference": consent.evidence_reference,
+        "information_given": information,
+        "withdrawn_by": consent.withdrawn_by,
+        "withdrawal_reason": consent.withdrawal_reason,
+    }
+    blob, key_id = cipher.encrypt(texts, bound_to=f"consent:{consent.id}")
+    document = consent.model_dump(mode="json")
+    first: dict[str, int] = {}
+    for index, grantor in enumerate(document["grantors"]):
+        grantor["reference"] = f"#{first.setdefault(grantor['reference'], index)}"
+    document["evidence_reference"] = _mark(consent.evidence_reference)
+    document["information_given"] = {k: _mark(v) for k, v in information.items()}
+    document["withdrawn_by"] = _mark(consent.withdrawn_by)
+    document["withdrawal_reason"] = _mark(consent.withdrawal_reason)
+    return json.dumps(document, sort_keys=True), blob, key_id
+
+
+def open_consent(document: dict[str, Any], blob: bytes | None, key_id: str | None, cipher: PayloadCipher) -> Consent:
+    """The consent with its free texts, from a row's ``document``, ``texts`` and ``texts_key_id``."""
+    if blob is not None and key_id is not None:
+        texts = cipher.decrypt(blob, key_id, bound_to=f"consent:{document['id']}")
+        document = {
+            **document,
+            "grantors": [
+                {**g, "reference": ref} for g, ref in zip(document["grantors"], texts["grantors"], strict=True)
+            ],
+            "evidence_reference": texts["evidence_reference"],
+            "information_given": texts["information_given"],
+            "withdrawn_by": texts["withdrawn_by"],
+            "withdrawal_reason": texts["withdrawal_reason"],
+        }
+    return Consent.model_validate(document)
+
+
+def seal_assessment(assessment: NecessityAssessment, cipher: PayloadCipher) -> tuple[str, bytes, str]:
+    """The assessment's ``document`` (free texts marked), its sealed ``texts`` and their key id."""
+    decided_by = assessment.decided_by.model_dump()
+    texts = {
+        "decided_by": decided_by,
+        "justification": assessment.justification,
+        "case_reference": assessment.case_reference,
+    }
+    blob, key_id = cipher.encrypt(texts, bound_to=f"necessity-assessment:{assessment.id}")
+    document = assessment.model_dump(mode="json")
+    document["decided_by"] = {k: _mark(v) for k, v in decided_by.items()}
+    document["justification"] = _mark(assessment.justification)
+    document["case_reference"] = _mark(assessment.case_reference)
+    return json.dumps(document, sort_keys=True), blob, key_id
+
+
+def open_assessment(
+    document: dict[str, Any], blob: bytes | None, key_id: str | None, cipher: PayloadCipher
+) -> NecessityAssessment:
+    """The assessment with its free texts, from a row's ``document``, ``texts`` and ``texts_key_id``."""
+    if blob is not None and key_id is not None:
+        document = {**document, **cipher.decrypt(blob, key_id, bound_to=f"necessity-assessment:{document['id']}")}
+    return NecessityAssessment.model_validate(document)
 
 
 class ConsentRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, cipher: PayloadCipher) -> None:
         self.session = session
+        self.cipher = cipher
 
     async def add(self, consent: Consent, *, created_by: str) -> None:
         orgs = sorted(
@@ -35,11 +122,13 @@ class ConsentRepository:
             }
         )
         types = sorted({*consent.from_parties.organisation_types, *consent.to_parties.organisation_types})
+        document, texts, key_id = seal_consent(consent, self.cipher)
         await self.session.execute(
             text(
                 """insert into consent (id, child_pseudonym, recording_organisation, valid_from, valid_until,
-                   withdrawn_at, party_organisations, party_types, document, created_by)
-                   values (:id, :child, :rec, :vf, :vu, :wa, :orgs, :types, cast(:doc as jsonb), :by)"""
+                   withdrawn_at, party_organisations, party_types, document, texts, texts_key_id, created_by)
+                   values (:id, :child, :rec, :vf, :vu, :wa, :orgs, :types, cast(:doc as jsonb), :texts, :key,
+                           :by)"""
             ),
             {
                 "id": uuid.UUID(consent.id),
@@ -50,46 +139,76 @@ class ConsentRepository:
                 "wa": consent.withdrawn_at,
                 "orgs": orgs,
                 "types": types,
-                "doc": _json(consent),
+                "doc": document,
+                "texts": texts,
+                "key": key_id,
                 "by": created_by,
             },
         )
 
     async def get(self, consent_id: uuid.UUID, *, for_update: bool = False) -> Consent | None:
-        sql = "select document from consent where id = :id" + (" for update" if for_update else "")
+        sql = "select document, texts, texts_key_id from consent where id = :id" + (" for update" if for_update else "")
         row = (await self.session.execute(text(sql), {"id": consent_id})).first()
-        return Consent.model_validate(row[0]) if row else None
+        return open_consent(row[0], row[1], row[2], self.cipher) if row else None
 
     async def for_child(self, candidates: Sequence[str]) -> list[Consent]:
         rows = await self.session.execute(
-            text("select document from consent where child_pseudonym = any(:c) order by created_at, id"),
+            text(
+                """select document, texts, texts_key_id from consent where child_pseudonym = any(:c)
+                   order by created_at, id"""
+            ),
             {"c": list(candidates)},
         )
-        return [Consent.model_validate(r[0]) for r in rows]
+        return [open_consent(r[0], r[1], r[2], self.cipher) for r in rows]
 
     async def save_withdrawal(self, consent: Consent) -> None:
+        document, texts, key_id = seal_consent(consent, self.cipher)
         await self.session.execute(
-            text("update consent set withdrawn_at = :wa, document = cast(:doc as jsonb) where id = :id"),
-            {"wa": consent.withdrawn_at, "doc": _json(consent), "id": uuid.UUID(consent.id)},
+            text(
+                """update consent set withdrawn_at = :wa, document = cast(:doc as jsonb), texts = :texts,
+                   texts_key_id = :key where id = :id"""
+            ),
+            {"wa": consent.withdrawn_at, "doc": document, "texts": texts, "key": key_id, "id": uuid.UUID(consent.id)},
         )
+
+
+async def consents_shared_by(session: AsyncSession, consent_ids: Sequence[str], organisation_id: str) -> set[str]:
+    """The consents among ``consent_ids`` under which ``organisation_id`` took part in an actual share: it
+    sent a referral on that consent, or one was delivered to it (index ``referral_consent_basis``)."""
+    if not consent_ids:
+        return set()
+    rows = await session.execute(
+        text(
+            """select distinct basis_reference from referral
+               where legal_basis = 'consent' and basis_reference = any(:ids)
+                 and (sender_organisation = :org or (recipient_organisation = :org and delivered_at is not null))"""
+        ),
+        {"ids": list(consent_ids), "org": organisation_id},
+    )
+    return {r[0] for r in rows}
 
 
 class AssessmentRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, cipher: PayloadCipher) -> None:
         self.session = session
+        self.cipher = cipher
 
     async def add(self, assessment: NecessityAssessment, *, created_by: str) -> None:
+        document, texts, key_id = seal_assessment(assessment, self.cipher)
         await self.session.execute(
             text(
                 """insert into necessity_assessment (id, child_pseudonym, organisation_id, decided_at, document,
-                   created_by) values (:id, :child, :org, :at, cast(:doc as jsonb), :by)"""
+                   texts, texts_key_id, created_by)
+                   values (:id, :child, :org, :at, cast(:doc as jsonb), :texts, :key, :by)"""
             ),
             {
                 "id": uuid.UUID(assessment.id),
                 "child": assessment.child_pseudonym,
                 "org": assessment.organisation_id,
                 "at": assessment.decided_at,
-                "doc": _json(assessment),
+                "doc": document,
+                "texts": texts,
+                "key": key_id,
                 "by": created_by,
             },
         )
@@ -97,12 +216,12 @@ class AssessmentRepository:
     async def for_child(self, candidates: Sequence[str], *, organisation_id: str) -> list[NecessityAssessment]:
         rows = await self.session.execute(
             text(
-                """select document from necessity_assessment
+                """select document, texts, texts_key_id from necessity_assessment
                    where child_pseudonym = any(:c) and organisation_id = :org order by decided_at, id"""
             ),
             {"c": list(candidates), "org": organisation_id},
         )
-        return [NecessityAssessment.model_validate(r[0]) for r in rows]
+        return [open_assessment(r[0], r[1], r[2], self.cipher) for r in rows]
 
 
 class DecisionRepository:

@@ -11,6 +11,7 @@ problem ``type`` in one table (``hub.api.problems``), so the domain never learns
     ├── SharingDenied           no legal basis allows this share; reasons + remedies  (403)
     ├── NotFound                does not exist, or the caller may not know it exists  (404)
     ├── Conflict                clashes with current state (transition, idempotency)  (409)
+    ├── RateLimited             too many requests; wait ``retry_after`` seconds        (429)
     └── Unavailable             a dependency is down; retry later                     (503)
 """
 
@@ -69,6 +70,17 @@ class Conflict(HubError):
     code = "conflict"
 
 
+class RateLimited(HubError):
+    """Too many requests of one kind from one caller; the same request is answered after ``retry_after``
+    seconds (sent as ``Retry-After``)."""
+
+    code = "rate-limited"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Unavailable(HubError):
     """A dependency (the database, a key server) is unreachable; the same request may succeed later."""
 
@@ -111,6 +123,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "NotPermitted",
+    "RateLimited",
     "SharingDenied",
     "Unauthenticated",
     "Unavailable",

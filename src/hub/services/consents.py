@@ -1,4 +1,11 @@
-"""Recording, reading, listing and withdrawing consents. Consents are never deleted."""
+"""Recording, reading, listing and withdrawing consents. Consents are never deleted.
+
+Who may read a consent (:func:`may_read`): the organisation that recorded it, an organisation it names
+by id, and an organisation of a type it names *once that organisation has taken part in a share under
+it* (sent a referral on it, or had one delivered to it). Naming a type alone shows a consent to no one:
+otherwise every BUP clinic of the county could read every consent naming "bup". Only the recording
+organisation withdraws. Anything else is told "not found", exactly as for an id that does not exist.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.db.lawful import ConsentRepository
+from hub.db.lawful import ConsentRepository, consents_shared_by
 from hub.db.repositories import OrganisationRepository
 from hub.domain.audit import AuditAction
-from hub.domain.errors import Conflict, FieldError, InvalidInput, NotFound
+from hub.domain.errors import Conflict, FieldError, InvalidInput, NotFound, NotPermitted
 from hub.domain.identity import Pseudonymizer
 from hub.domain.policy import Policy
 from hub.domain.sharing import (
@@ -31,6 +38,7 @@ from hub.services.auditing import audit
 from hub.services.children import identify_child
 from hub.services.codes import unknown_codes
 from hub.services.context import Actor
+from hub.services.keys import PayloadCipher
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,9 @@ async def record_consent(
     vocabulary: Vocabulary,
     policy: Policy,
     pseudonymizer: Pseudonymizer,
+    cipher: PayloadCipher,
 ) -> ConsentView:
+    """Record a consent; its free texts (grantor references, evidence, information given) encrypted."""
     child = identify_child(
         draft.personal_identity_number,
         pseudonymizer=pseudonymizer,
@@ -120,7 +130,7 @@ async def record_consent(
             "The consent cannot be recorded: " + "; ".join(p.en for p in problems),
             errors=[FieldError(p.pointer, p.en, p.code) for p in problems],
         )
-    await ConsentRepository(session).add(consent, created_by=actor.principal.subject)
+    await ConsentRepository(session, cipher).add(consent, created_by=actor.principal.subject)
     await audit(
         session,
         actor,
@@ -135,25 +145,24 @@ async def record_consent(
     return ConsentView(consent, consent_state(consent, actor.now))
 
 
-async def _party_types(session: AsyncSession, organisation_id: str) -> str | None:
-    org = await OrganisationRepository(session).get(organisation_id)
-    return org.type if org else None
+async def may_read(session: AsyncSession, consents: list[Consent], organisation_id: str) -> list[Consent]:
+    """The consents ``organisation_id`` may read (see the module docstring), in their order."""
+    readable = {c.id for c in consents if c.visible_to(organisation_id)}
+    rest = [c for c in consents if c.id not in readable]
+    if rest:
+        org = await OrganisationRepository(session).get(organisation_id)
+        typed = [
+            c.id
+            for c in rest
+            if org is not None and org.type in c.from_parties.organisation_types | c.to_parties.organisation_types
+        ]
+        readable |= await consents_shared_by(session, typed, organisation_id)
+    return [c for c in consents if c.id in readable]
 
 
-def _is_party(consent: Consent, organisation_id: str, organisation_type: str | None) -> bool:
-    if consent.recording_organisation_id == organisation_id:
-        return True
-    for scope in (consent.from_parties, consent.to_parties):
-        if organisation_id in scope.organisation_ids or (
-            organisation_type is not None and organisation_type in scope.organisation_types
-        ):
-            return True
-    return False
-
-
-async def get_consent(session: AsyncSession, *, actor: Actor, consent_id: str) -> ConsentView:
-    """A consent the caller's organisation recorded or is party to; 404 otherwise (even if it exists)."""
-    consent = await _visible(session, actor, consent_id)
+async def get_consent(session: AsyncSession, *, actor: Actor, consent_id: str, cipher: PayloadCipher) -> ConsentView:
+    """A consent the caller's organisation may read; 404 otherwise (even if it exists)."""
+    consent = await _visible(session, actor, consent_id, cipher)
     await audit(
         session,
         actor,
@@ -167,35 +176,36 @@ async def get_consent(session: AsyncSession, *, actor: Actor, consent_id: str) -
     return ConsentView(consent, consent_state(consent, actor.now))
 
 
-async def _visible(session: AsyncSession, actor: Actor, consent_id: str, *, for_update: bool = False) -> Consent:
+async def _visible(
+    session: AsyncSession, actor: Actor, consent_id: str, cipher: PayloadCipher, *, for_update: bool = False
+) -> Consent:
     try:
         cid = uuid.UUID(consent_id)
     except ValueError:
         raise NotFound("No such consent.") from None
-    consent = await ConsentRepository(session).get(cid, for_update=for_update)
-    if consent is None or not _is_party(
-        consent, actor.organisation_id, await _party_types(session, actor.organisation_id)
-    ):
+    consent = await ConsentRepository(session, cipher).get(cid, for_update=for_update)
+    if consent is None or not await may_read(session, [consent], actor.organisation_id):
         raise NotFound("No such consent.")
     return consent
 
 
 async def list_consents(
-    session: AsyncSession, *, actor: Actor, personal_identity_number: str, pseudonymizer: Pseudonymizer
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    personal_identity_number: str,
+    pseudonymizer: Pseudonymizer,
+    cipher: PayloadCipher,
 ) -> list[ConsentView]:
-    """The child's consents that the caller's organisation recorded or is party to."""
+    """The child's consents that the caller's organisation may read."""
     child = identify_child(
         personal_identity_number,
         pseudonymizer=pseudonymizer,
         today=actor.today,
         pointer="/child/personal_identity_number",
     )
-    org_type = await _party_types(session, actor.organisation_id)
-    found = [
-        c
-        for c in await ConsentRepository(session).for_child(child.candidates)
-        if _is_party(c, actor.organisation_id, org_type)
-    ]
+    consents = await ConsentRepository(session, cipher).for_child(child.candidates)
+    found = await may_read(session, consents, actor.organisation_id)
     await audit(
         session,
         actor,
@@ -216,10 +226,16 @@ async def withdraw(
     consent_id: str,
     withdrawn_by: str,
     reason: str,
+    cipher: PayloadCipher,
     withdrawn_at: datetime | None = None,
 ) -> ConsentView:
-    """Withdraw now (or at a past moment the source system recorded); effective for every later decision."""
-    consent = await _visible(session, actor, consent_id, for_update=True)
+    """Withdraw now (or at a past moment the source system recorded); effective for every later decision.
+    Only the recording organisation withdraws (a party that may read it is told so: 403)."""
+    consent = await _visible(session, actor, consent_id, cipher, for_update=True)
+    if consent.recording_organisation_id != actor.organisation_id:
+        raise NotPermitted(
+            "Only the organisation that recorded a consent may withdraw it; tell that organisation of the withdrawal."
+        )
     at = withdrawn_at or actor.now
     if at > actor.now:
         raise InvalidInput(
@@ -230,8 +246,7 @@ async def withdraw(
         withdrawn = withdraw_consent(consent, at=at, by=withdrawn_by, reason=reason)
     except ConsentAlreadyWithdrawn:
         raise Conflict("The consent is already withdrawn.") from None
-    repo = ConsentRepository(session)
-    await repo.save_withdrawal(withdrawn)
+    await ConsentRepository(session, cipher).save_withdrawal(withdrawn)
     await audit(
         session,
         actor,
@@ -240,7 +255,8 @@ async def withdraw(
         legal_basis="consent",
         entity_type="Consent",
         entity_id=consent.id,
-        details={"withdrawn_by": withdrawn_by},
+        # Not who withdrew (a free text about a person, sealed in the consent): when it takes effect.
+        details={"withdrawn_at": at.isoformat()},
     )
     await session.commit()
     return ConsentView(withdrawn, consent_state(withdrawn, actor.now))

@@ -28,7 +28,7 @@ from hub.domain.referrals import CONCERN_TEXT, Change, Lifecycle, Rule, Side
 from hub.domain.sharing import Decision
 from hub.domain.vocabulary import CodeSystemBase, ReferralStatusesDoc, UnknownCode, Vocabulary
 from hub.runtime import Runtime
-from hub.services import registry
+from hub.services import rate_limits, registry
 from hub.services.auditing import audit, audit_record
 from hub.services.children import Child, identify_child
 from hub.services.codes import SYSTEMS, unknown_codes
@@ -476,6 +476,7 @@ def _decide(
         policy=runtime.policy,
         decision_id=decision_id,
         dry_run=False,
+        limits=rate_limits.for_runtime(runtime),  # every referral attempt counts, as a dry run does
     )
 
 

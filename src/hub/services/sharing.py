@@ -38,6 +38,8 @@ from hub.services.auditing import audit, audit_record
 from hub.services.children import Child, identify_child
 from hub.services.codes import unknown_codes
 from hub.services.context import Actor
+from hub.services.keys import PayloadCipher
+from hub.services.rate_limits import SharingLimits
 
 _Fact = TypeVar("_Fact", Consent, NecessityAssessment)
 
@@ -101,8 +103,11 @@ async def decide_share(
     pseudonymizer: Pseudonymizer,
     dry_run: bool,
     commit: bool = True,
+    limits: SharingLimits | None = None,
 ) -> RecordedDecision:
-    """Decide, record the decision and audit it (refusals too). The sender is always the caller's org."""
+    """Decide, record the decision and audit it (refusals too). The sender is always the caller's org.
+    ``limits``: the caller's rate limits (``hub.services.rate_limits``); ``None`` for the hub's own
+    re-checks, which no caller asked for."""
     child = identify_child(
         question.personal_identity_number,
         pseudonymizer=pseudonymizer,
@@ -143,6 +148,7 @@ async def decide_share(
             policy=policy,
             decision_id=decision_id,
             dry_run=dry_run,
+            limits=limits,
         )
         # Detached, the statement commits by itself, so the chain head is locked for that statement only.
         # Otherwise in the session's transaction, committed here or, without commit, by the caller.
@@ -179,9 +185,13 @@ def decide_on_facts(
     policy: Policy,
     decision_id: uuid.UUID,
     dry_run: bool,
+    limits: SharingLimits | None = None,
 ) -> tuple[Decision, AuditRecord]:
     """The engine's answer on loaded facts, and the audit entry that records it (refusals too): the step
-    between the reads and the write that :func:`decide_share` and a referral share, so both decide alike."""
+    between the reads and the write that :func:`decide_share` and a referral share, so both decide alike.
+
+    With ``limits``, the attempt is counted first (``RateLimited`` when over: nothing is decided or
+    written), and a refusal beyond a threshold is flagged in the audit entry (``details.flagged``)."""
     sender = _registered(actor.organisation_id, facts.sender_type, None)
     recipient = _registered(to_organisation, facts.recipient_type, "/to_organisation")
     try:
@@ -201,12 +211,24 @@ def decide_on_facts(
             "The legal basis reference needs a legal basis that has references.",
             errors=[FieldError("/basis_reference", str(exc).splitlines()[-1])],
         ) from None
+    if limits is not None:
+        limits.admit(actor.organisation_id, child.pseudonym)
     decision = decide(
         request,
         consents=_as_current(facts.consents, child),
         assessments=_as_current(facts.assessments, child),
         policy=policy,
     )
+    details: dict[str, object] = {
+        "dry_run": dry_run,
+        "permitted": list(decision.permitted_categories),
+        "denied": list(decision.denied_categories),
+        "reasons": [r.code for r in decision.reasons],
+    }
+    if limits is not None and not decision.allowed:
+        flagged = limits.refused(actor.organisation_id, child.pseudonym)
+        if flagged:
+            details["flagged"] = flagged
     entry = audit_record(
         actor,
         AuditAction.SHARING_DECISION,
@@ -218,12 +240,7 @@ def decide_on_facts(
         entity_type="SharingDecision",
         entity_id=str(decision_id),
         purpose=purpose,
-        details={
-            "dry_run": dry_run,
-            "permitted": list(decision.permitted_categories),
-            "denied": list(decision.denied_categories),
-            "reasons": [r.code for r in decision.reasons],
-        },
+        details=details,
     )
     return decision, entry
 
@@ -256,8 +273,10 @@ async def record_assessment(
     draft: AssessmentDraft,
     vocabulary: Vocabulary,
     pseudonymizer: Pseudonymizer,
+    cipher: PayloadCipher,
 ) -> NecessityAssessment:
-    """Record a named necessity assessment (OSL 10 kap. 2 §) made by the caller's organisation."""
+    """Record a named necessity assessment (OSL 10 kap. 2 §) made by the caller's organisation; its free
+    texts are stored encrypted with ``cipher``."""
     child = identify_child(
         draft.personal_identity_number,
         pseudonymizer=pseudonymizer,
@@ -286,7 +305,7 @@ async def record_assessment(
         data_categories=frozenset(draft.data_categories),
         decided_at=decided_at,
     )
-    await AssessmentRepository(session).add(assessment, created_by=actor.principal.subject)
+    await AssessmentRepository(session, cipher).add(assessment, created_by=actor.principal.subject)
     await audit(
         session,
         actor,

@@ -126,6 +126,7 @@ async def _through_api(
                     vocabulary=runtime.vocabulary,
                     policy=runtime.policy,
                     pseudonymizer=runtime.pseudonymizer,
+                    cipher=runtime.cipher,
                 )
                 consented.add(r.child)
             sent = await referral_service.send_referral(

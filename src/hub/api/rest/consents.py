@@ -17,6 +17,8 @@ from hub.services.consents import ConsentDraft, ConsentView
 
 router = APIRouter(prefix="/v1/consents", tags=["consents"])
 Recorder = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
+# An admin of the recording organisation may withdraw too (the service checks the organisation).
+Withdrawer = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL, Role.ADMIN))]
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -157,6 +159,7 @@ async def create(body: ConsentCreate, principal: Recorder, session: Session, run
         vocabulary=runtime.vocabulary,
         policy=runtime.policy,
         pseudonymizer=runtime.pseudonymizer,
+        cipher=runtime.cipher,
     )
     return to_read(view)
 
@@ -164,32 +167,46 @@ async def create(body: ConsentCreate, principal: Recorder, session: Session, run
 @router.post(
     "/search",
     response_model=ConsentList,
-    summary="The child's consents the caller's organisation recorded or is party to",
+    summary="The child's consents the caller's organisation may read",
 )
 async def search(body: ConsentSearch, principal: Recorder, session: Session, runtime: RuntimeDep) -> ConsentList:
-    """A POST so the personal identity number travels in the body, never in a URL or an access log."""
+    """A POST so the personal identity number travels in the body, never in a URL or an access log.
+    Readable: consents your organisation recorded or that name it by id, and consents that name its
+    type under which it sent or received a referral."""
     views = await svc.list_consents(
         session,
         actor=actor_for(principal),
         personal_identity_number=body.child.personal_identity_number,
         pseudonymizer=runtime.pseudonymizer,
+        cipher=runtime.cipher,
     )
     return ConsentList(items=[to_read(v) for v in views])
 
 
-@router.get("/{consent_id}", response_model=ConsentRead, summary="One consent (404 unless the caller is party to it)")
-async def read(consent_id: str, principal: Recorder, session: Session) -> ConsentRead:
-    return to_read(await svc.get_consent(session, actor=actor_for(principal), consent_id=consent_id))
+@router.get("/{consent_id}", response_model=ConsentRead, summary="One consent (404 unless the caller may read it)")
+async def read(consent_id: str, principal: Recorder, session: Session, runtime: RuntimeDep) -> ConsentRead:
+    """As `/search` says who may read; any other caller is told 404, as for an id that does not exist."""
+    view = await svc.get_consent(session, actor=actor_for(principal), consent_id=consent_id, cipher=runtime.cipher)
+    return to_read(view)
 
 
-@router.post("/{consent_id}/withdraw", response_model=ConsentRead, summary="Withdraw a consent, effective at once")
-async def withdraw(consent_id: str, body: WithdrawalIn, principal: Recorder, session: Session) -> ConsentRead:
+@router.post(
+    "/{consent_id}/withdraw",
+    response_model=ConsentRead,
+    summary="Withdraw a consent, effective at once (the recording organisation only)",
+)
+async def withdraw(
+    consent_id: str, body: WithdrawalIn, principal: Withdrawer, session: Session, runtime: RuntimeDep
+) -> ConsentRead:
+    """Only the organisation that recorded the consent (a system, professional or admin of it): a party
+    that may read it is answered 403, anyone else 404."""
     view = await svc.withdraw(
         session,
         actor=actor_for(principal),
         consent_id=consent_id,
         withdrawn_by=body.withdrawn_by,
         reason=body.reason,
+        cipher=runtime.cipher,
         withdrawn_at=body.withdrawn_at,
     )
     return to_read(view)

@@ -14,6 +14,7 @@ from hub.api.deps import RuntimeDep, Session, actor_for
 from hub.api.rest.schemas import ChildRef, Explanation
 from hub.domain.principal import Principal, Role
 from hub.services import sharing as svc
+from hub.services.rate_limits import for_runtime
 
 router = APIRouter(prefix="/v1", tags=["lawful sharing"])
 Sender = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
@@ -39,7 +40,9 @@ class SharingDecisionRead(BaseModel):
     purpose: str
     allowed: bool
     legal_basis: str | None
-    basis_reference: str | None
+    basis_reference: str | None = Field(
+        description="The consent or assessment id; null for a consent your organisation may not see"
+    )
     permitted_categories: list[str]
     denied_categories: list[str]
     reasons: list[Explanation]
@@ -56,7 +59,7 @@ def to_read(recorded: svc.RecordedDecision) -> SharingDecisionRead:
         purpose=recorded.purpose,
         allowed=d.allowed,
         legal_basis=d.legal_basis,
-        basis_reference=d.basis_reference,
+        basis_reference=d.shown_reference,
         permitted_categories=list(d.permitted_categories),
         denied_categories=list(d.denied_categories),
         reasons=[Explanation(**dataclasses.asdict(r)) for r in d.reasons],
@@ -69,7 +72,10 @@ async def sharing_decision(
     body: SharingQuestion, principal: Sender, session: Session, runtime: RuntimeDep
 ) -> SharingDecisionRead:
     """The sender is the caller's organisation. A refusal is an answer (200, `allowed: false`) with the
-    reasons and what would make the share lawful; it is recorded in the audit trail like an allowance."""
+    reasons and what would make the share lawful; it is recorded in the audit trail like an allowance.
+    The reasons describe only consents your organisation recorded or is named in (by id); another
+    organisation's consent may still allow the share, unnamed. Rate limited per organisation and per
+    organisation and child (429 with `Retry-After`)."""
     recorded = await svc.decide_share(
         session,
         actor=actor_for(principal),
@@ -85,6 +91,7 @@ async def sharing_decision(
         policy=runtime.policy,
         pseudonymizer=runtime.pseudonymizer,
         dry_run=True,
+        limits=for_runtime(runtime),
     )
     return to_read(recorded)
 
@@ -138,6 +145,7 @@ async def create_assessment(
         ),
         vocabulary=runtime.vocabulary,
         pseudonymizer=runtime.pseudonymizer,
+        cipher=runtime.cipher,
     )
     return AssessmentRead(
         id=a.id,

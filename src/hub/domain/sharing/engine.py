@@ -229,12 +229,9 @@ def _assessment_permits(
     requested: frozenset[str],
     ev: _Evaluation | None,
 ) -> frozenset[str]:
-    valid = True
     if assessment.organisation_id != request.from_party.organisation_id:
-        if ev is None:
-            return _NOTHING
-        valid = False
-        ev.note("necessity-assessment-other-organisation")
+        return _NOTHING  # another organisation's assessment: never the sender's basis, never explained
+    valid = True
     if assessment.recipient_organisation_id != request.to_party.organisation_id:
         if ev is None:
             return _NOTHING
@@ -280,7 +277,8 @@ def _assessment_permits(
 
 
 _Fact = Consent | NecessityAssessment | None
-_Candidate = tuple[int, str, _Fact]  # (basis rank, reference, the fact: a consent, an assessment, None)
+# (basis rank, reference, the fact: a consent, an assessment or None, whether the sender may see it)
+_Candidate = tuple[int, str, _Fact, bool]
 _RANKED_BASES: tuple[LegalBasis, ...] = ("consent", "report-of-concern", "necessary-disclosure")
 
 
@@ -300,7 +298,7 @@ def _permits(
 
 
 def _explain(candidate: _Candidate, request: ShareRequest, policy: Policy, requested: frozenset[str]) -> _Evaluation:
-    rank, ref, _ = candidate
+    rank, ref, _, _ = candidate
     ev = _Evaluation(_RANKED_BASES[rank], ref or None)
     ev.permitted = _permits(candidate, request, policy, requested, ev)
     if ev.permitted:
@@ -309,28 +307,26 @@ def _explain(candidate: _Candidate, request: ShareRequest, policy: Policy, reque
 
 
 def _success_reason(candidate: _Candidate, permitted: frozenset[str]) -> Reason:
-    _, ref, fact = candidate
+    _, ref, fact, visible = candidate
     cats = _cats(permitted)
     if isinstance(fact, Consent):
+        if not visible:
+            return _reason("consent-of-another-organisation-applies", "consent", None, cats)
         return _reason("consent-applies", "consent", ref, cats)
     if isinstance(fact, NecessityAssessment):
-        return _reason(
-            "necessity-assessment-applies",
-            "necessary-disclosure",
-            ref,
-            cats,
-            role=fact.decided_by.role,
-            case_reference=fact.case_reference,
-        )
+        # No free text of the assessment (role, case reference): explanations are stored in plain.
+        return _reason("necessity-assessment-applies", "necessary-disclosure", ref, cats)
     return _reason("report-of-concern-applies", "report-of-concern", None, cats)
 
 
 def _explain_all(
     candidates: list[_Candidate], request: ShareRequest, policy: Policy, requested: frozenset[str]
 ) -> list[_Evaluation]:
-    """Every candidate explained, in tie-break order, with a placeholder for a basis that was
-    considered but has no facts (no consent, no assessment)."""
+    """Every candidate the sender may see explained, in tie-break order, with a placeholder for a basis
+    that was considered but has no facts the sender may see (no consent, no assessment). Invisible
+    candidates leave no trace: the explanation is the same as if they did not exist."""
     hint, ref = request.legal_basis, request.basis_reference
+    candidates = [c for c in candidates if c[3]]
     evaluations = [_explain(c, request, policy, requested) for c in sorted(candidates, key=lambda c: c[:2])]
     if hint in (None, "consent") and not any(c[0] == 0 for c in candidates):
         ev = _Evaluation("consent", ref)
@@ -355,10 +351,15 @@ def _explain_all(
 def _better(
     candidate: _Candidate, permitted: frozenset[str], best: _Candidate | None, best_permitted: frozenset[str]
 ) -> bool:
-    """Whether ``candidate`` beats ``best``: more categories, or as many and earlier in tie-break order."""
+    """Whether ``candidate`` beats ``best``: more categories, or as many and earlier in tie-break order
+    (basis rank, then a fact the sender may see, then the lowest reference)."""
     if best is None or len(permitted) > len(best_permitted):
         return True
-    return len(permitted) == len(best_permitted) and candidate[:2] < best[:2]
+    return len(permitted) == len(best_permitted) and _order(candidate) < _order(best)
+
+
+def _order(candidate: _Candidate) -> tuple[int, bool, str]:
+    return candidate[0], not candidate[3], candidate[1]
 
 
 def _unique_remedies(evaluations: Iterable[_Evaluation]) -> tuple[Remedy, ...]:
@@ -382,9 +383,16 @@ def decide(
     consent or assessment named by ``request.basis_reference``, if given): the consents and necessity
     assessments about this child, and the duty to report concern when the purpose is the policy's
     report-of-concern purpose or the caller invokes it. The candidate permitting the most requested
-    categories wins; ties go to consent, then report of concern, then necessary disclosure, then the
-    lowest id. Facts about other children are ignored. One basis carries the whole share: categories
-    are never combined across bases.
+    categories wins; ties go to consent, then report of concern, then necessary disclosure, then a
+    consent the sender may see, then the lowest id. Facts about other children are ignored. One basis
+    carries the whole share: categories are never combined across bases.
+
+    The explanation speaks to the sender (``request.from_party``) and describes only the bases it may
+    see: consents it recorded or that name it by id (:meth:`Consent.visible_to`), its own necessity
+    assessments, and the duty to report concern (a rule of the policy, not a record). Other consents
+    still count: one may allow the share, and then the decision says so without its id or content
+    (``basis_visible`` false). One that does not allow leaves the decision exactly as if it did not
+    exist, so the explanation is no oracle about other organisations' consents.
 
     If some but not all requested categories are permitted, the decision is allowed with the permitted
     subset and the rest denied, explained and remedied. A fully allowed decision carries the chosen
@@ -395,6 +403,7 @@ def decide(
     if not requested:
         return Decision(False, None, None, (), (), (_reason("no-categories-requested", None, None),))
     hint, ref, child = request.legal_basis, request.basis_reference, request.child_pseudonym
+    asker = request.from_party.organisation_id
     # Screen every candidate in one pass (no text is built), keeping the best in tie-break order.
     candidates: list[_Candidate] = []
     best: _Candidate | None = None
@@ -402,13 +411,13 @@ def decide(
     if hint is None or hint == "consent":
         for consent in consents:
             if consent.child_pseudonym == child and (ref is None or consent.id == ref):
-                candidate: _Candidate = (0, consent.id, consent)
+                candidate: _Candidate = (0, consent.id, consent, consent.visible_to(asker))
                 candidates.append(candidate)
                 permitted = _consent_permits(request, consent, policy, requested, None)
                 if permitted and _better(candidate, permitted, best, best_permitted):
                     best, best_permitted = candidate, permitted
     if hint == "report-of-concern" or (hint is None and request.purpose == policy.report_of_concern_purpose):
-        candidate = (1, "", None)
+        candidate = (1, "", None, True)
         candidates.append(candidate)
         permitted = _report_permits(request, policy, requested, None)
         if permitted and _better(candidate, permitted, best, best_permitted):
@@ -416,7 +425,7 @@ def decide(
     if hint is None or hint == "necessary-disclosure":
         for assessment in assessments:
             if assessment.child_pseudonym == child and (ref is None or assessment.id == ref):
-                candidate = (2, assessment.id, assessment)
+                candidate = (2, assessment.id, assessment, assessment.organisation_id == asker)
                 candidates.append(candidate)
                 permitted = _assessment_permits(request, assessment, policy, requested, None)
                 if permitted and _better(candidate, permitted, best, best_permitted):
@@ -431,6 +440,7 @@ def decide(
             _cats(best_permitted),
             (),
             (_success_reason(best, best_permitted),),
+            basis_visible=best[3],
         )
     evaluations = _explain_all(candidates, request, policy, requested)
     remedies = _unique_remedies(evaluations)
@@ -439,7 +449,10 @@ def decide(
         for ev in evaluations:
             reasons.extend(ev.reasons)
         return Decision(False, None, None, (), _cats(requested), tuple(reasons), remedies)
-    chosen = next(ev for ev in evaluations if (ev.basis, ev.reference) == (_RANKED_BASES[best[0]], best[1] or None))
+    if best[3]:
+        chosen = next(ev for ev in evaluations if (ev.basis, ev.reference) == (_RANKED_BASES[best[0]], best[1] or None))
+    else:  # a consent the sender may not see: that it applies, and to what, is all the sender learns
+        chosen = _Evaluation("consent", None, best_permitted, [_success_reason(best, best_permitted)])
     denied_set = requested - chosen.permitted
     denied = _cats(denied_set)
     # Only remedies that could help the denied part (or that concern no particular category).
@@ -448,4 +461,13 @@ def decide(
     for ev in evaluations:
         if ev is not chosen:
             reasons.extend(ev.reasons)
-    return Decision(True, chosen.basis, chosen.reference, _cats(chosen.permitted), denied, tuple(reasons), remedies)
+    return Decision(
+        True,
+        chosen.basis,
+        best[1] or None,
+        _cats(chosen.permitted),
+        denied,
+        tuple(reasons),
+        remedies,
+        basis_visible=best[3],
+    )

@@ -118,6 +118,16 @@ class Consent(BaseModel):
                     child = child | agreed
         return GrantorAgreement(tuple(guardians[ref] for ref in sorted(guardians)), child)
 
+    def visible_to(self, organisation_id: str) -> bool:
+        """Whether ``organisation_id`` may see this consent: it recorded it, or the consent names it by
+        id as a party. Naming its organisation *type* is not enough: that would show every consent of a
+        county to every organisation of the type (see :func:`~hub.domain.sharing.decide`)."""
+        return (
+            organisation_id == self.recording_organisation_id
+            or organisation_id in self.from_parties.organisation_ids
+            or organisation_id in self.to_parties.organisation_ids
+        )
+
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Consent:
         """A copy (see pydantic); derived values are recomputed for the copy. Prefer
         :func:`withdraw_consent` or ``Consent.model_validate``, which validate the changes."""
@@ -224,7 +234,11 @@ class Decision:
     used and ``permitted_categories`` is exactly what may travel. ``denied_categories`` is the rest of the
     request. ``reasons`` explain the outcome (the chosen basis first); ``remedies`` list what would make
     the denied part lawful (empty when everything requested is permitted). All tuples are sorted or in a
-    deterministic order: the same facts always give an equal decision."""
+    deterministic order: the same facts always give an equal decision.
+
+    ``basis_visible`` is false when the basis is a consent the sender may not see (another organisation
+    recorded it and it names the sender by type only): ``basis_reference`` is then kept for the record
+    and for re-checks, but must not be shown to the sender; use :attr:`shown_reference`."""
 
     allowed: bool
     legal_basis: LegalBasis | None
@@ -233,6 +247,12 @@ class Decision:
     denied_categories: tuple[str, ...]
     reasons: tuple[Reason, ...]
     remedies: tuple[Remedy, ...] = ()
+    basis_visible: bool = True
+
+    @property
+    def shown_reference(self) -> str | None:
+        """``basis_reference`` as the sender may see it: ``None`` for a consent it may not see."""
+        return self.basis_reference if self.basis_visible else None
 
 
 @dataclass(frozen=True, slots=True)

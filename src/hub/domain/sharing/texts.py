@@ -19,6 +19,12 @@ REASON_TEXTS: dict[str, tuple[str, str]] = {
         "Samtycke {ref} gäller och omfattar: {categories}.",
         "Consent {ref} is valid and covers: {categories}.",
     ),
+    "consent-of-another-organisation-applies": (
+        "Ett samtycke som en annan organisation har registrerat för barnet gäller och omfattar: {categories}. "
+        "Det visas inte för er organisation, eftersom det inte namnger den.",
+        "A consent another organisation recorded for the child is valid and covers: {categories}. It is not "
+        "shown to your organisation, as it does not name it.",
+    ),
     "consent-withdrawn": (
         "Samtycke {ref} återkallades {withdrawn_at}.",
         "Consent {ref} was withdrawn at {withdrawn_at}.",
@@ -65,12 +71,13 @@ REASON_TEXTS: dict[str, tuple[str, str]] = {
         "Consent {ref} does not cover: {categories}.",
     ),
     "no-consent": (
-        "Det finns inget registrerat samtycke för barnet.",
-        "No consent is recorded for the child.",
+        "Det finns inget samtycke för barnet som er organisation har registrerat eller som namnger den och "
+        "som omfattar delningen.",
+        "No consent for the child that your organisation recorded, or that names it, covers this share.",
     ),
     "consent-not-found": (
-        "Samtycke {ref} finns inte för barnet.",
-        "Consent {ref} does not exist for this child.",
+        "Samtycke {ref} finns inte bland de samtycken för barnet som er organisation kan se.",
+        "Consent {ref} is not among the consents for this child that your organisation can see.",
     ),
     "report-of-concern-applies": (
         "Anmälningsplikten vid oro för barn bryter sekretessen utan samtycke för: {categories}.",
@@ -85,20 +92,17 @@ REASON_TEXTS: dict[str, tuple[str, str]] = {
         "A report of concern may only be received by: {types}; the recipient is {recipient}.",
     ),
     "necessity-assessment-applies": (
-        "Nödvändigt utlämnande enligt dokumenterad prövning {ref} ({role}, ärende {case_reference}) för: {categories}.",
-        "Necessary disclosure under recorded assessment {ref} ({role}, case {case_reference}) for: {categories}.",
+        "Nödvändigt utlämnande enligt er dokumenterade prövning {ref} för: {categories}.",
+        "Necessary disclosure under your recorded assessment {ref} for: {categories}.",
     ),
     "no-necessity-assessment": (
-        "Det finns ingen dokumenterad prövning av nödvändigt utlämnande för barnet; ett sådant utlämnande kräver en.",
-        "No recorded necessity assessment exists for the child; necessary disclosure requires one.",
+        "Er organisation har ingen dokumenterad prövning av nödvändigt utlämnande för barnet; ett sådant "
+        "utlämnande kräver en.",
+        "Your organisation has recorded no necessity assessment for the child; necessary disclosure requires one.",
     ),
     "necessity-assessment-not-found": (
-        "Prövning {ref} av nödvändigt utlämnande finns inte för barnet.",
-        "Necessity assessment {ref} does not exist for this child.",
-    ),
-    "necessity-assessment-other-organisation": (
-        "Prövning {ref} gjordes av en annan organisation än avsändaren.",
-        "Assessment {ref} was made by an organisation other than the sender.",
+        "Prövning {ref} av nödvändigt utlämnande finns inte bland er organisations prövningar för barnet.",
+        "Necessity assessment {ref} is not among your organisation's assessments for this child.",
     ),
     "necessity-assessment-other-recipient": (
         "Prövning {ref} gäller en annan mottagare.",
@@ -129,8 +133,10 @@ REASON_TEXTS: dict[str, tuple[str, str]] = {
         "These categories may not be shared: {categories}.",
     ),
     "no-legal-basis": (
-        "Delningen nekas: ingen rättslig grund tillåter någon av de begärda kategorierna.",
-        "Sharing is denied: no legal basis allows any of the requested categories.",
+        "Delningen nekas: ingen rättslig grund tillåter någon av de begärda kategorierna. Bara grunder som er "
+        "organisation har registrerat eller namnges i beskrivs.",
+        "Sharing is denied: no legal basis allows any of the requested categories. Only bases your "
+        "organisation recorded or is named in are described.",
     ),
     "no-categories-requested": (
         "Inga kategorier begärdes; inget delas.",
