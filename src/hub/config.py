@@ -116,6 +116,16 @@ class Settings(BaseSettings):
     stall_days: int = Field(default=30, ge=1, le=3650)
     flows_finest_period: Literal["week", "month", "quarter", "year"] = "week"
 
+    # GraphQL bounds (hub.api.graphql.limits): a request over any of them is refused before it runs. Cost:
+    # 1 per selected field, more for fields that query the database (a flow table 50). The per-minute
+    # budget is per organisation and per hub process (in memory), charged to requests that carry a token.
+    graphql_max_tokens: int = Field(default=2000, ge=100, le=100_000)
+    graphql_max_depth: int = Field(default=8, ge=2, le=64)
+    graphql_max_aliases: int = Field(default=20, ge=0, le=10_000)
+    graphql_max_fields: int = Field(default=500, ge=10, le=100_000)
+    graphql_max_cost: int = Field(default=500, ge=10, le=1_000_000)
+    graphql_cost_per_minute: int = Field(default=5000, ge=10, le=10_000_000)
+
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: object) -> object:

@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url="/docs" if settings.dev_mode else None,  # Swagger UI loads its scripts from a CDN
         redoc_url=None,
     )
     app.state.settings = settings
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(audit.router)
     app.include_router(registry.router)
     app.include_router(flows.router)
-    app.include_router(graphql_router())
+    app.include_router(graphql_router(settings))
     app.include_router(fhir_router)
     app.include_router(dashboard.router)
 

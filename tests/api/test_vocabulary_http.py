@@ -179,7 +179,8 @@ async def test_graphql_me_needs_a_token(client: httpx.AsyncClient, db, auth) -> 
 
     await register(db, "region-bup", "bup")
     q = {"query": "{ me { __typename ... on Me { organisationId roles } ... on AuthenticationProblem { detail } } }"}
-    anonymous = (await client.post("/graphql", json=q)).json()["data"]["me"]
-    assert anonymous["__typename"] == "AuthenticationProblem"
+    anonymous = await client.post("/graphql", json=q)  # its only field needs a token: refused as a whole
+    assert anonymous.status_code == 401
+    assert anonymous.json()["errors"][0]["extensions"]["type"] == "/problems/unauthenticated"
     me = (await client.post("/graphql", json=q, headers=auth("region-bup", "professional"))).json()["data"]["me"]
     assert me == {"__typename": "Me", "organisationId": "region-bup", "roles": ["professional"]}

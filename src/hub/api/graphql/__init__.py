@@ -1,5 +1,5 @@
 """GraphQL at ``/graphql`` (Strawberry)."""
 
-from hub.api.graphql.schema import graphql_router
+from hub.api.graphql.router import graphql_router
 
 __all__ = ["graphql_router"]

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.api.deps import actor_for
 from hub.api.graphql.context import Context
+from hub.api.graphql.guard import guarded
 from hub.domain.errors import HubError, InvalidInput, NotPermitted
 from hub.domain.principal import Role
 from hub.services import flows as svc
@@ -18,6 +19,8 @@ from hub.services import flows as svc
 if TYPE_CHECKING:
     from hub.api.graphql.schema import AuthenticationProblem, ForbiddenProblem, InvalidInputProblem
 
+# A flow table runs aggregate queries and writes an audit entry: it costs the most of any field.
+_COORDINATOR = guarded(Role.COORDINATOR, cost=50)
 _SCHEMA = "hub.api.graphql.schema"  # the shared problem types live there (it imports this module)
 
 
@@ -149,13 +152,18 @@ Filter = Annotated[FlowFilterInput | None, strawberry.argument(description="Peri
 class FlowsQuery:
     """The coordinator fields; ``hub.api.graphql.schema.Query`` inherits them."""
 
-    @strawberry.field(description="Referrals by one or two groupings with totals, as GET /v1/flows/counts")
+    @strawberry.field(
+        description="Referrals by one or two groupings with totals, as GET /v1/flows/counts", metadata=_COORDINATOR
+    )
     async def flow_counts(
         self, info: strawberry.Info[Context, None], by: list[str], filter: Filter = None, measure: str = "sent"
     ) -> FlowTableResult:
         return await _run(info, lambda s, ctx: svc.counts(s, ctx=ctx, flt=_filter(filter), by=by, measure=measure))
 
-    @strawberry.field(description="Sender → recipient by organisation type or municipality (GET /v1/flows/matrix)")
+    @strawberry.field(
+        description="Sender → recipient by organisation type or municipality (GET /v1/flows/matrix)",
+        metadata=_COORDINATOR,
+    )
     async def flow_matrix(
         self, info: strawberry.Info[Context, None], filter: Filter = None, level: str = "type", measure: str = "sent"
     ) -> FlowTableResult:
@@ -163,20 +171,24 @@ class FlowsQuery:
             info, lambda s, ctx: svc.matrix(s, ctx=ctx, flt=_filter(filter), level=level, measure=measure)
         )
 
-    @strawberry.field(description="Median and 90th percentile days to received, accepted, completed")
+    @strawberry.field(
+        description="Median and 90th percentile days to received, accepted, completed", metadata=_COORDINATOR
+    )
     async def flow_lead_times(
         self, info: strawberry.Info[Context, None], by: list[str] | None = None, filter: Filter = None
     ) -> FlowTableResult:
         groups = by or ["recipient_type"]
         return await _run(info, lambda s, ctx: svc.lead_times(s, ctx=ctx, flt=_filter(filter), by=groups))
 
-    @strawberry.field(description="Rejections by reason code, rejection rates and redirections")
+    @strawberry.field(description="Rejections by reason code, rejection rates and redirections", metadata=_COORDINATOR)
     async def flow_rejections(
         self, info: strawberry.Info[Context, None], by: str = "recipient_type", filter: Filter = None
     ) -> FlowTableResult:
         return await _run(info, lambda s, ctx: svc.rejections(s, ctx=ctx, flt=_filter(filter), by=by))
 
-    @strawberry.field(description="Open referrals at a step with no transition for more than `days` days")
+    @strawberry.field(
+        description="Open referrals at a step with no transition for more than `days` days", metadata=_COORDINATOR
+    )
     async def flow_stalls(
         self,
         info: strawberry.Info[Context, None],
@@ -190,7 +202,9 @@ class FlowsQuery:
             info, lambda s, ctx: svc.stalls(s, ctx=ctx, flt=_filter(filter), by=groups, days=days, step=step)
         )
 
-    @strawberry.field(description="A measure per week, month, quarter or year; optionally per municipality")
+    @strawberry.field(
+        description="A measure per week, month, quarter or year; optionally per municipality", metadata=_COORDINATOR
+    )
     async def flow_trends(
         self,
         info: strawberry.Info[Context, None],

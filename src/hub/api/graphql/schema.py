@@ -6,176 +6,37 @@ Expected outcomes (an unknown vocabulary, a missing token) are union members, no
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
-from strawberry.fastapi import GraphQLRouter
 from strawberry.scalars import JSON
 
-from hub.api.graphql.context import Context, get_context
+from hub.api.graphql.context import Context
 from hub.api.graphql.flows import FlowsQuery
+from hub.api.graphql.guard import guarded
+from hub.api.graphql.vocabulary import (
+    CodeSystem,
+    Goal,
+    Indicator,
+    Lang,
+    LangArg,
+    Questions,
+    Translation,
+    TranslationMatch,
+    TranslationResult,
+    VocabularyEntry,
+    WellbeingWheel,
+    WheelVariant,
+    concept,
+    localized,
+    variant,
+)
 from hub.domain.errors import HubError, InvalidInput, NotFound
 from hub.domain.principal import Role
-from hub.domain.vocabulary import (
-    CodeSystemBase,
-    ConceptEntry,
-    LocalizedText,
-    VariantDoc,
-    WellbeingWheelDoc,
-)
+from hub.domain.vocabulary import CodeSystemBase, WellbeingWheelDoc
 from hub.services.organisations import get_organisation
 from hub.services.referrals import ReferralQuery, list_referrals
 from hub.services.registry import ServiceFilter, ServiceView, search_services
-
-
-@strawberry.enum(description="Label language")
-class Lang(Enum):
-    sv = "sv"
-    en = "en"
-
-
-LangArg = Annotated[Lang, strawberry.argument(description="Language of labels and descriptions")]
-
-
-def _t(text: LocalizedText | None, lang: Lang) -> str | None:
-    return None if text is None else text.get(lang.value)
-
-
-@strawberry.type(description="One published version of a vocabulary")
-class VocabularyEntry:
-    name: str
-    version: str
-    kind: str
-    title: str
-    checksum: str
-    latest: bool
-    url: str | None
-
-
-@strawberry.type
-class ConceptProperty:
-    code: str
-    value: JSON
-
-
-@strawberry.type(description="A coded concept")
-class Concept:
-    code: str
-    display: str
-    definition: str | None
-    properties: list[ConceptProperty]
-
-
-def _value(value: Any, lang: Lang) -> Any:
-    if isinstance(value, LocalizedText):
-        return value.get(lang.value)
-    if isinstance(value, list | tuple):
-        return [_value(v, lang) for v in value]
-    return value
-
-
-def _concept(entry: ConceptEntry, lang: Lang) -> Concept:
-    return Concept(
-        code=entry.code,
-        display=entry.display.get(lang.value),
-        definition=_t(entry.definition, lang),
-        properties=[ConceptProperty(code=k, value=_value(v, lang)) for k, v in sorted(entry.properties.items())],
-    )
-
-
-@strawberry.type(description="A code system of the shared vocabulary")
-class CodeSystem:
-    name: str
-    version: str
-    url: str
-    title: str
-    description: str
-    concepts: list[Concept]
-
-
-@strawberry.type
-class Questions:
-    child: list[str]
-    guardian: list[str]
-    professional: list[str]
-
-
-@strawberry.type(description="A SHANARRI wellbeing indicator")
-class Indicator:
-    code: str
-    label: str
-    description: str | None
-    crc_articles: list[int]
-    questions: Questions
-    goals: list[str]
-
-
-@strawberry.type(description="An overarching goal and the indicators it surrounds")
-class Goal:
-    code: str
-    label: str
-    description: str | None
-    indicators: list[str]
-
-
-@strawberry.type(description="The canonical wellbeing wheel")
-class WellbeingWheel:
-    version: str
-    url: str
-    indicators: list[Indicator]
-    goals: list[Goal]
-
-
-@strawberry.type
-class MapTarget:
-    code: str | None
-    display: str | None
-    equivalence: str
-    comment: str | None
-
-
-@strawberry.type
-class MapElement:
-    source: str
-    display: str
-    targets: list[MapTarget]
-
-
-@strawberry.type(description="A local wheel variant with its crosswalk onto the canonical wheel")
-class WheelVariant:
-    name: str
-    version: str
-    url: str
-    concept_map_url: str
-    title: str
-    target: str
-    target_version: str
-    elements: list[MapElement]
-
-
-@strawberry.type
-class TranslationMatch:
-    code: str
-    display: str
-    equivalence: str
-    comment: str | None
-
-
-@strawberry.type
-class TranslationResult:
-    code: str
-    matches: list[TranslationMatch]
-
-
-@strawberry.type(description="Codes translated through a crosswalk; `unmatched` lists codes with no match")
-class Translation:
-    variant: str
-    reverse: bool
-    source: str
-    target: str
-    results: list[TranslationResult]
-    unmatched: list[str]
 
 
 @strawberry.type(description="Something asked for does not exist")
@@ -290,6 +151,9 @@ ReferralsResult = Annotated[
 ]
 
 
+REFERRAL_ROLES = (Role.SYSTEM, Role.PROFESSIONAL)
+
+
 def _not_found(exc: NotFound) -> NotFoundProblem:
     return NotFoundProblem(detail=exc.detail, field=exc.errors[0].pointer if exc.errors else None)
 
@@ -327,7 +191,7 @@ class Query(FlowsQuery):
             url=doc.url,
             title=doc.title.get(lang.value),
             description=doc.description.get(lang.value),
-            concepts=[_concept(c, lang) for c in doc.concepts()],
+            concepts=[concept(c, lang) for c in doc.concepts()],
         )
 
     @strawberry.field(description="The canonical wellbeing wheel (SHANARRI)")
@@ -344,7 +208,7 @@ class Query(FlowsQuery):
                 Indicator(
                     code=i.code,
                     label=i.label.get(l),
-                    description=_t(i.description, lang),
+                    description=localized(i.description, lang),
                     crc_articles=list(i.crc_articles),
                     questions=Questions(
                         child=[q.get(l) for q in i.questions.child],
@@ -359,7 +223,7 @@ class Query(FlowsQuery):
                 Goal(
                     code=g.code,
                     label=g.label.get(l),
-                    description=_t(g.description, lang),
+                    description=localized(g.description, lang),
                     indicators=list(g.indicators),
                 )
                 for g in doc.goals
@@ -375,7 +239,7 @@ class Query(FlowsQuery):
             assert isinstance(target, CodeSystemBase)
             target_display = {c.code: c.display for c in target.concepts()}
             own = {c.code: c.label for c in v.concept}
-            out.append(_variant(v, lang, own, target_display))
+            out.append(variant(v, lang, own, target_display))
         return out
 
     @strawberry.field(description="Translate codes through a variant's crosswalk (reverse: canonical → variant)")
@@ -408,7 +272,7 @@ class Query(FlowsQuery):
                             code=m.code,
                             display=m.display.get(lang.value),
                             equivalence=m.equivalence.value,
-                            comment=_t(m.comment, lang),
+                            comment=localized(m.comment, lang),
                         )
                         for m in r.matches
                     ],
@@ -431,7 +295,9 @@ class Query(FlowsQuery):
         except NotFound:
             return None
 
-    @strawberry.field(description="The caller's organisation and roles as the hub sees them (needs a token)")
+    @strawberry.field(
+        description="The caller's organisation and roles as the hub sees them (needs a token)", metadata=guarded(cost=5)
+    )
     async def me(self, info: strawberry.Info[Context, None]) -> MeResult:
         try:
             principal = await info.context.principal()
@@ -448,7 +314,10 @@ class Query(FlowsQuery):
             else None,
         )
 
-    @strawberry.field(description="Search the service directory (needs a token), ranked as GET /v1/registry/services")
+    @strawberry.field(
+        description="Search the service directory (needs a token), ranked as GET /v1/registry/services",
+        metadata=guarded(cost=20),
+    )
     async def services(
         self,
         info: strawberry.Info[Context, None],
@@ -490,7 +359,10 @@ class Query(FlowsQuery):
             return InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
         return ServicePage(items=[_directory_service(v) for v in page.items], next_cursor=page.next_cursor)
 
-    @strawberry.field(description="Referrals your organisation sent or received, as GET /v1/referrals (needs a token)")
+    @strawberry.field(
+        description="Referrals your organisation sent or received, as GET /v1/referrals (needs a token)",
+        metadata=guarded(*REFERRAL_ROLES, cost=20),
+    )
     async def referrals(
         self,
         info: strawberry.Info[Context, None],
@@ -507,7 +379,7 @@ class Query(FlowsQuery):
             principal = await info.context.principal()
         except HubError as exc:
             return AuthenticationProblem(detail=exc.detail)
-        if not principal.has_any(Role.SYSTEM, Role.PROFESSIONAL):
+        if not principal.has_any(*REFERRAL_ROLES):
             return ForbiddenProblem(detail="Referrals are for the roles system and professional.")
         if role not in (None, "sender", "receiver") or not 1 <= limit <= 200:
             return InvalidInputProblem(detail="role is sender or receiver; limit is 1-200", fields=["role", "limit"])
@@ -551,40 +423,3 @@ class Query(FlowsQuery):
             ],
             next_cursor=page.next_cursor,
         )
-
-
-def _variant(
-    v: VariantDoc, lang: Lang, own: dict[str, LocalizedText], target_display: dict[str, LocalizedText]
-) -> WheelVariant:
-    return WheelVariant(
-        name=v.name,
-        version=v.version,
-        url=v.url,
-        concept_map_url=v.concept_map_url,
-        title=v.title.get(lang.value),
-        target=v.map.target,
-        target_version=v.map.target_version,
-        elements=[
-            MapElement(
-                source=e.source,
-                display=own[e.source].get(lang.value),
-                targets=[
-                    MapTarget(
-                        code=t.code,
-                        display=target_display[t.code].get(lang.value) if t.code else None,
-                        equivalence=t.equivalence.value,
-                        comment=_t(t.comment, lang),
-                    )
-                    for t in e.targets
-                ],
-            )
-            for e in v.map.elements
-        ],
-    )
-
-
-schema = strawberry.Schema(query=Query)
-
-
-def graphql_router() -> GraphQLRouter[Context, None]:
-    return GraphQLRouter(schema, context_getter=get_context, path="/graphql", tags=["graphql"])
