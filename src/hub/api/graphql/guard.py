@@ -8,10 +8,11 @@
 - before execution, it reads the root fields the operation selects. Each field's ``metadata`` (see
   ``guarded``) says whether it needs a token, which roles, and what it costs. When every selected field
   needs a token and the token is missing or refused (401), or no field is open to the caller's roles
-  (403), the whole request is refused with the same problem the REST API gives. A request mixing public
-  and guarded fields runs: each guarded field answers with its problem union member instead;
-- a request that carries a valid token is charged its cost against its organisation's per-minute budget
-  (``CostBudget``); over it, the request is refused (429) with the seconds to wait.
+  (403), the whole request is refused with the same problem the REST API gives. Otherwise the request
+  runs, and each guarded field the caller may not use answers with its problem union member instead;
+- a request with a guarded field and a valid token is charged its cost against the organisation's
+  per-minute budget (``CostBudget``); over it, the request is refused (429) with the seconds to wait.
+  Public fields alone are answered from memory and charged nothing: the per-request bounds hold them.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ class RequestGuard(SchemaExtension):
             return InvalidInput(too_big, errors=[FieldError("query", too_big, "too-costly")])
         faults = literal_faults(document) + variable_faults(variables)
         if faults:
-            listed = ", ".join(f.pointer for f in faults[:5])
-            return InvalidInput(f"Text not allowed in {listed}: {faults[0].message}", errors=faults[:10])
+            more = f" ({len(faults) - 1} more in errors)" if len(faults) > 1 else ""
+            return InvalidInput(faults[0].message + more, errors=faults[:10])
         return None
 
     async def on_execute(self) -> Any:

@@ -59,8 +59,8 @@ class Size:
     cost: int = 0
 
     def __add__(self, other: Size) -> Size:
-        return Size(max(self.depth, other.depth), self.aliases + other.aliases, self.fields + other.fields,
-                    self.cost + other.cost)  # fmt: skip
+        depth = max(self.depth, other.depth)
+        return Size(depth, self.aliases + other.aliases, self.fields + other.fields, self.cost + other.cost)
 
 
 class _TooDeep(Exception):
@@ -72,7 +72,8 @@ class _Measure:
         self.fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
         self.root_costs = root_costs
         self.max_depth = max_depth
-        self.done: dict[tuple[str, bool], Size] = {}  # a fragment's size does not depend on where it is spread
+        # A fragment's size depends only on whether it is spread at the root, where fields have their own cost.
+        self.done: dict[tuple[str, bool], Size] = {}
         self.open: set[str] = set()
 
     def selections(self, selections: Sequence[SelectionNode], level: int, nesting: int) -> Size:
