@@ -346,7 +346,9 @@ def openapi() -> None:
     """Print the OpenAPI document the app generates (committed as openapi/openapi.json)."""
     from hub.main import create_app
 
-    typer.echo(json.dumps(create_app(_settings()).openapi(), indent=2, ensure_ascii=False, sort_keys=True))
+    # The document is the same in every mode; dev mode builds the app without the production keys.
+    app = create_app(_settings().model_copy(update={"dev_mode": True}))
+    typer.echo(json.dumps(app.openapi(), indent=2, ensure_ascii=False, sort_keys=True))
 
 
 @app.command("demo-receiver")

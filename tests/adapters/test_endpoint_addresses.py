@@ -231,3 +231,14 @@ def test_the_allowlist_opens_networks_but_never_the_metadata_service() -> None:
     assert policy.refusal("169.254.169.254") == "cloud-metadata"
     assert AddressPolicy(dev_mode=True).refusal("127.0.0.1") is None
     assert AddressPolicy(dev_mode=True).refusal("fd00:ec2::254") == "cloud-metadata"
+
+
+def test_the_allowlist_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_ENDPOINT_ALLOWED_NETWORKS", "10.20.0.0/16, fd12:3456::/48")
+    assert Settings().endpoint_allowed_networks == [
+        ipaddress.ip_network("10.20.0.0/16"),
+        ipaddress.ip_network("fd12:3456::/48"),
+    ]
+    monkeypatch.setenv("HUB_ENDPOINT_ALLOWED_NETWORKS", "10.20.0.1/16")  # host bits set: a typo, refused
+    with pytest.raises(ValueError, match="not a valid IPv4 or IPv6 network"):
+        Settings()
