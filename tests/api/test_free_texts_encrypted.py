@@ -269,5 +269,11 @@ async def test_the_migration_seals_rows_stored_in_plain(pg_url: str, settings: S
         [(doc, blob, key_id)] = await _execute(url, "select document, texts, texts_key_id from necessity_assessment")
         assert open_assessment(doc, blob, key_id, cipher) == assessment
         assert doc["case_reference"] == "" and doc["justification"] == "[encrypted]"
+
+        await asyncio.to_thread(command.downgrade, config, "0008")  # and back, with the same keys
+        [(doc,)] = await _execute(url, "select document from consent")
+        assert Consent.model_validate(doc) == consent
+        [(doc,)] = await _execute(url, "select document from necessity_assessment")
+        assert NecessityAssessment.model_validate(doc) == assessment
     finally:
         await _execute(pg_url, f"drop database if exists {name} with (force)", autocommit=True)
