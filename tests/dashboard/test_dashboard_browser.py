@@ -1,7 +1,8 @@
 """The coordinators' dashboard in headless chromium, on the real app over the flow workload: after login
-every chart is drawn from the flows endpoints, hidden values read "hidden" and are never drawn, filters
-reload the charts, a wrong token says why, and the token stays out of URLs and cookies. Saves
-``docs/dashboard.png`` for the coordinators' guide."""
+every chart draws exactly what the flows endpoints answer (fetched here too), hidden values read "hidden"
+and are never drawn, municipalities are offered by name, filters reload the charts, a wrong token says
+why, and the token stays out of URLs and cookies. Saves ``docs/dashboard.png`` for the coordinators'
+guide."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.dashboard.conftest import County
@@ -16,12 +18,17 @@ from tests.flows import workload
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 VIEWPORT = {"width": 1280, "height": 900}
-K = 5
+STEPS = ["0", "1", "2", "3"]
+NORA, OREBRO = "1884", "1880"
 
 
-def near(published: float | None, truth: int) -> bool:
-    """A published count: the true one with cell-key noise of at most ±3, never below k."""
-    return published is not None and abs(published - truth) <= 3 and published >= K
+async def answer(hub_url: str, token: str, endpoint: str, **params: Any) -> dict[tuple[str, ...], dict[str, Any]]:
+    """What the hub answers the dashboard's question, by key (totals' "*" included)."""
+    async with httpx.AsyncClient(base_url=hub_url, headers={"Authorization": f"Bearer {token}"}) as client:
+        r = await client.get(f"/v1/flows/{endpoint}", params=params)
+    assert r.status_code == 200, r.text
+    found = r.json()
+    return {tuple(row["key"][g] for g in found["by"]): row["values"] for row in found["rows"]}
 
 
 # What each chart was given, read back from its ECharts instance (series data as drawn).
@@ -62,39 +69,44 @@ def console_errors(page: Any) -> list[str]:
     return [e for e in page.errors if "status of 401" not in e and "status of 403" not in e]
 
 
-async def test_after_login_every_chart_is_drawn_with_data_and_hidden_values_read_hidden(
-    page: Any, county: County
+async def test_after_login_every_chart_draws_the_hubs_answers_and_hidden_values_read_hidden(
+    page: Any, county: County, hub_url: str
 ) -> None:
-    await login(page, county.token())
+    token = county.token()
+    await login(page, token)
     await ready(page)
     options = await page.evaluate(OPTIONS)
 
+    matrix = await answer(hub_url, token, "matrix", level="type")
+    cells = {key: values["sent"] for key, values in matrix.items() if "*" not in key}
     sankey = options["matrix"]["series"][0]
     assert sankey["type"] == "sankey"
     links = {(link["source"], link["target"]): link["value"] for link in sankey["links"]}
-    assert set(links) == {("s:grundskola", "r:socialtjanst-myndighet")}, "only the published flow is drawn"
-    assert near(links[("s:grundskola", "r:socialtjanst-myndighet")], 10), "ten reports of concern"
+    assert links == {(f"s:{s}", f"r:{r}"): v for (s, r), v in cells.items() if v}, "only published flows are drawn"
     hidden_flows = await page.text_content("#hidden-matrix")
-    # One child went to the first line: hidden, and BUP's flow with it (else the row total gives it away).
-    assert "Student health team → Child and adolescent psychiatry" in hidden_flows, hidden_flows
+    # One child went to the first line: hidden, never drawn, and listed under the diagram.
+    assert cells[("elevhalsa", "forsta-linjen")] is None
     assert "Student health team → First-line" in hidden_flows, hidden_flows
+    assert hidden_flows.count("→") == sum(v is None for v in cells.values())
 
+    steps = await answer(hub_url, token, "counts", by="step", step=STEPS)
     funnel = options["funnel"]
-    steps = dict(zip(funnel["categories"], funnel["series"][0]["data"], strict=True))
-    assert list(steps) == ["Step 0", "Step 1", "Step 2", "Step 3"]
-    assert steps["Step 0"] == 0 and steps["Step 3"] == 0, "no referral at these steps: a true zero"
-    assert near(steps["Step 1"], 11) and near(steps["Step 2"], 8)
+    drawn = dict(zip(funnel["categories"], funnel["series"][0]["data"], strict=True))
+    assert drawn == {f"Step {s}": steps.get((s,), {"sent": 0})["sent"] for s in STEPS}
+    assert drawn["Step 0"] == 0 and drawn["Step 3"] == 0, "no referral at these steps: a true zero"
 
     lead = options["lead"]
-    assert lead["categories"] == ["1884", "All"], "Nora, then the county"
+    assert lead["categories"] == ["Nora", "All"], "municipalities by name, then the county"
+    times = await answer(hub_url, token, "lead-times", by="municipality")
     median, p90 = (s["data"] for s in lead["series"])
-    assert median[1] is not None and median[1] < 1, "accepted within seconds (nine children)"
-    assert p90 == [None, None], "nine children: a 90th percentile needs ten"
+    assert median == [times[(m,)]["accepted_median_days"] for m in (NORA, "*")]
+    assert p90 == [times[(m,)]["accepted_p90_days"] for m in (NORA, "*")]
 
+    stalled = await answer(hub_url, token, "stalls", by="recipient_type")
     stalls = options["stalls"]
-    stalled = dict(zip(stalls["categories"], stalls["series"][0]["data"], strict=True))
-    assert stalled["Child and adolescent psychiatry"] is None, "a suppressed cell is not drawn"
-    assert near(stalled["All"], 6), "six referrals open at step 2 for 40 days"
+    bars = dict(zip(stalls["categories"], stalls["series"][0]["data"], strict=True))
+    assert bars["Child and adolescent psychiatry"] == stalled[("bup",)]["stalled"]
+    assert bars["All"] == stalled[("*",)]["stalled"]
 
     for name in ("matrix", "funnel", "lead", "stalls"):  # drawn, not just configured
         width = await page.eval_on_selector(f"#chart-{name} canvas", "c => c.width")
@@ -102,9 +114,8 @@ async def test_after_login_every_chart_is_drawn_with_data_and_hidden_values_read
     table = await page.eval_on_selector_all(
         "#table-stalls tr", "trs => trs.map(tr => [...tr.children].map(c => [c.textContent, c.className]))"
     )
-    hidden = ["hidden", "hidden-value"]
-    assert table[1] == [["Child and adolescent psychiatry", ""], hidden, hidden], "its count and its wait"
-    assert table[3][0] == ["All", ""] and table[3][2][0] == "40", "the county's median days waiting"
+    first_line = next(row for row in table if row[0][0].startswith("First-line"))
+    assert first_line[1:] == [["hidden", "hidden-value"], ["hidden", "hidden-value"]], "one child: count and wait"
     assert "fewer than 5 children" in await page.text_content("#notes")
     assert not console_errors(page), page.errors
 
@@ -112,18 +123,44 @@ async def test_after_login_every_chart_is_drawn_with_data_and_hidden_values_read
     await page.screenshot(path=str(SCREENSHOT), full_page=False)
 
 
-async def test_changing_a_filter_asks_again_with_it(page: Any, county: County) -> None:
+async def test_municipalities_are_offered_by_name_with_scb_codes_underneath(
+    page: Any, county: County, hub_url: str
+) -> None:
     await login(page, county.token())
+    await ready(page)
+    found = await page.eval_on_selector_all(
+        "select[name=municipality] option", "os => os.map(o => [o.value, o.textContent])"
+    )
+    offered = [tuple(option) for option in found]
+    assert len(offered) == 13, "Region Örebro län's twelve municipalities and the county-wide units"
+    assert (NORA, "Nora") in offered and (OREBRO, "Örebro") in offered and offered[-1] == ("county", "County-wide")
+    async with page.expect_request(lambda r: "/v1/flows/counts" in r.url and f"municipality={NORA}" in r.url):
+        await page.select_option("select[name=municipality]", [NORA])
+    await ready(page)
+    async with page.expect_request(
+        lambda r: "/v1/flows/matrix" in r.url and f"municipality={NORA}" in r.url and f"municipality={OREBRO}" in r.url
+    ):
+        await page.select_option("select[name=municipality]", [NORA, OREBRO])
+    await ready(page)
+    assert not console_errors(page), page.errors
+
+
+async def test_changing_a_filter_asks_again_with_it(page: Any, county: County, hub_url: str) -> None:
+    token = county.token()
+    await login(page, token)
     await ready(page)
     async with page.expect_request(lambda r: "/v1/flows/counts" in r.url and "kind=remiss" in r.url):
         await page.select_option("select[name=kind]", "remiss")
     await ready(page)
     options = await page.evaluate(OPTIONS)
-    steps = dict(zip(options["funnel"]["categories"], options["funnel"]["series"][0]["data"], strict=True))
-    # One child at step 1 (hidden) and, as its complement, step 2: both hidden, neither drawn as 0.
-    assert steps == {"Step 0": 0, "Step 1": None, "Step 2": None, "Step 3": 0}
+    drawn = dict(zip(options["funnel"]["categories"], options["funnel"]["series"][0]["data"], strict=True))
+    steps = await answer(hub_url, token, "counts", by="step", step=STEPS, kind="remiss")
+    expected = {s: steps.get((s,), {"sent": 0})["sent"] for s in STEPS}
+    assert drawn == {f"Step {s}": v for s, v in expected.items()}
+    # One child at step 1: hidden, not drawn as 0; in the table it reads "hidden".
+    assert expected["1"] is None and drawn["Step 0"] == 0
     cells = await page.eval_on_selector_all("#table-funnel td", "tds => tds.map(t => t.textContent)")
-    assert cells == ["Step 0", "0", "Step 1", "hidden", "Step 2", "hidden", "Step 3", "0"]
+    assert cells == [x for s, v in expected.items() for x in (f"Step {s}", "hidden" if v is None else str(v))]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -28,16 +29,27 @@ class Flows:
         return self.auth(workload.COORDINATOR, "coordinator")
 
 
+PSEUDONYM_KEY = "flows:" + base64.b64encode(bytes(range(32))).decode()
+
+
+async def _empty(runtime: Runtime) -> None:
+    await empty_database(runtime)
+    async with runtime.engine.begin() as conn:
+        await workload.fix_secret(conn)
+
+
 @pytest.fixture(scope="package")
 async def flows(settings: Settings, pg_url: str) -> AsyncIterator[Flows]:
     """A hub whose coordinators' queries read through HUB_FLOWS_DATABASE_URL, here the same database on
-    read-only connections, as a replica would be: a flow query that wrote there would fail."""
-    replica = settings.model_copy(update={"flows_database_url": SecretStr(pg_url)})
+    read-only connections, as a replica would be: a flow query that wrote there would fail. Its pseudonym
+    key and record-key secret are fixed, so every run counts the same base cells with the same adjustments."""
+    fixed = {"flows_database_url": SecretStr(pg_url), "pseudonym_keys": SecretStr(PSEUDONYM_KEY)}
+    replica = settings.model_copy(update=fixed)
     auth = dev_auth(replica)
     async with open_runtime(replica) as runtime:
         assert runtime.flows_sessions is not runtime.sessions
         app = create_app(runtime=runtime)
-        await empty_database(runtime)
+        await _empty(runtime)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
@@ -51,6 +63,6 @@ async def county(flows: Flows) -> Flows:
     async with flows.runtime.engine.connect() as conn:
         present = await conn.scalar(text("select count(*) from referral"))
     if present != len(flows.sent.remiss) + len(flows.sent.concern) + 2:
-        await empty_database(flows.runtime)
+        await _empty(flows.runtime)
         flows.sent = await workload.run(flows.client, flows.auth, flows.runtime)
     return flows

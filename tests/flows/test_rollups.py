@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from datetime import date
+from collections import Counter
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from hub.db import flows as db
-from hub.domain.disclosure import record_key
+from hub.domain.disclosure import ADJUSTMENTS, DRAWS, adjustment, record_key
 from hub.services.flows import bucket_bounds
 from tests.flows import workload
 from tests.flows.conftest import Flows
@@ -75,32 +76,55 @@ async def test_status_rows_follow_the_referrals(county: Flows, status: str) -> N
 
 
 @pytest.mark.parametrize(
-    ("groups", "measure", "columns"),
+    ("groups", "measure"),
     [
-        (("recipient_type", "month"), "sent", ("recipient_type", "to_char(week + 3, 'YYYY-MM')")),
-        (("municipality",), "lead:received", ("municipality",)),
-        (("sender_type", "kind"), "status:rejected", ("sender_type", "kind")),
+        (("recipient_type", "month"), "sent"),
+        (("municipality",), "lead:received"),
+        (("sender_type", "kind"), "status:rejected"),
+        (("kind",), "status:requested"),
     ],
 )
-async def test_children_under_the_cap_are_counted_exactly(county: Flows, groups, measure, columns) -> None:  # type: ignore[no-untyped-def]
-    """With a cap above every count, every key is counted from the referrals of its cells: the same
-    distinct children as a count over all referrals, for every key and total."""
+async def test_a_cube_sums_its_base_cells_values_children_and_adjustments(county: Flows, groups, measure) -> None:  # type: ignore[no-untyped-def]
+    """Every key and total is the sum over its base cells (rollup rows; requested referrals per cell) of
+    their value, distinct children and adjustment, the adjustments computed here independently."""
     scope = db.Scope(week_from=date(2000, 1, 3), week_to=date(2100, 1, 4))
     async with county.runtime.sessions() as session:
-        found = await db.cube(session, scope, groups=groups, measures=[measure], cap=10_000)
-        used = ", ".join(columns)
-        keys = ", ".join(f"({c})" for c in columns)
-        sets = [f"({used})", *([f"({c})" for c in columns] if len(columns) == 2 else []), "()"]
-        truth = await session.execute(
-            text(
-                f"""select grouping({keys}), {used}, count(distinct child_key) from flow_referral f
-                    where flow_in(f, :measure) group by grouping sets ({", ".join(sets)})"""
-            ),
-            {"measure": measure},
-        )
-        expected = {}
-        for bits, *values, children in truth:
-            key = tuple(db.ALL if bits & (1 << (len(columns) - 1 - i)) else str(v) for i, v in enumerate(values))
-            expected[key] = children
+        found = await db.cube(session, scope, groups=groups, measures=[measure])
+    async with county.runtime.engine.connect() as conn:
+        cells = [c for c in await workload.base_cells(conn) if c.measure == measure and c.dimension == "*"]
+    month = {c.week: (date.fromisoformat(c.week) + timedelta(days=3)).isoformat()[:7] for c in cells}
+    expected: dict[tuple[str, ...], list[int]] = {}
+    for c in cells:
+        values = [month[c.week] if g == "month" else getattr(c, g) for g in groups]
+        for rolled in range(2 ** len(groups)):
+            key = tuple(db.ALL if rolled & (1 << (len(groups) - 1 - i)) else v for i, v in enumerate(values))
+            total = expected.setdefault(key, [0, 0, 0])
+            total[0] += c.value
+            total[1] += c.children
+            total[2] += c.adjustment
     assert found, "the workload has referrals in this measure"
-    assert {key: agg.children for key, agg in found.items()} == expected
+    assert {key: [a.value, a.children, a.noise] for key, a in found.items()} == expected
+
+
+async def test_the_adjustments_follow_the_published_tables(county: Flows) -> None:
+    """Over many cell keys the database's adjustment of a base cell draws each row of ADJUSTMENTS with its
+    published probabilities, and is the disclosure module's adjustment of the same draw."""
+    n = 20_000
+    async with county.runtime.engine.connect() as conn:
+        found = (
+            await conn.execute(
+                text(
+                    f"""select c, (hashint8extended(k, c) & 2147483647) % 100,
+                               {db.adjustment_sql("k", "c")}
+                        from generate_series(1, :n) as k, (values (1), (2), (3), (7)) as children(c)"""
+                ),
+                {"n": n},
+            )
+        ).all()
+    assert all(adjustment(c, draw) == adjusted for c, draw, adjusted in found)
+    for children in (1, 2, 3, 7):
+        drawn = Counter(adjusted for c, _, adjusted in found if c == children)
+        table = Counter(ADJUSTMENTS[min(children, 3)])
+        for value, share in table.items():
+            assert abs(drawn[value] / n - share / DRAWS) < 0.015, (children, value)
+        assert set(drawn) == set(table)

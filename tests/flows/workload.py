@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.domain.disclosure import CELL_KEY_MODULUS, combine_record_keys, record_key
+from hub.domain.disclosure import CELL_KEY_MODULUS, adjustment, combine_record_keys, record_key
 from hub.domain.identity import luhn_check_digit
 from hub.runtime import Runtime
 from hub.services.demo import load_demo
@@ -273,3 +273,72 @@ async def rollups(conn: AsyncConnection) -> dict[RollupKey, tuple[int, int, int,
             continue
         out[tuple(k)] = (value, children, cell_key, {e >> 32: e & 0xFFFFFFFF for e in hist or []})
     return out  # type: ignore[return-value]
+
+
+# --- the base table as the disclosure module sees it ------------------------------------------------------
+
+SECRET = bytes(range(100, 132))  # a fixed record-key secret, so that the adjustments are the same every run
+
+
+async def fix_secret(conn: AsyncConnection, secret: bytes = SECRET) -> None:
+    """The record-key secret as migration 0005 keeps it (HMAC pads), before anything is counted."""
+    padded = secret + bytes(32)
+    pads = {"i": bytes(b ^ 0x36 for b in padded), "o": bytes(b ^ 0x5C for b in padded)}
+    await conn.execute(text("insert into flow_state (id, inner_pad, outer_pad) values (1, :i, :o)"), pads)
+
+
+@dataclass(frozen=True)
+class BaseCell:
+    """A rollup row (or the requested referrals of a cell) with its adjustment, computed here from the
+    cell key independently of the query layer's SQL: PostgreSQL's hash gives the draw, the disclosure
+    module the adjustment."""
+
+    measure: str
+    dimension: str
+    week: str
+    municipality: str
+    sender_type: str
+    recipient_type: str
+    kind: str
+    step: str
+    value: int
+    children: int
+    adjustment: int
+
+
+async def base_cells(conn: AsyncConnection) -> list[BaseCell]:
+    draw = "(hashint8extended(cell_key, children) & 2147483647) % 100"
+    rows = (
+        await conn.execute(
+            text(
+                f"""select measure, dimension, week::text, municipality, sender_type, recipient_type, kind,
+                           trappan_step, value, children, {draw}
+                    from flow_rollup where value > 0
+                    union all
+                    select 'status:requested', d, week::text, municipality, sender_type, recipient_type, kind,
+                           trappan_step, value, children, {draw}
+                    from (select d, week, municipality, sender_type, recipient_type, kind, trappan_step,
+                                 count(*) as value, count(distinct child_key)::int as children,
+                                 (sum(distinct child_key) % 4294967296)::bigint as cell_key
+                          from flow_referral cross join unnest(dimensions) as d
+                          where status = 'requested'
+                          group by cell, d, week, municipality, sender_type, recipient_type, kind, trappan_step) r"""
+            )
+        )
+    ).all()
+    return [
+        BaseCell(*row[:7], "none" if row[7] < 0 else str(row[7]), row[8], row[9], adjustment(row[9], row[10]))
+        for row in rows
+    ]
+
+
+def adjusted(cells: list[BaseCell], measure: str = "sent", dimension: str = "*", **where: str) -> tuple[int, int]:
+    """A count as the hub publishes it, from the base cells matching ``where``: (its value plus their
+    adjustments, its per-cell children plus their adjustments: what the threshold sees)."""
+    chosen = [
+        c
+        for c in cells
+        if c.measure == measure and c.dimension == dimension and all(getattr(c, n) == v for n, v in where.items())
+    ]
+    noise = sum(c.adjustment for c in chosen)
+    return sum(c.value for c in chosen) + noise, sum(c.children for c in chosen) + noise

@@ -21,6 +21,7 @@ STATIC = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
     "echarts.min.js": "text/javascript; charset=utf-8",
+    "municipalities.json": "application/json; charset=utf-8",  # SCB codes → names, for the filter
 }
 # Scripts only from the hub itself (the page has no inline script), nothing fetched from elsewhere, no
 # framing. Inline style *attributes* are allowed because ECharts writes its tooltips as HTML with them;

@@ -3,14 +3,14 @@ per-referral facts beside them (``flow_referral``), both kept current by the tri
 ``0005_flows``. Never a read of the raw referral tables.
 
 Every query groups by at most two groupings, with the totals of each (PostgreSQL grouping sets), and
-returns per key what the disclosure contract needs (``hub.domain.disclosure``): the value, the distinct
-children (capped, see :func:`cube`) and the cell key. Nothing here commits.
+returns per key what the disclosure contract needs (``hub.domain.disclosure``): sums over the key's
+*base cells* (a rollup row: measure × dimension × week × cell) of their value, their distinct children
+and their adjustments (:func:`adjustment_sql`). Nothing here commits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db.engine import Statement, driver
+from hub.domain.disclosure import ADJUSTMENTS, DRAWS
 
 ALL = "*"
 """A rolled-up grouping in a key (the disclosure module's ``TOTAL``)."""
@@ -84,13 +85,26 @@ class Scope:
 
 @dataclass(frozen=True)
 class Aggregate:
-    """One key of a query: referrals, distinct children (at most the cap), cell key, and the merged
-    lead-time histogram (bucket -> referrals) when asked for."""
+    """One key of a query, summed over its base cells: referrals, each cell's distinct children, the
+    cells' adjustments, and the merged lead-time histogram (bucket -> referrals) when asked for."""
 
     value: int
     children: int
-    cell_key: int
+    noise: int
     histogram: Mapping[int, int] = field(default_factory=dict)
+
+
+def adjustment_sql(cell_key: str, children: str) -> str:
+    """SQL for a base cell's adjustment, ``hub.domain.disclosure.adjustment(children, draw)``: the draw is
+    PostgreSQL's ``hashint8extended`` of the cell's secret key seeded with its children, a fast built-in
+    whose values hash partitioning relies on staying the same. The same children in a base cell give the
+    same adjustment in every query; an empty cell (no children) adds nothing."""
+    rows = ",".join("{" + ",".join(map(str, ADJUSTMENTS[c])) + "}" for c in (1, 2, 3))
+    draw = f"(hashint8extended({cell_key}, {children}) & 2147483647) % {DRAWS}"
+    return f"(('{{{rows}}}'::smallint[])[least({children}, 3)][1 + {draw}])"
+
+
+_ADJUSTMENT = adjustment_sql("f.cell_key", "f.children")
 
 
 Key = tuple[str, ...]
@@ -146,18 +160,16 @@ def _as(exprs: Sequence[str]) -> str:
 
 
 def _rollup_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any]) -> str:
-    """The rollup rows of the query, each with its group values g1 and g2, from ``flow_rollup``; ``most``
-    is a lower bound of the row's distinct children (here exact)."""
-    return _rows_of(
-        "flow_rollup", _COLUMNS, _filters(scope, params), "f.children", "f.cell", scope, groups, measures, params
-    )
+    """The base cells of the query, each with its group values g1 and g2, from ``flow_rollup``."""
+    return _rows_of("flow_rollup", _COLUMNS, _filters(scope, params), scope, groups, measures, params)
 
 
-def _read_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any]) -> str:
-    """The rows :func:`cube` sums: :func:`_rollup_rows`, or for lead measures, when the groups allow, the
-    whole months of the scope from ``flow_rollup_month`` (a row is several weeks' rows summed: its
-    children are no row's distinct children, so ``most`` is 0, and it has no cell) and the weeks before
-    and after them from ``flow_rollup``."""
+def _histogram_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any]) -> str:
+    """The rows a cube with histograms sums: :func:`_rollup_rows`, or for lead measures, when the groups
+    allow, the whole months of the scope from ``flow_rollup_month`` and the weeks before and after them
+    from ``flow_rollup``. A monthly row is its weeks' rows summed, children included, and has its own
+    adjustment from its own key: fine for the statistics' thresholds these cubes serve, never for a
+    published count (a count read both ways would give two readings of the same base cells)."""
     months = _whole_months(scope)
     if months is None or not all(m.startswith("lead:") for m in measures) or not set(groups) <= _MONTH_COLUMNS.keys():
         return _rollup_rows(scope, groups, measures, params)
@@ -168,8 +180,6 @@ def _read_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], par
             "flow_rollup_month",
             _MONTH_COLUMNS,
             ["f.month between :month_from and :month_to", *_unperiodic_filters(scope, params)],
-            "0",
-            "null::uuid",
             scope,
             groups,
             measures,
@@ -183,9 +193,7 @@ def _read_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], par
         if weeks[0] <= weeks[1]:
             params.update({f"{name}_from": weeks[0], f"{name}_to": weeks[1]})
             where = [f"f.week between :{name}_from and :{name}_to", *_unperiodic_filters(scope, params)]
-            parts.append(
-                _rows_of("flow_rollup", _COLUMNS, where, "f.children", "f.cell", scope, groups, measures, params)
-            )
+            parts.append(_rows_of("flow_rollup", _COLUMNS, where, scope, groups, measures, params))
     return " union all ".join(parts)
 
 
@@ -193,8 +201,6 @@ def _rows_of(
     table: str,
     columns: Mapping[str, str],
     where: list[str],
-    most: str,
-    cell: str,
     scope: Scope,
     groups: Sequence[str],
     measures: Sequence[str],
@@ -213,7 +219,7 @@ def _rows_of(
         where.append("f.dimension = :dimension")
     params["dimension"] = scope.dimension or ALL
     return (
-        f"select f.value, {most} as most, f.children, f.cell_key, f.hist, {cell} as cell, {_as(exprs)} "
+        f"select f.value, f.children, {_ADJUSTMENT} as adjustment, f.hist, {_as(exprs)} "
         f"from {table} f where {' and '.join(where)}"
     )
 
@@ -241,20 +247,12 @@ def _whole_months(scope: Scope) -> tuple[date, date] | None:
     return (first, last) if first <= last else None
 
 
-def _referral_rows(scope: Scope, groups: Sequence[str], params: dict[str, Any], predicate: str) -> str:
-    """Referrals (flow_referral) of the query matching ``predicate``, each with its group values and
-    child: one row per referral (per dimension, when grouped by dimension)."""
-    exprs = []
-    for g in groups:
-        if g == "status":
-            exprs.append("f.status")
-        elif g == "reason":
-            exprs.append("coalesce(f.reason, 'unspecified')")
-        elif g == "dimension":
-            exprs.append("d.dimension")
-        else:
-            exprs.append(_COLUMNS[g])
-    where = [predicate, *_filters(scope, params)]
+def _requested_rows(scope: Scope, groups: Sequence[str], params: dict[str, Any]) -> str:
+    """The base cells of the referrals in ``requested`` (not kept in ``flow_rollup``: see migration 0005),
+    from ``flow_referral``: per cell (and dimension, when grouped by it) their number, distinct children
+    and adjustment, as a rollup row of ``status:requested`` would hold them."""
+    exprs = ["f.status" if g == "status" else "d.dimension" if g == "dimension" else _COLUMNS[g] for g in groups]
+    where = ["f.status = 'requested'", *_filters(scope, params)]
     source = "flow_referral f"
     if "dimension" in groups:
         source += " cross join unnest(f.dimensions) as d(dimension)"
@@ -264,24 +262,14 @@ def _referral_rows(scope: Scope, groups: Sequence[str], params: dict[str, Any], 
     else:
         where.append(":dimension = any(f.dimensions)")
     params["dimension"] = scope.dimension or ALL
-    columns = (
-        f"1 as value, 1 as most, 1 as children, f.child_key as cell_key, null::bigint[] as hist, f.cell, f.child_key, "
-        f"{_as(exprs)}"
+    cells = f"""select count(*) as value, count(distinct r.child_key)::integer as children,
+                       (sum(distinct r.child_key) % {MODULUS})::bigint as cell_key, r.g1, r.g2
+                from (select f.cell, f.child_key, {_as(exprs)} from {source} where {" and ".join(where)}) r
+                group by r.cell, r.g1, r.g2"""
+    return (
+        f"select c.value, c.children, {adjustment_sql('c.cell_key', 'c.children')} as adjustment, "
+        f"null::bigint[] as hist, c.g1, c.g2 from ({cells}) c"
     )
-    return f"select {columns} from {source} where {' and '.join(where)}"
-
-
-def _predicate(groups: Sequence[str], measures: Sequence[str], params: dict[str, Any]) -> str:
-    """Which flow_referral rows are in ``measures`` (a family when grouped by status or reason)."""
-    if "status" in groups:
-        params["statuses"] = [m.removeprefix("status:") for m in measures]
-        return "f.status = any(:statuses)"
-    if "reason" in groups:
-        params["reasons"] = [m.removeprefix("rejected:") for m in measures]
-        return "f.status = 'rejected' and coalesce(f.reason, 'unspecified') = any(:reasons)"
-    (measure,) = measures
-    params["measure"] = measure
-    return "flow_in(f, :measure)"
 
 
 async def _read_settings(session: AsyncSession) -> None:
@@ -302,94 +290,71 @@ async def _fetch(session: AsyncSession, sql: str, params: dict[str, Any]) -> lis
         return await Statement(sql).fetch(connection, params)
 
 
-async def max_child_referrals(session: AsyncSession) -> int:
-    """The most referrals any one child has (at least 1): how often one child can be counted when
-    rollup rows are merged, since each referral is in one row of a measure and dimension."""
-    found = await session.scalar(text("select max_child_referrals from flow_state where id = 1"))
-    return max(1, int(found or 0))
-
-
 async def cube(
     session: AsyncSession,
     scope: Scope,
     *,
     groups: Sequence[str],
     measures: Sequence[str],
-    cap: int,
     histogram: bool = False,
 ) -> dict[Key, Aggregate]:
-    """The rows in ``scope`` of ``measures`` (one measure; or, grouped by ``status`` or ``reason``, the
-    measures of that family), grouped by ``groups`` (at most two) with every total.
-
-    ``children`` is the number of distinct children, or ``cap`` if that is larger: exact up to the cap,
-    which is all the disclosure rules need when ``cap`` is their k. A rollup row holds its exact distinct
-    children; merged rows may share a child, so a key is settled without a set union when a lower bound
-    reaches the cap: its largest row's children, or the sum over its rows divided by the most referrals
-    any child has (each referral is in one row per measure and dimension). Keys still unsettled (few
-    children by both bounds) are counted exactly from ``flow_referral``.
-
-    ``cell_key`` is the sum of the rows' cell keys: each row's is exact; a child in two merged rows counts
-    twice, which keeps it a fixed function of which children are in which rows (all the noise needs: the
-    same rows give the same key, other rows another one)."""
+    """The base cells in ``scope`` of ``measures`` (one measure; or, grouped by ``status`` or ``reason``,
+    the measures of that family), grouped by ``groups`` (at most two) with every total: per key the sums
+    of the cells' values, distinct children and adjustments. With ``histogram``, each key's merged
+    lead-time histogram too, and whole months may be read from the monthly rollup (see
+    :func:`_histogram_rows`: for statistics only)."""
     if len(groups) > 2:
         raise ValueError("at most two groupings")
     await _read_settings(session)
     params: dict[str, Any] = {}
-    rows = _rollup_rows(scope, groups, measures, params)
     if REQUESTED in measures:  # the few requested referrals, from flow_referral
-        requested = _referral_rows(scope, groups, params, "f.status = 'requested'")
-        rows = f"{rows} union all select value, most, children, cell_key, hist, cell, g1, g2 from ({requested}) r"
-    read = rows if REQUESTED in measures else _read_rows(scope, groups, measures, params)
+        rows = f"{_rollup_rows(scope, groups, measures, params)} union all {_requested_rows(scope, groups, params)}"
+    elif histogram:
+        rows = _histogram_rows(scope, groups, measures, params)
+    else:
+        rows = _rollup_rows(scope, groups, measures, params)
     level, sets = _grouping(groups)
     result = await _fetch(
         session,
-        f"""select {level}, sum(value), max(most), sum(children), sum(cell_key) % {MODULUS}
-            from ({read}) x where x.value > 0 group by {sets}""",
+        f"""select {level}, sum(value), sum(children), sum(adjustment)
+            from ({rows}) x where x.value > 0 group by {sets}""",
         params,
     )
-    totals: dict[Key, tuple[int, int, int, int]] = {}
-    for bits, g1, g2, value, most, summed, cell_key in result:
-        if value is None:  # the grand total of nothing
-            continue
-        totals[_key(groups, bits, (g1, g2))] = (int(value), int(most), int(summed), int(cell_key))
-
-    multiplicity = await max_child_referrals(session)
-    settled = {
-        key: min(cap, max(most, math.ceil(summed / multiplicity))) for key, (_, most, summed, _) in totals.items()
+    totals = {
+        _key(groups, bits, (g1, g2)): (int(value), int(children), int(noise))
+        for bits, g1, g2, value, children, noise in result
+        if value is not None  # the grand total of nothing
     }
-    small = [key for key, children in settled.items() if children < cap]
-    exact = await _distinct_children(session, scope, groups, measures, small, rows, dict(params)) if small else {}
-
-    histograms: dict[Key, dict[int, int]] = {}
-    if histogram:
-        _, bucket_sets = _grouping(groups, "bucket")
-        # Unnested in the select list and summed per group and bucket before the grouping sets, the groups
-        # computed once per row ("offset 0" keeps the planner from computing them per bucket): a third of
-        # the time of a lateral unnest over a year of a county's cells.
-        found = await _fetch(
-            session,
-            f"""select {level}, bucket, sum(count)::bigint
-                from (select u.g1, u.g2, (u.e >> 32)::int as bucket, sum(u.e & {MODULUS - 1}) as count
-                      from (select x.g1, x.g2, unnest(x.hist) as e
-                            from ({read} offset 0) x where x.hist is not null) u
-                      group by 1, 2, 3) h
-                group by {bucket_sets}""",
-            params,
-        )
-        by_row: dict[tuple[int, str, str], dict[int, int]] = {}
-        for bits, g1, g2, bucket, count in found:  # a key's buckets, then the key once (thousands of rows)
-            by_row.setdefault((bits, g1, g2), {})[bucket] = count
-        histograms = {_key(groups, bits, (g1, g2)): h for (bits, g1, g2), h in by_row.items()}
-
+    histograms = await _histograms(session, groups, rows, params) if histogram else {}
     return {
-        key: Aggregate(
-            value=value,
-            children=min(cap, exact[key]) if key in exact else settled[key],
-            cell_key=cell_key,
-            histogram=histograms.get(key, {}),
-        )
-        for key, (value, _, _, cell_key) in totals.items()
+        key: Aggregate(value, children, noise, histograms.get(key, {}))
+        for key, (value, children, noise) in totals.items()
     }
+
+
+async def _histograms(
+    session: AsyncSession, groups: Sequence[str], rows: str, params: dict[str, Any]
+) -> dict[Key, dict[int, int]]:
+    """Each key's merged lead-time histogram (bucket -> referrals) over ``rows``."""
+    level, _ = _grouping(groups)
+    _, bucket_sets = _grouping(groups, "bucket")
+    # Unnested in the select list and summed per group and bucket before the grouping sets, the groups
+    # computed once per row ("offset 0" keeps the planner from computing them per bucket): a third of
+    # the time of a lateral unnest over a year of a county's cells.
+    found = await _fetch(
+        session,
+        f"""select {level}, bucket, sum(count)::bigint
+            from (select u.g1, u.g2, (u.e >> 32)::int as bucket, sum(u.e & {MODULUS - 1}) as count
+                  from (select x.g1, x.g2, unnest(x.hist) as e
+                        from ({rows} offset 0) x where x.hist is not null) u
+                  group by 1, 2, 3) h
+            group by {bucket_sets}""",
+        params,
+    )
+    by_row: dict[tuple[int, str, str], dict[int, int]] = {}
+    for bits, g1, g2, bucket, count in found:  # a key's buckets, then the key once (thousands of rows)
+        by_row.setdefault((bits, g1, g2), {})[bucket] = count
+    return {_key(groups, bits, (g1, g2)): h for (bits, g1, g2), h in by_row.items()}
 
 
 @dataclass(frozen=True)
@@ -397,7 +362,6 @@ class Ask:
     """One :func:`cube` of a :func:`cubes` call."""
 
     measures: tuple[str, ...]
-    cap: int
     histogram: bool = False
 
 
@@ -412,71 +376,19 @@ async def cubes(
 
     async def one(ask: Ask) -> dict[Key, Aggregate]:
         async with AsyncSession(engine) as own:
-            return await cube(own, scope, groups=groups, measures=ask.measures, cap=ask.cap, histogram=ask.histogram)
+            return await cube(own, scope, groups=groups, measures=ask.measures, histogram=ask.histogram)
 
     return list(await asyncio.gather(*(one(ask) for ask in asks)))
 
 
-async def _distinct_children(
-    session: AsyncSession,
-    scope: Scope,
-    groups: Sequence[str],
-    measures: Sequence[str],
-    keys: Sequence[Key],
-    rows: str,
-    params: dict[str, Any],
-) -> dict[Key, int]:
-    """Exact distinct children of ``keys``, from the referrals under them. ``rows`` (with ``params``) are
-    the query's rollup rows: the cells of the small keys' rows are found there, and only those cells'
-    referrals are read (index ``flow_referral_cell``). A key is small only while its rows hold few
-    children, so it has few rows and its cells few referrals, however large the county's history."""
-    wanted = set(keys)
-    referrals = _referral_rows(scope, groups, params, _predicate(groups, measures, params))
-    conditions = []
-    if any(all(part == ALL for part in key) for key in wanted):
-        conditions.append("true")
-    else:
-        for position, name in enumerate(("g1", "g2")[: len(groups)]):
-            alone = sorted(
-                k[position]
-                for k in wanted
-                if k[position] != ALL and all(p == ALL for i, p in enumerate(k) if i != position)
-            )
-            if alone:
-                conditions.append(f"x.{name} = any(:small_{name})")
-                params[f"small_{name}"] = alone
-        both = sorted(f"{k[0]}\x1f{k[1]}" for k in wanted if len(k) == 2 and ALL not in k)
-        if both:
-            conditions.append("x.g1 || chr(31) || x.g2 = any(:small_cells)")
-            params["small_cells"] = both
-    small = " or ".join(conditions)
-    level, sets = _grouping(groups)
-    # The cells as an array: an index scan of flow_referral_cell per cell, where a join on the CTE let the
-    # planner prefer a scan of every referral in the weeks.
-    found = await _fetch(
-        session,
-        f"""with cells as materialized (select distinct x.cell from ({rows}) x where x.value > 0 and ({small}))
-            select {level}, count(distinct x.child_key)
-            from ({referrals} and f.cell = any(array(select cell from cells))) x
-            where {small} group by {sets}""",
-        params,
-    )
-    exact: dict[Key, int] = {}
-    for bits, g1, g2, children in found:
-        key = _key(groups, bits, (g1, g2))
-        if key in wanted:
-            exact[key] = int(children)
-    return exact
-
-
 @dataclass(frozen=True)
 class Stalled:
-    """Open referrals without a transition since the cutoff, per key: exact distinct children and their
-    record keys' sum, and the median days since the last transition."""
+    """Open referrals without a transition since the cutoff, per key: sums over the key's base cells of
+    their referrals, distinct children and adjustments, and the median days since the last transition."""
 
     value: int
     children: int
-    cell_key: int
+    noise: int
     median_days: float | None
 
 
@@ -492,7 +404,10 @@ async def stalls(
 ) -> dict[Key, Stalled]:
     """Referrals at one of ``steps`` in an open status whose last transition was before ``cutoff``
     (index ``flow_referral_open``), grouped by ``groups`` with totals. The weeks of ``scope`` are not
-    applied: a stall is about now, whenever the referral was sent."""
+    applied: a stall is about now, whenever the referral was sent.
+
+    A stall's base cell is the referral's cell with its status and the day (Swedish time) of its last
+    transition: ``cutoff`` must be the start of a day, so a base cell is wholly in or out."""
     await _read_settings(session)
     params: dict[str, Any] = {"steps": list(steps), "open": list(open_statuses), "cutoff": cutoff, "now": now}
     where = ["f.trappan_step = any(:steps)", "f.status = any(:open)", "f.changed_at < :cutoff"]
@@ -503,20 +418,36 @@ async def stalls(
     where.append(":dimension = any(f.dimensions)")
     params["dimension"] = scope.dimension or ALL
     exprs = [("f.status" if g == "status" else _COLUMNS[g]) for g in groups]
-    level, sets = _grouping(groups)
+    _, sets = _grouping(groups)
+    second = "g2" if len(groups) == 2 else "'' as g2"
+    level = f"grouping({', '.join(['g1', 'g2'][: len(groups)])}) as lvl, g1, {second}"
     result = await session.execute(
         text(
-            f"""select {level}, count(*), count(distinct child_key), coalesce(sum(distinct child_key), 0) % {MODULUS},
-                       percentile_cont(0.5) within group (order by waited)
-                from (select {_as(exprs)}, f.child_key, extract(epoch from :now - f.changed_at) / 86400 as waited
-                      from flow_referral f where {" and ".join(where)}) x
-                group by {sets}"""
+            f"""with r as materialized (
+                    select {_as(exprs)}, f.cell, f.status, (f.changed_at at time zone 'Europe/Stockholm')::date as day,
+                           f.child_key, extract(epoch from :now - f.changed_at) / 86400 as waited
+                    from flow_referral f where {" and ".join(where)}),
+                cells as (
+                    select r.g1, r.g2, count(*) as value, count(distinct r.child_key)::integer as children,
+                           (sum(distinct r.child_key) % {MODULUS})::bigint as cell_key
+                    from r group by r.g1, r.g2, r.cell, r.status, r.day),
+                counted as (
+                    select {level}, sum(value) as value, sum(children) as children,
+                           sum({adjustment_sql("cell_key", "children")}) as noise
+                    from cells group by {sets}),
+                waited as (
+                    select {level}, percentile_cont(0.5) within group (order by waited) as median
+                    from r group by {sets})
+            select c.lvl, c.g1, c.g2, c.value, c.children, c.noise, w.median
+            from counted c join waited w
+              on w.lvl = c.lvl and w.g1 is not distinct from c.g1 and w.g2 is not distinct from c.g2"""
         ),
         params,
     )
     return {
         _key(groups, bits, (g1, g2)): Stalled(
-            int(value), int(children), int(cell_key), None if median is None else float(median)
+            int(value), int(children), int(noise), None if median is None else float(median)
         )
-        for bits, g1, g2, value, children, cell_key, median in result
+        for bits, g1, g2, value, children, noise, median in result
+        if value is not None  # the grand total of nothing
     }

@@ -1,20 +1,31 @@
-"""Disclosure control for coordinators' aggregates: threshold, complementary suppression, cell-key noise.
+"""Disclosure control for coordinators' aggregates: base-table noise, threshold, complementary suppression.
 
 Plain Python, no I/O, no clock. The query layer computes a table of counts over referrals and calls
 :func:`protect` once per answer; only the :class:`ProtectedTable` it returns may leave the hub.
+
+**The base table.** Every count the query layer hands in is a sum over *base cells*: the finest cells it
+keeps (for the flows: a measure × wellbeing dimension × ISO week × sender and recipient municipality and
+organisation type × kind × Trappan step), which no filter or grouping can split. Each base cell has an
+*adjustment* (:func:`adjustment`), fixed once and for all by the cell's secret key and its number of
+distinct children. With noise on, everything :func:`protect` publishes, and every decision to hide, is
+computed from the *adjusted* counts (true count plus the sum of its base cells' adjustments): a function
+of one perturbed base table. So asking more questions never draws new noise to average away, the
+difference of two overlapping answers is a sum of adjusted base cells, and whatever an attacker asks, it
+learns at most one adjusted reading of each base cell (see ``docs/coordinators.md``).
 
 **The contract (what the query layer hands in).** A :class:`Table` is a mapping from *keys* (tuples of
 dimension values, e.g. ``("grundskola", "bup")``) to :class:`Count`\\ s, plus the :class:`Sum`\\ s that say
 which keys are totals of which others. Every key, cell or total, carries:
 
-- ``value``: the number to publish, a count (referrals, children, rejections…);
-- ``children``: how many *distinct* children contributed to ``value`` (so ``value >= children``, and
-  ``value == 0`` exactly when ``children == 0``). For a total it is the distinct count over the whole
-  group, not the sum of its parts' ``children`` (a child in two cells counts once);
-- ``cell_key``: the sum, modulo :data:`CELL_KEY_MODULUS`, of the :func:`record_key` of each of those
-  distinct children (see :func:`combine_record_keys`). Required for non-zero counts while noise is on;
+- ``value``: the number to publish, a count (referrals, children, rejections…), over its base cells;
+- ``children``: how many children it rests on (so ``value >= children``, and ``value == 0`` exactly when
+  ``children == 0``). With noise on, the sum over its base cells of each cell's *distinct* children (a
+  child in two base cells counts in both: the figure must be a sum to be adjusted); with noise off, the
+  distinct children of the whole group;
+- ``noise``: the sum of its base cells' :func:`adjustment`\\ s. Required for non-zero counts while noise
+  is on;
 - ``statistics``: optional per-key statistics such as median and 90th-percentile lead time, each with
-  the number of distinct children it was computed from.
+  the children it was computed from (adjusted the same way, with its own ``noise``).
 
 A total's ``value`` is normally the sum of its parts' values (additive counts); for a count of distinct
 children it lies between the largest part and the sum. The method assumes the worst case, that an
@@ -29,7 +40,8 @@ statistics (``None`` = hidden), plus notes in Swedish and English to show beside
 was hidden (primary/secondary) is in :attr:`ProtectedTable.suppression_log`, for the audit log only:
 showing which hidden cells are the small ones narrows down what they can be.
 
-**The method** (see ``docs/coordinators.md`` for the reasoning):
+**The method** (see ``docs/coordinators.md`` for the reasoning), on the adjusted counts when noise is on
+(on by default) and on the true ones when it is off:
 
 1. *Primary suppression*: a key with ``1 <= children < k`` is hidden (``k`` from :class:`DisclosureRules`,
    default 5, never below 3). Zeros are published as 0: an empty cell describes no child.
@@ -39,12 +51,10 @@ showing which hidden cells are the small ones narrows down what they can be.
    of hidden keys along which it can change by one while every sum still holds and every hidden count
    stays at least 1 — a second integer solution, so no attacker can pin its value from the totals.
    Complements are chosen cheapest first (small values; cells before totals; a total only when needed).
-3. *Cell-key noise* (on by default): every published non-zero count, cells and totals alike, gets an
-   adjustment in -3..+3 drawn from :data:`NOISE_TABLE` by hashing its cell key and value. The same
-   children and the same count always get the same adjustment, so repeating or rephrasing a query does
-   not average the noise away, while two overlapping queries (all municipalities vs all but one) get
-   independent adjustments and their difference is uncertain. Published counts never drop below ``k``.
-4. Statistics are shown only for published keys and only when computed from at least ``k`` children.
+3. A published count is its adjusted value, at least ``k`` (it rests on at least ``k`` adjusted children).
+   Adjusted counts are sums of adjusted base cells, so published parts add up to their published totals.
+4. Statistics are shown only for published keys and only when computed from at least ``k`` children
+   (or the statistic's own minimum, e.g. ``2k`` for a 90th percentile).
 """
 
 from __future__ import annotations
@@ -59,8 +69,10 @@ from typing import Final, Literal
 from hub.domain.errors import Explanation, FieldError, InvalidInput
 
 __all__ = [
+    "ADJUSTMENTS",
     "CELL_KEY_MODULUS",
     "DEFAULT_K",
+    "DRAWS",
     "MIN_K",
     "NOISE_TABLE",
     "TOTAL",
@@ -74,8 +86,8 @@ __all__ = [
     "Sum",
     "SuppressionReason",
     "Table",
+    "adjustment",
     "combine_record_keys",
-    "perturb",
     "protect",
     "rate",
     "record_key",
@@ -91,10 +103,20 @@ MIN_K: Final = 3
 DEFAULT_K: Final = 5
 CELL_KEY_MODULUS: Final = 2**32
 
+DRAWS: Final = 100
 NOISE_TABLE: Final[tuple[int, ...]] = (-3,) * 2 + (-2,) * 8 + (-1,) * 20 + (0,) * 40 + (1,) * 20 + (2,) * 8 + (3,) * 2
-"""The adjustment for a published count is ``NOISE_TABLE[h % 100]``, ``h`` a hash of cell key and value:
--3 or +3 with probability 2 % each, ±2 8 %, ±1 20 %, 0 40 % (mean 0, variance 1.4). Public on purpose:
-the protection rests on the secret record keys, not on hiding the method."""
+"""A base cell's adjustment when it has 3 children or more: -3 or +3 with probability 2 % each, ±2 8 %,
+±1 20 %, 0 40 % (mean 0, variance 1.4)."""
+
+ADJUSTMENTS: Final[Mapping[int, tuple[int, ...]]] = {
+    1: (-1,) * 30 + (0,) * 40 + (1,) * 30,
+    2: (-2,) * 10 + (-1,) * 20 + (0,) * 40 + (1,) * 20 + (2,) * 10,
+    3: NOISE_TABLE,
+}
+"""A base cell's adjustment by its distinct children (1, 2, 3 or more), for each of :data:`DRAWS` equally
+likely draws. Each row is symmetric (no bias, however many cells a count sums) and never takes a cell
+below 0, so even the lowest readings fit several true counts: a reading of 0 may be 1, 2 or 3 children.
+Public on purpose: the protection rests on the secret record keys, not on hiding the method."""
 
 _MAX_NOISE: Final = max(NOISE_TABLE)
 
@@ -141,11 +163,14 @@ class DisclosureRules:
 
 @dataclass(frozen=True)
 class Statistic:
-    """A statistic for one key (e.g. median lead time in days) and how many distinct children it was
-    computed from (those with the event measured, often fewer than the key's children)."""
+    """A statistic for one key (e.g. median lead time in days), how many children it was computed from
+    (those with the event measured, often fewer than the key's children; with noise on a sum over base
+    cells like a count's, with its ``noise``), and the fewest it may rest on (default ``k``)."""
 
     value: float
     children: int
+    noise: int = 0
+    min_children: int | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +179,7 @@ class Count:
 
     value: int
     children: int
-    cell_key: int | None = None
+    noise: int | None = None
     statistics: Mapping[str, Statistic] = field(default_factory=dict)
 
 
@@ -273,15 +298,13 @@ def combine_record_keys(record_keys: Iterable[int]) -> int:
     return sum(record_keys) % CELL_KEY_MODULUS
 
 
-def perturb(value: int, cell_key: int, *, k: int) -> int:
-    """The published form of a count that passed the threshold: ``value`` plus the adjustment the cell
-    key and value select from :data:`NOISE_TABLE`. Zero stays zero. If the result would fall below
-    ``k``, the adjustment is mirrored (``value - adjustment``), so a published count is never below ``k``."""
-    if value == 0:
+def adjustment(children: int, draw: int) -> int:
+    """A base cell's adjustment: the row of :data:`ADJUSTMENTS` for its distinct ``children`` at ``draw``
+    (in ``0 .. DRAWS - 1``), which the query layer derives from the cell's key alone. The same children
+    in a base cell always get the same adjustment; an empty cell gets none."""
+    if children <= 0:
         return 0
-    digest = hashlib.blake2b(f"{cell_key % CELL_KEY_MODULUS}:{value}".encode(), digest_size=8).digest()
-    offset = NOISE_TABLE[int.from_bytes(digest, "big") % len(NOISE_TABLE)]
-    return value + offset if value + offset >= k else value - offset
+    return ADJUSTMENTS[min(children, 3)][draw % DRAWS]
 
 
 def rate(numerator: Published, denominator: Published) -> float | None:
@@ -305,6 +328,17 @@ def protect(table: Table, *, rules: DisclosureRules | None = None) -> ProtectedT
 
 
 # ------------------------------------------------------------------------------------------- engine
+
+
+def _adjusted(count: Count) -> Count:
+    """A count as the method sees it with noise on: value and children each plus the base cells'
+    adjustments. A non-empty count stays at least 1, as the suppression's equations assume (it is then
+    hidden: fewer than k)."""
+    if count.value == 0:
+        return count
+    noise = count.noise or 0
+    value = max(1, count.value + noise)
+    return Count(value, min(value, max(1, count.children + noise)), noise, count.statistics)
 
 
 def _check_keys(table: Table) -> None:
@@ -339,6 +373,8 @@ class _Problem:
         self.in_sums: dict[Key, list[int]] = {key: [] for key in self.keys}
         self.hidden: dict[Key, SuppressionReason] = {}
         self._validate(table)
+        if rules.noise:  # from here on every decision and every published value is the adjusted one
+            self.counts = {key: _adjusted(count) for key, count in self.counts.items()}
         self.ground_edges = [key for key in self.keys if len(self.in_sums[key]) == 1]
 
     # --------------------------------------------------------------------------------- validation
@@ -351,10 +387,10 @@ class _Problem:
                 errors.append(FieldError(where, "counts cannot be negative", "negative"))
             elif count.children > count.value or (count.value > 0) != (count.children > 0):
                 errors.append(FieldError(where, "children must be between 1 and value, or both 0", "children"))
-            if self.rules.noise and count.value > 0 and count.cell_key is None:
-                errors.append(FieldError(f"{where}.cell_key", "required while noise is on", "missing"))
+            if self.rules.noise and count.value > 0 and count.noise is None:
+                errors.append(FieldError(f"{where}.noise", "required while noise is on", "missing"))
             for name, stat in count.statistics.items():
-                if not 0 <= stat.children <= count.children:
+                if not 0 <= stat.children <= count.children or (stat.min_children or self.k) < self.k:
                     errors.append(FieldError(f"{where}.statistics.{name}", "children out of range", "children"))
         for index, total in enumerate(self.sums):
             members = [total.total, *total.parts]
@@ -535,32 +571,35 @@ class _Problem:
         count = self.counts[key]
         if key in self.hidden:
             return Published(None, {name: None for name in count.statistics})
-        value = count.value
-        if self.rules.noise and value > 0:
-            assert count.cell_key is not None  # checked in _validate
-            value = perturb(value, count.cell_key, k=self.k)
-        stats = {name: s.value if s.children >= self.k else None for name, s in count.statistics.items()}
-        return Published(value, stats)
+        rests_on = {name: s.children + (s.noise if self.rules.noise else 0) for name, s in count.statistics.items()}
+        stats = {
+            name: s.value if rests_on[name] >= (s.min_children or self.k) else None
+            for name, s in count.statistics.items()
+        }
+        return Published(count.value, stats)
 
     def _notes(self) -> tuple[Explanation, ...]:
         k = self.k
+        adjusted_sv, adjusted_en = (" efter justeringen", " after the adjustment") if self.rules.noise else ("", "")
         notes = [
             Explanation(
                 "disclosure.threshold",
-                f"Värden som bygger på färre än {k} barn visas inte, och inte heller andra värden som skulle "
-                "göra det möjligt att räkna fram dem ur summorna.",
-                f"Values based on fewer than {k} children are hidden, as are other values that would let "
-                "them be worked out from the totals.",
+                f"Värden som{adjusted_sv} bygger på färre än {k} barn visas inte, och inte heller andra värden som "
+                "skulle göra det möjligt att räkna fram dem ur summorna.",
+                f"Values resting on fewer than {k} children{adjusted_en} are hidden, as are other values that "
+                "would let them be worked out from the totals.",
             )
         ]
         if self.rules.noise:
             notes.append(
                 Explanation(
                     "disclosure.noise",
-                    f"Publicerade antal är justerade med högst ±{_MAX_NOISE} (samma antal får alltid samma "
-                    "justering), så delarna summerar inte alltid exakt till totalen.",
-                    f"Published counts are adjusted by at most ±{_MAX_NOISE} (the same count always gets the "
-                    "same adjustment), so the parts may not add up exactly to the totals.",
+                    "Varje antal är en summa av de minsta celler hubben håller, var och en justerad en gång för "
+                    f"alla med högst ±{_MAX_NOISE}. Samma celler ger alltid samma tal hur frågan än ställs, så "
+                    "justeringen kan inte medlas bort; delarna summerar till totalerna.",
+                    "Every count is a sum of the finest cells the hub keeps, each adjusted once and for all by "
+                    f"at most ±{_MAX_NOISE}. The same cells always give the same number however the question "
+                    "is asked, so the adjustment cannot be averaged away; parts add up to their totals.",
                 )
             )
         if any(count.statistics for count in self.counts.values()):

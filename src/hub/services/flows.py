@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -53,6 +54,7 @@ PERIODS = db.PERIODS
 GROUPINGS = db.GROUPINGS - {"reason"}
 STALL_GROUPINGS = db.STALL_GROUPINGS
 MAX_WEEKS = 530  # ten years and a little: a query stays a bounded read of the rollups
+SWEDEN = ZoneInfo("Europe/Stockholm")
 
 
 @dataclass(frozen=True)
@@ -139,9 +141,9 @@ async def _counts(
         raise _invalid("by", "dimension cannot be combined with another grouping (a referral has several)")
     scope = _scope(ctx, flt)
     measures = _family(ctx, groups) or [_measure(measure)]
-    aggs = await db.cube(session, scope, groups=groups, measures=measures, cap=ctx.rules.k)
+    aggs = await db.cube(session, scope, groups=groups, measures=measures)
     if "dimension" in groups:  # the total: every referral once, from the rows of all dimensions
-        whole = await db.cube(session, scope, groups=(), measures=measures, cap=ctx.rules.k)
+        whole = await db.cube(session, scope, groups=(), measures=measures)
         aggs[(TOTAL,)] = whole.get((), db.Aggregate(0, 0, 0))
     protected = protect(_table(aggs, groups), rules=ctx.rules)
     rows = _rows(groups, protected, lambda key, p: {measure: p.value})
@@ -157,7 +159,7 @@ async def matrix(
         raise _invalid("level", "type or municipality")
     groups = (f"sender_{level}", f"recipient_{level}")
     scope = _scope(ctx, flt)
-    aggs = await db.cube(session, scope, groups=groups, measures=[_measure(measure)], cap=ctx.rules.k)
+    aggs = await db.cube(session, scope, groups=groups, measures=[_measure(measure)])
     protected = protect(_table(aggs, groups), rules=ctx.rules)
     rows = _rows(groups, protected, lambda key, p: {measure: p.value})
     return await _answer(session, ctx, "matrix", groups, (measure,), scope, flt, rows, [protected])
@@ -170,7 +172,7 @@ async def lead_times(session: AsyncSession, *, ctx: Context, flt: FlowFilter, by
     groups = _groups(ctx, by, GROUPINGS - {"status", "dimension"})
     scope = _scope(ctx, flt)
     k = ctx.rules.k
-    asks = [db.Ask(("sent",), k), *(db.Ask((f"lead:{t}",), 2 * k, histogram=True) for t in TRANSITIONS)]
+    asks = [db.Ask(("sent",)), *(db.Ask((f"lead:{t}",), histogram=True) for t in TRANSITIONS)]
     sent, *leads = await db.cubes(session, scope, groups=groups, asks=asks)
     reached = dict(zip(TRANSITIONS, leads, strict=True))
 
@@ -179,12 +181,9 @@ async def lead_times(session: AsyncSession, *, ctx: Context, flt: FlowFilter, by
         for t in TRANSITIONS:
             agg = reached[t].get(key)
             if agg is not None and agg.histogram:
-                # Statistic.children is compared with k (and may not exceed the key's, capped at k).
-                median_children = min(agg.children, k)
-                p90_children = median_children if agg.children >= 2 * k else 0
                 median, p90 = quantiles(agg.histogram, (0.5, 0.9))
-                stats[f"{t}_median_days"] = Statistic(_days(median), median_children)
-                stats[f"{t}_p90_days"] = Statistic(_days(p90), p90_children)
+                stats[f"{t}_median_days"] = Statistic(_days(median), agg.children, agg.noise)
+                stats[f"{t}_p90_days"] = Statistic(_days(p90), agg.children, agg.noise, min_children=2 * k)
         return stats
 
     protected = protect(_table(sent, groups, statistics), rules=ctx.rules)
@@ -198,12 +197,11 @@ async def rejections(session: AsyncSession, *, ctx: Context, flt: FlowFilter, by
     a suggested alternative, and how many of those children were then sent there."""
     (group,) = _groups(ctx, [by], GROUPINGS - {"status", "dimension"})
     scope = _scope(ctx, flt)
-    k = ctx.rules.k
-    by_reason = await db.cube(session, scope, groups=(group, "reason"), measures=_family(ctx, ["reason"]), cap=k)
+    by_reason = await db.cube(session, scope, groups=(group, "reason"), measures=_family(ctx, ["reason"]))
     reasons = protect(_table(by_reason, (group, "reason")), rules=ctx.rules)
     per_group = {}
     for name in ("sent", "suggested", "redirected"):
-        aggs = await db.cube(session, scope, groups=(group,), measures=[name], cap=k)
+        aggs = await db.cube(session, scope, groups=(group,), measures=[name])
         per_group[name] = protect(_table(aggs, (group,)), rules=ctx.rules)
     empty = Published(0)
     rows = [
@@ -255,23 +253,24 @@ async def stalls(
     scope = _scope(ctx, flt)
     statuses = ctx.vocabulary.get("referral-statuses").concepts()  # type: ignore[union-attr]
     open_statuses = sorted(c.code for c in statuses if not c.properties.get("terminal"))
-    now = ctx.actor.now
+    # Whole days (Swedish time): a stall's base cell is its cell, status and day of last transition.
+    cutoff = datetime.combine(ctx.actor.today - timedelta(days=days - 1), time(0), SWEDEN)
     found = await db.stalls(
         session,
         scope,
         groups=groups,
         steps=steps,
         open_statuses=open_statuses,
-        cutoff=now - timedelta(days=days),
-        now=now,
+        cutoff=cutoff,
+        now=ctx.actor.now,
     )
-    aggs = {key: db.Aggregate(s.value, s.children, s.cell_key) for key, s in found.items()}
+    aggs = {key: db.Aggregate(s.value, s.children, s.noise) for key, s in found.items()}
     waited = {key: s.median_days for key, s in found.items()}
 
     def statistics(key: db.Key) -> dict[str, Statistic]:
         median = waited.get(key)
         agg = aggs[key]
-        return {} if median is None else {"median_days_waiting": Statistic(round(median, 1), agg.children)}
+        return {} if median is None else {"median_days_waiting": Statistic(round(median, 1), agg.children, agg.noise)}
 
     protected = protect(_table(aggs, groups, statistics), rules=ctx.rules)
     columns = ("stalled", "median_days_waiting")
@@ -316,7 +315,7 @@ def _table(
         agg = aggs.get(key)
         if agg is None or agg.value == 0:
             return Count(0, 0)
-        return Count(agg.value, agg.children, agg.cell_key, statistics(key) if statistics else {})
+        return Count(agg.value, agg.children, agg.noise, statistics(key) if statistics else {})
 
     if len(groups) == 1:
         cells = {key[0]: count(key) for key in aggs if key[0] != TOTAL}

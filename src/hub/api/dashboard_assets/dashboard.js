@@ -14,7 +14,7 @@
       title: "Flöden för samordnare", language: "Språk", logout: "Logga ut", loginTitle: "Logga in",
       tokenLabel: "Token (roll coordinator)", login: "Logga in",
       tokenHint: "Token stannar i den här fliken (sessionStorage) och skickas bara till hubben.",
-      from: "Från", to: "Till", municipality: "Kommun (SCB-kod)", senderType: "Avsändartyp",
+      from: "Från", to: "Till", municipality: "Kommun", senderType: "Avsändartyp",
       recipientType: "Mottagartyp", kind: "Ärendetyp", step: "Trappansteg", dimension: "Välbefinnande",
       milestone: "Ledtid till", received: "mottagen", accepted: "accepterad", completed: "avslutad",
       days: "Stillastående, dagar", apply: "Visa", asTable: "Som tabell", notesTitle: "Så skyddas små tal",
@@ -26,12 +26,13 @@
       sender: "Avsändare", recipient: "Mottagare", referrals: "Ärenden", stalled: "Stillastående",
       waiting: "Median dagar väntat", where: "Var", scope: "Veckor {from} – {to} (måndagar) · k = {k}",
       missingToken: "Klistra in en token först.", failed: "Hubben svarade inte: {detail}",
+      severalHint: "Ctrl- eller ⌘-klicka för flera; ingen vald: alla",
     },
     en: {
       title: "Flows for coordinators", language: "Language", logout: "Log out", loginTitle: "Log in",
       tokenLabel: "Token (role coordinator)", login: "Log in",
       tokenHint: "The token stays in this tab (sessionStorage) and is sent only to the hub.",
-      from: "From", to: "To", municipality: "Municipality (SCB code)", senderType: "Sender type",
+      from: "From", to: "To", municipality: "Municipality", senderType: "Sender type",
       recipientType: "Recipient type", kind: "Referral kind", step: "Trappan step", dimension: "Wellbeing",
       milestone: "Lead time to", received: "received", accepted: "accepted", completed: "completed",
       days: "Stalled, days", apply: "Show", asTable: "As a table", notesTitle: "How small numbers are protected",
@@ -43,6 +44,7 @@
       sender: "Sender", recipient: "Recipient", referrals: "Referrals", stalled: "Stalled",
       waiting: "Median days waiting", where: "Where", scope: "Weeks {from} – {to} (Mondays) · k = {k}",
       missingToken: "Paste a token first.", failed: "The hub did not answer: {detail}",
+      severalHint: "Ctrl- or ⌘-click for several; none chosen: all",
     },
   };
 
@@ -50,9 +52,10 @@
   const form = () => $("filters");
   let lang = localStorage.getItem(LANG_KEY) || (navigator.language.startsWith("sv") ? "sv" : "en");
   let labels = {};  // vocabulary name → code → label, in the current language
+  let places = {};  // SCB municipality code → name (municipalities.json)
+  let region = null;  // the coordinator's region (SCB county code), from /v1/me once per login
   const charts = {};
   let generation = 0;  // filters change quickly: only the latest load may draw
-  const municipalities = new Set();
 
   const t = (key, values = {}) =>
     (TEXT[lang][key] ?? key).replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
@@ -84,10 +87,12 @@
   // --- labels ------------------------------------------------------------------------------------------
 
   async function loadLabels() {
-    const [types, kinds, wheel, levels] = await Promise.all(
-      ["organisation-types", "referral-kinds", "wellbeing-wheel", "intervention-levels"].map((name) =>
+    const [types, kinds, wheel, levels, names] = await Promise.all([
+      ...["organisation-types", "referral-kinds", "wellbeing-wheel", "intervention-levels"].map((name) =>
         getJSON(`/v1/vocabulary/${name}`)),
-    );
+      getJSON("/dashboard/static/municipalities.json"),
+    ]);
+    places = names;
     const byCode = (items) => Object.fromEntries(items.map((c) => [c.code, c.label]));
     labels = {
       "organisation-types": byCode(types.concept),
@@ -103,11 +108,30 @@
       for (const code of codes) select.append(new Option(labels[select.dataset.vocab][code] ?? code, code));
       select.value = chosen;
     }
+    fillMunicipalities();
+  }
+
+  // The region's municipalities by name, SCB codes underneath, and the county-wide units: the hub
+  // filters by code, so a coordinator never types one.
+  function fillMunicipalities() {
+    const select = form().elements.municipality;
+    const chosen = new Set([...select.selectedOptions].map((o) => o.value));
+    const codes = Object.keys(places).filter((code) => region && code.startsWith(region));
+    codes.sort((a, b) => places[a].localeCompare(places[b], "sv"));
+    select.replaceChildren(...[...codes, "county"].map((code) =>
+      new Option(label("municipality", code), code, false, chosen.has(code))));
+  }
+
+  async function loadRegion() {
+    const me = await getJSON("/v1/me", null, { auth: true });
+    region = me.organisation?.region_code || "";
+    fillMunicipalities();
   }
 
   function label(grouping, code) {
     if (code === "*") return t("all");
     if (code === "county") return t("county");
+    if (grouping.includes("municipality")) return places[code] || code;
     if (grouping === "step") return code === "none" ? t("noStep") : t("stepN", { n: code });
     const vocab = grouping.endsWith("_type") ? "organisation-types" : grouping === "kind" ? "referral-kinds" : null;
     return (vocab && labels[vocab]?.[code]) || code;
@@ -117,6 +141,7 @@
     document.documentElement.lang = lang;
     document.title = `hub · ${t("title")}`;
     for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
+    for (const el of document.querySelectorAll("[data-t-title]")) el.title = t(el.dataset.tTitle);
     $("lang").value = lang;
   }
 
@@ -129,9 +154,7 @@
       const value = String(data.get(name) || "").trim();
       if (value) params.append(name, value);
     }
-    for (const code of String(data.get("municipality") || "").split(/[\s,;]+/)) {
-      if (code) params.append("municipality", code);
-    }
+    for (const code of data.getAll("municipality")) params.append("municipality", String(code));
     return params;
   }
 
@@ -152,6 +175,7 @@
     const milestone = String(data.get("milestone") || "accepted");
     const days = String(data.get("days") || "").trim();
     try {
+      if (region === null) await loadRegion();
       const [matrix, funnel, lead, stalls] = await Promise.all([
         ask("matrix", { level: "type" }),
         // The stairs are steps 0–3: referrals without a step stay out of this table (unless asked for).
@@ -290,7 +314,6 @@
 
   function drawLead(answer, milestone) {
     const rows = [...answer.rows].sort((a, b) => Number(a.total) - Number(b.total));  // the county's total last
-    for (const row of rows) if (!row.total) municipalities.add(row.key.municipality);
     const median = rows.map((row) => value(row, `${milestone}_median_days`));
     const p90 = rows.map((row) => value(row, `${milestone}_p90_days`));
     const names = rows.map((row) => label("municipality", row.key.municipality));
@@ -300,7 +323,6 @@
     ]);
     table("table-lead", [t("municipality"), t("referrals"), t("median"), t("p90")],
       rows.map((row, i) => [names[i], value(row, "sent"), median[i], p90[i]]));
-    $("municipalities").replaceChildren(...[...municipalities].sort().map((code) => new Option(code, code)));
   }
 
   function drawStalls(answer, step) {
@@ -353,6 +375,7 @@
 
   function logout(message = "") {
     sessionStorage.removeItem(TOKEN_KEY);
+    region = null;
     showBoard(false);
     showError(message);
   }
