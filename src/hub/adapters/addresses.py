@@ -122,16 +122,19 @@ class AddressPolicy:
         return kind
 
 
+def _literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
 def _meant_without_lookup(host: str) -> str | None:
     """The address a host means without a lookup: a literal one, or loopback for a localhost name."""
-    name = host.strip("[]").rstrip(".").lower()
-    try:
-        return str(ipaddress.ip_address(name))
-    except ValueError:
-        pass
+    name = host.rstrip(".").lower()
     if name in ("localhost", "localhost.localdomain") or name.endswith(".localhost"):
         return "127.0.0.1"
-    return None
+    return _literal(name)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -152,7 +155,7 @@ def _refused(host: str, addresses: Iterable[str], policy: AddressPolicy) -> str 
         if kind is not None:
             # Never the address a name resolved to: registry errors go to organisations' admins, and
             # dead-letter details to the sender; neither should learn the hub's internal DNS.
-            verb = "is" if host.strip("[]") == address else "resolves to"
+            verb = "is" if _literal(host) is not None else "resolves to"
             return f"{host} {verb} a {kind} address"
     return None
 
@@ -162,8 +165,13 @@ async def url_refusal(
 ) -> str | None:
     """Why the hub may not deliver to ``url`` (for the registry's 422), or None. A name that does not
     resolve now is let through: the worker checks every connection anyway."""
-    parsed = httpx.URL(url)
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None  # not a URL the hub could deliver to; the adapter's own validation says what is wrong
     host = parsed.host
+    if not host:
+        return None
     if host.rstrip(".").lower() in _METADATA_NAMES:
         return f"{host} is a cloud-metadata address"
     meant = _meant_without_lookup(host)
