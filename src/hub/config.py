@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     def _split_algorithms(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
+    @field_validator("endpoint_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
     @field_validator("vocabulary_dirs", mode="before")
     @classmethod
     def _split_dirs(cls, value: object) -> object:
@@ -151,11 +156,6 @@ class Settings(BaseSettings):
     @property
     def dev_payload_key_file(self) -> Path:
         return self.data_dir / "dev-payload-key"
-    @field_validator("endpoint_allowed_networks", mode="before")
-    @classmethod
-    def _split_networks(cls, value: object) -> object:
-        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
-
 
     @property
     def dev_key_file(self) -> Path:
