@@ -258,16 +258,7 @@ def progress(hub: HubUnderTest) -> dict[str, Any]:
 
 
 def start_workers(hub: HubUnderTest, count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    base.update(
-        {
-            "HUB_DATA_DIR": str(hub.tmp),
-            "HUB_DATABASE_URL": hub.url,
-            "HUB_DEV_MODE": "true",
-            "HUB_APPLY_MIGRATIONS_ON_START": "false",
-            **env,
-        }
-    )
+    base = {**hub.hub_env(), **env}
     return _spawn(hub, "worker", count, [sys.executable, "-c", "from hub.cli import main; main()", "worker"], base)
 
 

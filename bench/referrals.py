@@ -137,7 +137,8 @@ async def _disable_triggers(url: str, table: str) -> list[str]:
 def disable_referral_triggers(hub: HubUnderTest) -> list[str]:
     """Diagnostic only: switch off the user triggers on ``referral`` and ``referral_event`` (the flow
     rollups') in this benchmark's database, to see what they cost. Figures measured so are not the hub's."""
-    return [name for table in ("referral", "referral_event") for name in asyncio.run(_disable_triggers(hub.url, table))]
+    tables = ("referral", "referral_event")
+    return [name for table in tables for name in asyncio.run(_disable_triggers(hub.owner_url, table))]
 
 
 def set_endpoints(hub: HubUnderTest, endpoints: dict[str, tuple[str, dict[str, Any]]]) -> None:

@@ -104,7 +104,8 @@ class HubUnderTest:
         self.port = free_port()
         self.tmp = Path(tempfile.mkdtemp(prefix="hub-bench-"))
         self.settings: Settings
-        self.url = ""
+        self.url = ""  # the runtime role's
+        self.owner_url = ""
         self.process: subprocess.Popen[bytes] | None = None
         self.postmaster_pid = 0
 
@@ -122,14 +123,21 @@ class HubUnderTest:
         self.close()
 
     def _start_database(self) -> None:
-        from hub.db.embedded import start_embedded
+        from hub.db.embedded import runtime_role_url, start_embedded
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.url = start_embedded(self.tmp / "pg", cleanup="delete")
         self.postmaster_pid = int((self.tmp / "pg" / "postmaster.pid").read_text().split()[0])
         os.environ.pop("HUB_DATABASE_URL", None)
-        self.settings = Settings(data_dir=self.tmp, database_url=self.url, dev_mode=True)  # type: ignore[arg-type]
+        # As in production: the owner migrates and grants, the hub runs as the runtime role.
+        self.owner_url, self.url = self.url, runtime_role_url(self.url)
+        self.settings = Settings(
+            data_dir=self.tmp,
+            database_url=self.url,  # type: ignore[arg-type]
+            migrations_database_url=self.owner_url,  # type: ignore[arg-type]
+            dev_mode=True,
+        )
         asyncio.run(self._load_demo())
 
     async def _load_demo(self) -> None:
@@ -140,16 +148,7 @@ class HubUnderTest:
             await load_demo(session)
 
     def _start_server(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        env.update(
-            {
-                "HUB_DATA_DIR": str(self.tmp),
-                "HUB_DATABASE_URL": self.url,
-                "HUB_DEV_MODE": "true",
-                "HUB_APPLY_MIGRATIONS_ON_START": "false",  # migrated above
-                **self.extra_env,
-            }
-        )
+        env = {**self.hub_env(), **self.extra_env}
         cmd = [*self.command, "serve", "--host"]
         cmd += [self.host, "--port", str(self.port)]
         if self.workers != 1:
@@ -169,6 +168,24 @@ class HubUnderTest:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"the hub did not become ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def hub_env(self) -> dict[str, str]:
+        """The environment of a hub process (server or worker) on this database: the caller's, without its
+        HUB_ settings, and rate limits too high to bind (a load generator is one organisation asking about
+        few children; the limiter still runs, so its cost is measured)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update(
+            {
+                "HUB_DATA_DIR": str(self.tmp),
+                "HUB_DATABASE_URL": self.url,
+                "HUB_MIGRATIONS_DATABASE_URL": self.owner_url,
+                "HUB_DEV_MODE": "true",
+                "HUB_APPLY_MIGRATIONS_ON_START": "false",  # migrated above
+                "HUB_SHARING_LIMIT_PER_ORGANISATION": str(10**9),
+                "HUB_SHARING_LIMIT_PER_CHILD": str(10**9),
+            }
+        )
+        return env
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
