@@ -138,6 +138,20 @@ async def test_lone_surrogates_in_json(client: httpx.AsyncClient, auth: Auth, de
     assert_refused(r, "/variables/q")
 
 
+async def test_surrogates_and_invalid_utf8_as_raw_bytes(client: httpx.AsyncClient, auth: Auth, demo: None) -> None:
+    # Python's JSON parser reads a surrogate's UTF-8 bytes (ED A0 80) as the lone surrogate itself.
+    search = b'{"child": {"personal_identity_number": "2015\xed\xa0\x80"}}'
+    headers = {**auth(ELEVHALSA), "Content-Type": "application/json"}
+    assert_refused(
+        await client.post("/v1/consents/search", content=search, headers=headers), "/child/personal_identity_number"
+    )
+    body = assert_refused(await client.post("/graphql", content=b'{"query": "\xff"}', headers=headers), "")
+    assert body["errors"][0]["code"] == "invalid-utf-8"
+    # UTF-16 JSON, which Python would parse, hides its escapes from a byte scan: refused whole.
+    utf16 = '{"child": {"personal_identity_number": "2015\\u0000"}}'.encode("utf-16")
+    assert_refused(await client.post("/v1/consents/search", content=utf16, headers=headers), "")
+
+
 async def test_paired_surrogates_and_escaped_backslashes_pass(client: httpx.AsyncClient) -> None:
     # An emoji as a surrogate pair is a valid character; "\\u0000" is a backslash and five letters. They
     # reach the handler, which answers as it would for any unknown code.

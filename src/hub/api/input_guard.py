@@ -31,7 +31,9 @@ _MAX_ERRORS = 10
 
 # A JSON escape of NUL or of a surrogate, or a surrogate encoded as UTF-8 bytes (Python's JSON parser reads
 # those with "surrogatepass"). A hit is only a suspicion: a valid pair, or an escaped backslash, matches too.
-_SUSPECT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})|\xed[\xa0-\xbf]")
+# Two patterns, each starting with a literal, because one alternation is five times slower to scan.
+_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_SURROGATE_BYTES = re.compile(rb"\xed[\xa0-\xbf]")
 _BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?|[\[\]{},]')
 _OPEN = frozenset(b"[{")
@@ -65,7 +67,7 @@ def check_query(query_string: bytes) -> InvalidInput | None:
     if not query_string:
         return None
     raw = unquote_to_bytes(query_string)
-    if b"\x00" not in raw and not _deep_suspect(raw) and not _SUSPECT.search(raw):
+    if b"\x00" not in raw and not _deep_suspect(raw) and not _suspect(raw):
         return None
     errors: list[FieldError] = []
     # Decoded as Starlette decodes it: invalid UTF-8 becomes U+FFFD, so only NUL survives in a plain value.
@@ -82,7 +84,13 @@ def check_json_body(body: bytes) -> InvalidInput | None:
         # Raw NUL is never valid UTF-8 JSON; refusing it also refuses UTF-16 and UTF-32 bodies, which
         # Python's parser would accept and whose escapes the byte scans above would not see.
         return _refusal([FieldError("", "The body must be JSON in UTF-8, without NUL bytes.", "nul-byte")])
-    return _refusal(_json_errors(body, prefix=""))
+    errors = _json_errors(body, prefix="")
+    if not errors:
+        try:
+            body.decode("utf-8")  # C speed; Python's parser would let bytes of a lone surrogate through
+        except UnicodeDecodeError:
+            errors = [FieldError("", "The body is not valid UTF-8.", "invalid-utf-8")]
+    return _refusal(errors)
 
 
 def check_text_body(body: bytes) -> InvalidInput | None:
@@ -139,13 +147,17 @@ def _json_errors(data: bytes, *, prefix: str) -> list[FieldError]:
     if deep is not None:
         message = f"Nests deeper than {MAX_JSON_DEPTH} levels."
         return [FieldError(_join(prefix, deep), message, "too-deep")]
-    if not _SUSPECT.search(data):
+    if not _suspect(data):
         return []
     try:
         document = json.loads(data)
     except (ValueError, RecursionError):
         return []  # not JSON: the handler says so, or treats it as the plain text it is
     return _bad_strings(document, prefix)
+
+
+def _suspect(data: bytes) -> bool:
+    return _ESCAPE.search(data) is not None or (b"\xed" in data and _SURROGATE_BYTES.search(data) is not None)
 
 
 def _deep_suspect(data: bytes) -> bool:

@@ -71,6 +71,9 @@ class RequestContextMiddleware:
 
         try:
             await self._handle(scope, receive, send_wrapper, headers)
+        except BodyTooLarge:
+            if not status_holder["started"]:
+                await self._send_problem(send_wrapper, 413, self._too_large())
         except Exception as exc:
             if status_holder["started"]:
                 raise  # half a response is out: nothing left to answer with
@@ -101,20 +104,13 @@ class RequestContextMiddleware:
             return
         refusal = check_headers(scope["headers"]) or check_path(scope) or check_query(scope.get("query_string", b""))
         if refusal is None and method in _BODY_METHODS:
-            try:
-                body = await self._read_body(receive)
-            except BodyTooLarge:
-                await self._send_problem(send, 413, self._too_large())
-                return
+            body = await self._read_body(receive)
             refusal = check_json_body(body) if _JSON_TYPES.match(ctype) else check_text_body(body) if body else None
             receive = _replay(body, receive)
         if refusal is not None:
             await hub_error_response(refusal)(scope, receive, send)
             return
-        try:
-            await self.app(scope, self._limited(receive), send)
-        except BodyTooLarge:
-            await self._send_problem(send, 413, self._too_large())
+        await self.app(scope, self._limited(receive), send)
 
     async def _read_body(self, receive: Receive) -> bytes:
         """The whole body, so that it can be checked before any handler reads it (it is small: bounded)."""
