@@ -210,6 +210,21 @@ async def test_a_deactivated_organisation_is_no_referral_target(client, db, sett
     assert "no bup in municipality 1884" in body["detail"] and body["errors"][0]["pointer"] == "/target"
 
 
+async def test_a_deactivated_organisation_named_by_id_is_no_referral_target(client, db, settings, county) -> None:
+    from tests.referrals.helpers import referral_body
+
+    await register(db, "region-bup", "bup", active=False)
+    r = await client.post(
+        "/v1/referrals",
+        json=referral_body(target={"organisation_id": "region-bup"}),
+        headers={**bearer(settings), "Idempotency-Key": "deactivated-target-by-id"},
+    )
+    body = assert_problem(r, 422, "invalid-input")
+    assert "deactivated" in body["detail"] and body["errors"][0]["pointer"] == "/target"
+    async with db.engine.connect() as conn:
+        assert (await conn.execute(text("select count(*) from referral"))).scalar() == 0
+
+
 @pytest.fixture
 async def uncached_client(runtime: Runtime, client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
     """Another hub process over the same database, with HUB_ORGANISATION_CACHE_SECONDS=0."""

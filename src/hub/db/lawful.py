@@ -275,7 +275,7 @@ class DecisionRepository:
 FACTS = Statement(
     """
     select (select type from organisation where id = :sender) as sender_type,
-           (select type from organisation where id = :recipient) as recipient_type,
+           (select type from organisation where id = :recipient and active) as recipient_type,
            array(select document::text from consent
                  where child_pseudonym = any(:children) order by created_at, id) as consents,
            array(select document::text from necessity_assessment
@@ -287,7 +287,8 @@ FACTS = Statement(
 
 @dataclass(frozen=True)
 class SharingFacts:
-    """What a sharing decision needs from the database. ``None`` types: the organisation is unknown."""
+    """What a sharing decision needs from the database. ``None`` types: the organisation is unknown (a
+    recipient also when it is deactivated: it is no party to a share)."""
 
     sender_type: str | None
     recipient_type: str | None
