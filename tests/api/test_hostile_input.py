@@ -161,6 +161,33 @@ async def test_paired_surrogates_and_escaped_backslashes_pass(client: httpx.Asyn
     assert r.json()["detail"].endswith("\U0001f600, \\u0000, \\ud800")
 
 
+# --- numbers JSON does not have --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-2.5E+999"])
+async def test_non_finite_numbers(client: httpx.AsyncClient, auth: Auth, demo: None, number: str) -> None:
+    # Python's parser reads these; the hub would store them and hand "NaN" on to the receiving system.
+    referral = (
+        '{"kind": "orosanmalan", "target": {"organisation_id": "nora-socialtjanst-myndighet"},'
+        ' "child": {"personal_identity_number": "' + CHILD + '"},'
+        ' "concern": {"dimensions": ["safe"], "trappan_step": 1, "text": "Orosanmälan."},'
+        ' "data_categories": ["identity", "concern-text", "school-situation"],'
+        ' "information": {"school-situation": {"grade": ' + number + "}}}"
+    )
+    headers = {**auth(SCHOOL), "Idempotency-Key": "non-finite-" + number}
+    assert_refused(
+        await client.post("/v1/referrals", **raw_json(referral, headers)), "/information/school-situation/grade"
+    )
+    variables = '{"query": "' + SERVICES_QUERY.replace("String", "Int") + '", "variables": {"q": ' + number + "}}"
+    assert_refused(await client.post("/graphql", **raw_json(variables, auth(SCHOOL))), "/variables/q")
+
+
+async def test_exponents_and_hex_ids_that_are_fine_pass(client: httpx.AsyncClient) -> None:
+    body = '{"system": "variant-behovskompassen", "codes": ["3e8f-2e1a"], "weight": 1.5e300}'
+    r = await client.post("/v1/vocabulary/translate", **raw_json(body, {}))
+    assert r.status_code == 422 and [e["pointer"] for e in r.json()["errors"]] == ["/codes/0"], r.text
+
+
 # --- nesting ----------------------------------------------------------------------------------------------
 
 
