@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
-from hub.api.rest.schemas import ChildRef
+from hub.api.rest.schemas import ChildRef, Instant
 from hub.domain.audit import AuditAction
 from hub.domain.principal import Principal, Role
 from hub.services import audit_log as svc
@@ -49,8 +49,8 @@ class AuditPageRead(BaseModel):
 class AuditSearch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     child: ChildRef
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Instant | None = None
+    until: Instant | None = None
     cursor: str | None = None
     limit: int = Field(default=50, ge=1, le=200)
 
@@ -70,8 +70,8 @@ async def list_entries(
     organisation: Annotated[str | None, Query(description="Regional auditors: entries about one organisation")] = None,
     action: Annotated[AuditAction | None, Query()] = None,
     outcome: Annotated[str | None, Query(pattern="^(0|4)$")] = None,
-    since: Annotated[AwareDatetime | None, Query()] = None,
-    until: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[Instant | None, Query()] = None,
+    until: Annotated[Instant | None, Query()] = None,
     cursor: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditPageRead:

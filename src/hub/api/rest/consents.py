@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
-from hub.api.rest.schemas import ChildRef
+from hub.api.rest.schemas import ChildRef, Instant
 from hub.domain.principal import Principal, Role
 from hub.services import consents as svc
 from hub.services.consents import ConsentDraft, ConsentView
@@ -58,8 +58,8 @@ class ConsentCreate(BaseModel):
     from_parties: PartiesIn
     to_parties: PartiesIn
     purposes: list[str] = Field(min_length=1, description="referral-kinds codes")
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime
+    valid_from: Instant
+    valid_until: Instant
     information_given: InformationGivenIn
     evidence_reference: str = Field(
         min_length=1, max_length=200, description="Where the signed consent is kept in the source system"
@@ -98,7 +98,7 @@ class WithdrawalIn(BaseModel):
     model_config = _STRICT
     withdrawn_by: str = Field(min_length=1, max_length=100, description="Who withdrew: a role or reference, e.g. 'vh2'")
     reason: str = Field(min_length=1, max_length=1000)
-    withdrawn_at: AwareDatetime | None = Field(default=None, description="When; now if omitted")
+    withdrawn_at: Instant | None = Field(default=None, description="When; now if omitted")
 
 
 def _scope(scope) -> PartiesIn:  # type: ignore[no-untyped-def]

@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
-from hub.api.rest.schemas import ChildRef
+from hub.api.rest.schemas import ChildRef, Instant
 from hub.db import referrals as db
 from hub.domain.principal import Principal, Role
 from hub.services import mailbox as mailbox_svc
@@ -238,8 +238,8 @@ async def list_referrals(
     status_: Annotated[list[str], Query(alias="status")] = [],  # noqa: B006 (FastAPI copies defaults)
     kind: Annotated[list[str], Query()] = [],  # noqa: B006
     counterpart: Annotated[str | None, Query(description="The other organisation")] = None,
-    created_from: Annotated[AwareDatetime | None, Query()] = None,
-    created_to: Annotated[AwareDatetime | None, Query()] = None,
+    created_from: Annotated[Instant | None, Query()] = None,
+    created_to: Annotated[Instant | None, Query()] = None,
     cursor: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ReferralPage:

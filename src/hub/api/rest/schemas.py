@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
+
+
+def _within_years(value: datetime) -> datetime:
+    # Year 1 at +14:00 is year 0 in UTC, which neither Python nor PostgreSQL can hold: without a bound such
+    # an instant passed validation and failed in the database. No child's record is dated outside these.
+    try:
+        year = value.astimezone(UTC).year
+    except OverflowError:
+        year = 0
+    if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+        raise ValueError(f"a time between the years {EARLIEST_YEAR} and {LATEST_YEAR}, with its UTC offset")
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_within_years)]
+"""A point in time a caller sends: with its UTC offset, and within years the hub can store and compare."""
 
 
 class ChildRef(BaseModel):

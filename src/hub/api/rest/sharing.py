@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
-from hub.api.rest.schemas import ChildRef, Explanation
+from hub.api.rest.schemas import ChildRef, Explanation, Instant
 from hub.domain.principal import Principal, Role
 from hub.services import sharing as svc
 from hub.services.rate_limits import for_runtime
@@ -107,7 +107,7 @@ class AssessmentCreate(BaseModel):
     justification: str = Field(min_length=10, max_length=4000)
     case_reference: str = Field(min_length=1, max_length=100)
     data_categories: list[str] = Field(min_length=1)
-    decided_at: AwareDatetime | None = None
+    decided_at: Instant | None = None
 
 
 class AssessmentRead(BaseModel):
