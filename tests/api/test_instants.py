@@ -13,7 +13,12 @@ from tests.api.test_lawful_sharing_http import consent_body
 CHILD = "20150311-2383"
 # Year 1 at +14:00 is year 0 in UTC and 9999-12-31 at -14:00 is year 10000: neither exists for Python or
 # PostgreSQL. 1899 and 2201 exist, but no record about a child is dated then.
-OUT_OF_RANGE = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "1899-12-31T12:00:00Z", "2201-01-01T00:00:00Z"]
+OUT_OF_RANGE = [
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00",
+    "1899-12-31T12:00:00Z",
+    "2201-01-01T00:00:00Z",
+]
 
 
 @pytest.fixture
