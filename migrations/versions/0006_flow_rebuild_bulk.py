@@ -32,9 +32,6 @@ Revision ID: 0006
 Revises: 0005
 """
 
-import importlib.util
-from pathlib import Path
-
 from alembic import op
 
 revision = "0006"
@@ -360,6 +357,128 @@ end $$;
 ]
 
 
+# What the downgrade restores: flow_apply and flow_enter as 0005 wrote them (written out here, so that this
+# migration reads on its own and never changes with another).
+APPLY_0005 = r"""
+create or replace function flow_apply(r flow_referral, measures text[], deltas integer[], seconds double precision[])
+returns void language plpgsql as $$
+declare
+    ids uuid[];
+    others flow_referral[] := '{}';
+begin
+    select referral_ids into ids from flow_child where child_key = r.child_key;
+    if cardinality(ids) > 1 then
+        select coalesce(array_agg(o), '{}') into others from flow_referral o
+        where o.referral_id = any(ids) and o.cell = r.cell and o.referral_id <> r.referral_id;
+    end if;
+    if cardinality(others) > 0 then
+        -- Another referral of the child in this cell: take turns with whoever changes it, then look again.
+        -- (A referral entering the cell concurrently changes only ``sent``, which no event changes.)
+        select referral_ids into ids from flow_child where child_key = r.child_key for update;
+        select coalesce(array_agg(o), '{}') into others from flow_referral o
+        where o.referral_id = any(ids) and o.cell = r.cell and o.referral_id <> r.referral_id;
+    end if;
+    insert into flow_rollup as f (measure, dimension, week, cell, municipality, sender_municipality, sender_type,
+        recipient_municipality, recipient_type, kind, trappan_step, value, children, cell_key, hist)
+    select x.measure, x.dimension, r.week, r.cell, r.municipality, r.sender_municipality, r.sender_type,
+           r.recipient_municipality, r.recipient_type, r.kind, r.trappan_step, x.delta,
+           case when x.shared then 0 else x.delta end,
+           case when x.shared then 0 else (x.delta * r.child_key + 4294967296) % 4294967296 end,
+           case when x.secs is null then null else array[(flow_bucket(x.secs)::bigint << 32) | 1] end
+    from (
+        select c.measure, d.dimension, c.delta, c.secs,
+               cardinality(others) > 0 and exists (
+                   select 1 from unnest(others) as o
+                   where d.dimension = any(o.dimensions) and flow_in(o, c.measure)
+               ) as shared
+        from unnest(measures, deltas, seconds) as c(measure, delta, secs),
+             unnest(r.dimensions) as d(dimension)
+    ) as x
+    order by x.measure, x.dimension
+    on conflict (measure, dimension, week, cell) do update
+        set value = f.value + excluded.value,
+            children = f.children + excluded.children,
+            cell_key = (f.cell_key + excluded.cell_key) % 4294967296,
+            hist = case when excluded.hist is null then f.hist else flow_hist_add(f.hist, excluded.hist) end;
+end $$
+"""
+
+ENTER_0005 = r"""
+create or replace function flow_enter(ref referral, status text) returns void
+language plpgsql set plan_cache_mode = force_generic_plan as $$
+declare
+    s flow_state := flow_state_row();
+    r flow_referral;
+    src record;
+    n integer;
+    earlier flow_referral;
+    suggestion uuid;
+begin
+    select ref.id, ref.created_at, ref.kind, ref.dimensions, ref.trappan_step, ref.child_pseudonym,
+           ref.recipient_organisation, ref.service_id,
+           so.type as sender_type, so.municipality_code as sender_municipality,
+           ro.type as recipient_type, ro.municipality_code as recipient_municipality
+    into src
+    from organisation so, organisation ro
+    where so.id = ref.sender_organisation and ro.id = ref.recipient_organisation;
+    if not found then
+        return;
+    end if;
+    r.referral_id := src.id;
+    r.week := date_trunc('week', src.created_at at time zone 'Europe/Stockholm')::date;
+    r.municipality := coalesce(src.sender_municipality, src.recipient_municipality, 'county');
+    r.sender_municipality := coalesce(src.sender_municipality, 'county');
+    r.sender_type := src.sender_type;
+    r.recipient_municipality := coalesce(src.recipient_municipality, 'county');
+    r.recipient_type := src.recipient_type;
+    r.kind := src.kind;
+    r.trappan_step := coalesce(src.trappan_step, -1);
+    r.cell := md5(concat_ws('|', r.week, r.sender_municipality, r.sender_type, r.recipient_municipality,
+                            r.recipient_type, r.kind, r.trappan_step))::uuid;
+    r.dimensions := array['*'] || case when cardinality(src.dimensions) = 0 then array['none']
+                                       else array(select distinct d from unnest(src.dimensions) as d order by d) end;
+    r.child_key := flow_record_key(src.child_pseudonym, s.inner_pad, s.outer_pad);
+    r.status := flow_enter.status;
+    r.suggested := false;
+    r.redirected := false;
+    r.reached := '{}';
+    r.created_at := src.created_at;
+    r.changed_at := src.created_at;
+
+    -- The child's row first: it serialises everything about this child from here to commit.
+    insert into flow_child as c (child_key, referrals, referral_ids) values (r.child_key, 1, array[r.referral_id])
+    on conflict (child_key) do update set referrals = c.referrals + 1, referral_ids = c.referral_ids || r.referral_id
+    returning referrals into n;
+    insert into flow_referral values (r.*) on conflict do nothing;
+    if not found then
+        return;  -- entered already
+    end if;
+    if n > 1 then
+        update flow_state set max_child_referrals = n where id = 1 and max_child_referrals < n;
+    end if;
+    if r.status = 'requested' then
+        perform flow_apply(r, array['sent'], array[1], array[null]::float8[]);
+    else
+        perform flow_apply(r, array['sent', 'status:' || r.status], array[1, 1], array[null, null]::float8[]);
+    end if;
+
+    select fs.referral_id into suggestion
+    from flow_suggestion fs
+    where fs.child_key = r.child_key and fs.followed_by is null and fs.rejected_at <= r.created_at
+      and (fs.suggested_organisation = src.recipient_organisation or fs.suggested_service = src.service_id)
+    order by fs.rejected_at
+    limit 1
+    for update;
+    if found then
+        update flow_suggestion set followed_by = r.referral_id where referral_id = suggestion;
+        select * into earlier from flow_referral where referral_id = suggestion;
+        perform flow_apply(earlier, array['redirected'], array[1], array[null]::float8[]);
+        update flow_referral set redirected = true where referral_id = suggestion;
+    end if;
+end $$
+"""
+
+
 def upgrade() -> None:
     for statement in PARTITIONS + LOOKUP:
         op.execute(statement)
@@ -369,19 +488,14 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("drop function if exists flow_rebuild_bulk()")
     # 0005's flow_apply and flow_enter again, and its id arrays rebuilt from flow_referral.
-    spec = importlib.util.spec_from_file_location("flows_0005", Path(__file__).with_name("0005_flows.py"))
-    assert spec is not None and spec.loader is not None
-    previous = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(previous)
     op.execute("alter table flow_child add column referral_ids uuid[] not null default '{}'")
     op.execute(
         """update flow_child c set referral_ids = (select array_agg(o.referral_id order by o.created_at, o.referral_id)
            from flow_referral o where o.child_key = c.child_key)"""
     )
     op.execute("alter table flow_child alter column referral_ids drop default")
-    for statement in previous._statements(previous.FUNCTIONS):
-        if statement.startswith(("create function flow_apply(", "create function flow_enter(")):
-            op.execute(statement.replace("create function", "create or replace function", 1))
+    for statement in (APPLY_0005, ENTER_0005):
+        op.execute(statement)
     op.execute("drop index flow_referral_cell")
     for statement in UNPARTITIONED:
         op.execute(statement)
