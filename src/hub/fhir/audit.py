@@ -116,6 +116,7 @@ def _entities(c: Mapping[str, Any]) -> list[dict[str, Any]]:
         if details:
             thing["detail"] = [_detail(k, details[k]) for k in sorted(details)]
         entities.append(thing)
+    entities.extend(_cited_basis(details.get("basis")))
     decision = c.get("decision_id")
     if decision and (kind, object_id) != ("SharingDecision", decision):
         entities.append(
@@ -132,6 +133,25 @@ def _entities(c: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return entities
+
+
+_CITED = {"consent_id": "consent", "necessity_assessment_id": "necessity-assessment"}
+
+
+def _cited_basis(basis: Any) -> list[dict[str, Any]]:
+    """The consent or necessity assessment a sharing decision rests on, as an entity of its own (a consent
+    of another organisation is not cited by id, so it has none; the basis stays in the object's detail)."""
+    if not isinstance(basis, Mapping):
+        return []
+    return [
+        {
+            "what": {"identifier": {"system": f"{CANONICAL_BASE}/sid/{kind}", "value": basis[key]}},
+            "type": _coding(_ENTITY_TYPE, "2", "System Object"),
+            "description": f"The legal basis of the decision ({basis.get('legal_basis')})",
+        }
+        for key, kind in _CITED.items()
+        if basis.get(key)
+    ]
 
 
 def audit_event(entry: AuditEntryLike) -> dict[str, Any]:

@@ -224,6 +224,8 @@ def decide_on_facts(
         "permitted": list(decision.permitted_categories),
         "denied": list(decision.denied_categories),
         "reasons": [r.code for r in decision.reasons],
+        "basis": cited_basis(decision),
+        "requested_basis": {"legal_basis": legal_basis, "basis_reference": _as_reference(basis_reference)},
     }
     if limits is not None and not decision.allowed:
         flagged = limits.refused(actor.organisation_id, child.pseudonym)
@@ -243,6 +245,33 @@ def decide_on_facts(
         details=details,
     )
     return decision, entry
+
+
+def cited_basis(decision: Decision) -> dict[str, object] | None:
+    """What the audit entry cites as the decision's basis (``None`` when refused). Only what the sender may
+    see: a consent of another organisation is cited without its id. A necessity assessment is cited by id
+    alone, as its decision maker (person and role) and case reference are sealed free texts."""
+    basis = decision.legal_basis
+    if not decision.allowed or basis is None:
+        return None
+    if basis == "consent":
+        if not decision.basis_visible:
+            return {"legal_basis": basis, "consent_id": None, "consent_of_another_organisation": True}
+        return {"legal_basis": basis, "consent_id": decision.basis_reference}
+    if basis == "necessary-disclosure":
+        return {"legal_basis": basis, "necessity_assessment_id": decision.basis_reference}
+    return {"legal_basis": basis}  # report of concern: a duty of the policy, no record to cite
+
+
+def _as_reference(reference: str | None) -> str | None:
+    # The reference a caller asked for, as the chain will keep it forever: an id (consents and assessments
+    # have UUIDs), never a free text that might hold personal data.
+    if reference is None:
+        return None
+    try:
+        return str(uuid.UUID(reference))
+    except ValueError:
+        return "[not-an-id]"
 
 
 def _as_current(records: list[_Fact], child: Child) -> list[_Fact]:
