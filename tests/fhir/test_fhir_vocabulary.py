@@ -165,7 +165,15 @@ def test_capability_statement_declares_the_terminology_only() -> None:
     assert set(resources) == {"CodeSystem", "ValueSet", "ConceptMap"}  # AuditEvent comes later
     for r in resources.values():
         assert {"read", "search-type"} <= {i["code"] for i in r["interaction"]}
-        assert {p["name"] for p in r["searchParam"]} == {"url", "version", "name"}
+        assert {p["name"] for p in r["searchParam"]} == {
+            "_id",
+            "url",
+            "version",
+            "name",
+            "status",
+            "_count",
+            "_summary",
+        }
     assert resources["ConceptMap"]["operation"][0]["name"] == "translate"
     assert cap["implementation"]["url"] == "https://hub.example.se/fhir/r4"
 

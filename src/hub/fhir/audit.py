@@ -219,12 +219,21 @@ def capability_resource() -> dict[str, Any]:
             "The audit trail, for callers with the auditor role (bearer token): an organisation's auditor "
             "sees entries its organisation acted in or was the counterpart of; the regional coordination's "
             "auditor sees all. Reading is itself audited. Newest first; _count (1-200, default 50) sets the page "
-            "size and the Bundle's next link continues. Unknown search parameters are rejected."
+            "size and the Bundle's next link continues. An unsupported search parameter is a 400 "
+            "OperationOutcome unless the request says Prefer: handling=lenient (then it is ignored and left out "
+            "of the self link)."
         ),
         "interaction": [{"code": "read"}, {"code": "search-type"}],
         "versioning": "no-version",
         "readHistory": False,
         "searchParam": [
+            {
+                "name": "_id",
+                "definition": "http://hl7.org/fhir/SearchParameter/Resource-id",
+                "type": "token",
+                "documentation": "An entry's id",
+            },
+            {"name": "_count", "type": "number", "documentation": "Page size, 1-200 (default 50)"},
             {"name": "date", "type": "date", "documentation": "eq, ge, gt, le, lt; repeat for a range"},
             {
                 "name": "agent",

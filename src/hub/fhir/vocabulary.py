@@ -300,12 +300,33 @@ def concept_map(variant: VariantDoc, target: CodeSystemBase, lang: str) -> dict[
 
 
 # ------------------------------------------------------------------------------- server-level resources
+def _param(name: str, ptype: str, definition: str, documentation: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "definition": f"http://hl7.org/fhir/SearchParameter/{definition}",
+        "type": ptype,
+        "documentation": documentation,
+    }
+
+
 def capability_statement(base_url: str) -> dict[str, Any]:
     """What this hub's FHIR endpoint can do: read and search the terminology, and ``$translate``."""
     search_params = [
-        {"name": "url", "type": "uri", "documentation": "The canonical url; `url|version` is accepted"},
-        {"name": "version", "type": "token", "documentation": "The business version"},
-        {"name": "name", "type": "string", "documentation": "The computer name (starts with, any case)"},
+        _param("_id", "token", "Resource-id", "The id; alone it finds the latest version, like a read"),
+        _param("url", "uri", "conformance-url", "The canonical url; `url|version` pins a version"),
+        _param("version", "token", "conformance-version", "The business version"),
+        _param("name", "string", "conformance-name", "The computer name (starts with, any case) or the id"),
+        _param("status", "token", "conformance-status", "draft | active | retired | unknown"),
+        {
+            "name": "_count",
+            "type": "number",
+            "documentation": "Page size (0 to 1000); the Bundle's next link continues",
+        },
+        {
+            "name": "_summary",
+            "type": "token",
+            "documentation": "true (no concepts, elements, groups), text, data, count, false",
+        },
     ]
 
     def resource(rtype: str, profile: str) -> dict[str, Any]:
@@ -338,7 +359,9 @@ def capability_statement(base_url: str) -> dict[str, Any]:
             "Read-only terminology endpoint of the hub: the shared vocabulary as CodeSystem, ValueSet and "
             "ConceptMap, and $translate between local wheel variants and the canonical wellbeing wheel. "
             "Public, no token. Labels in Swedish (default) or English via Accept-Language. Errors are "
-            "RFC 9457 application/problem+json, not OperationOutcome."
+            "RFC 9457 application/problem+json, except an unsupported search parameter under "
+            "Prefer: handling=strict, which is a 400 OperationOutcome; by default (lenient) it is ignored "
+            "and left out of the Bundle's self link."
         ),
         "jurisdiction": JURISDICTION,
         "kind": "instance",

@@ -34,6 +34,7 @@ from hub.domain.vocabulary import (
     Vocabulary,
 )
 from hub.fhir import audit as fhir_audit
+from hub.fhir import search as fhir_search
 from hub.services import audit_log
 
 router = APIRouter(prefix="/fhir/r4", tags=["fhir"])
@@ -47,6 +48,9 @@ _EXPANDED_AT = datetime.now(UTC).replace(microsecond=0)
 
 AcceptLanguage = Annotated[
     str | None, Header(description="`sv` (default) or `en`: the language of displays and titles")
+]
+PreferHeader = Annotated[
+    str | None, Header(description="`handling=strict`: an unsupported search parameter is a 400; default lenient")
 ]
 _FHIR_OK: dict[int | str, dict[str, Any]] = {
     200: {"content": {FHIR_JSON: {}}},
@@ -113,46 +117,62 @@ def _checksum(vocab: Vocabulary, rtype: str, doc: CodeSystemBase) -> str:
     return checksum
 
 
-def _matches(resource: dict[str, Any], url: str | None, version: str | None, name: str | None) -> bool:
-    if url is not None and resource["url"] != url:
-        return False
-    if version is not None and resource["version"] != version:
-        return False
-    if name is not None:
-        wanted = name.lower()
-        return bool(resource["name"].lower().startswith(wanted) or resource["id"] == name)
-    return True
-
-
 def _search_handler(rtype: str) -> Callable[..., Any]:
     async def search(
         request: Request,
         vocab: VocabularyDep,
         runtime: RuntimeDep,
-        url: Annotated[str | None, Query(description="Canonical url; `url|version` is accepted")] = None,
-        version: Annotated[str | None, Query(description="Business version, e.g. `1.0.0`")] = None,
-        name: Annotated[str | None, Query(description="Computer name (starts with, any case) or id")] = None,
         accept_language: AcceptLanguage = None,
+        prefer: PreferHeader = None,
     ) -> Response:
         lang = negotiate(accept_language)
-        if url is not None and "|" in url:
-            url, _, pinned = url.partition("|")
-            version = version or pinned
-        found = []
-        for rid, ver in _published(vocab, rtype):
-            doc = _document(vocab, rtype, rid, ver)
-            resource = _render(vocab, rtype, doc, lang, expand=False)
-            if _matches(resource, url, version, name):
-                found.append(resource)
-        bundle = fhir.searchset_bundle(found, _base_url(request, runtime), self_url=str(request.url))
+        try:
+            wanted = fhir_search.parse_search(
+                request.query_params.multi_items(), strict=fhir_search.strict_handling(prefer)
+            )
+        except fhir_search.UnsupportedParameters as exc:
+            return _not_supported(exc)
+        except fhir_search.SearchParameterError as exc:
+            raise _invalid(exc.param, str(exc)) from None
+        bundle = _terminology_bundle(vocab, rtype, wanted, lang, _base_url(request, runtime))
         digest = json.dumps(bundle, sort_keys=True, ensure_ascii=False)
         return _respond(request, bundle, _etag(digest, lang), LATEST_CACHE, lang)
 
     search.__doc__ = (
-        f"Search {rtype} resources: every published version of every one when no parameter is given; "
-        "`url` matches the canonical url and `version` narrows to one version."
+        f"Search {rtype} resources: `_id`, `url` (`url|version` pins one), `version`, `name`, `status`, "
+        "`_count` (page size, `next` link), `_summary` (`true`, `text`, `data`, `count`, `false`). Without "
+        "criteria, every published version; `_id` alone finds the latest version, like a read. Other "
+        "parameters are ignored and left out of the `self` link, or a 400 OperationOutcome with "
+        "`Prefer: handling=strict`."
     )
     return search
+
+
+def _not_supported(exc: fhir_search.UnsupportedParameters) -> Response:
+    return FHIRResponse(fhir_search.operation_outcome(exc.names), status_code=400, headers=_NO_STORE)
+
+
+def _terminology_bundle(
+    vocab: Vocabulary, rtype: str, wanted: fhir_search.TerminologySearch, lang: str, base: str
+) -> dict[str, Any]:
+    found = []
+    for rid, ver in _published(vocab, rtype):
+        doc = _document(vocab, rtype, rid, ver)
+        resource = _render(vocab, rtype, doc, lang, expand=False)
+        if fhir_search.matches(resource, wanted):
+            found.append(resource)
+    if fhir_search.names_ids(wanted) and not fhir_search.pins_version(wanted):
+        # A resource id names its latest version (as a read does), not every version published under it.
+        found = [r for r in found if r["version"] == _document(vocab, rtype, r["id"], None).version]
+    total = len(found)
+    count = 0 if wanted.summary == "count" else wanted.count
+    page = found[wanted.offset : None if count is None else wanted.offset + count]
+    bundle = fhir.searchset_bundle([fhir_search.summarised(r, wanted.summary) for r in page], base, self_url=None)
+    bundle["total"] = total
+    bundle["link"] = fhir_search.paged_links(f"{base}{router.prefix}/{rtype}", wanted, total)
+    if count == 0:
+        del bundle["entry"]
+    return {k: bundle[k] for k in ("resourceType", "type", "total", "link", "entry") if k in bundle}
 
 
 IdPath = Annotated[str, Path(description="The id: the vocabulary's name, e.g. `wellbeing-wheel`")]
@@ -366,6 +386,13 @@ async def metadata(request: Request, runtime: RuntimeDep) -> Response:
 
 
 _ROUTE: dict[str, Any] = {"response_class": FHIRResponse, "responses": {**_FHIR_OK, **_PROBLEMS}}
+_UNSUPPORTED: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "OperationOutcome: unsupported search parameters (strict handling)",
+        "content": {FHIR_JSON: {}},
+    }
+}
+_SEARCH_ROUTE: dict[str, Any] = {**_ROUTE, "responses": {**_ROUTE["responses"], **_UNSUPPORTED}}
 # $translate before /{id}, so that "$translate" is never taken for an id.
 _TRANSLATE_ROUTES: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
     ("/ConceptMap/$translate", translate_get, translate_post),
@@ -390,7 +417,7 @@ for _rtype in RESOURCE_TYPES:
         methods=["GET"],
         summary=f"Search {_rtype}",
         operation_id=f"fhir_search_{_rtype}",
-        **_ROUTE,
+        **_SEARCH_ROUTE,
     )
     router.add_api_route(
         f"/{_rtype}/{{id}}",
@@ -412,7 +439,7 @@ for _rtype in RESOURCE_TYPES:
 
 # ---------------------------------------------------------------------------------------- AuditEvent
 Auditor = Annotated[Principal, Depends(require(Role.AUDITOR))]
-_AUDIT_PARAMS = frozenset({"date", "agent", "agent:identifier", "type", "outcome", "_count", "_cursor"})
+_AUDIT_PARAMS = frozenset({"_id", "date", "agent", "agent:identifier", "type", "outcome", "_count", "_cursor"})
 _NO_STORE = {"Cache-Control": "no-store"}
 _AUDIT_ROUTE: dict[str, Any] = {
     "response_class": FHIRResponse,
@@ -451,12 +478,17 @@ def _audit_url(base: str, params: list[tuple[str, str]]) -> str:
     return f"{base}{router.prefix}/AuditEvent" + (f"?{query}" if query else "")
 
 
-@router.get("/AuditEvent", summary="Search AuditEvent (auditor role)", **_AUDIT_ROUTE)
+@router.get(
+    "/AuditEvent",
+    summary="Search AuditEvent (auditor role)",
+    **{**_AUDIT_ROUTE, "responses": {**_AUDIT_ROUTE["responses"], **_UNSUPPORTED}},
+)
 async def search_audit_events(
     request: Request,
     principal: Auditor,
     session: Session,
     runtime: RuntimeDep,
+    id_: Annotated[str | None, Query(alias="_id", description="An entry's id")] = None,
     date: Annotated[list[str] | None, Query(description="`ge2026-01-01`, `lt2026-02-01T12:00Z`; repeatable")] = None,
     agent: Annotated[str | None, Query(description="An organisation id (or `Organization/<id>`)")] = None,
     agent_identifier: Annotated[str | None, Query(alias="agent:identifier")] = None,
@@ -464,15 +496,51 @@ async def search_audit_events(
     outcome: Annotated[str | None, Query(description="`0` success, `4` refused")] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(alias="_cursor", description="From the Bundle's `next` link")] = None,
+    prefer: Annotated[str | None, Header(description="`handling=lenient` ignores unsupported parameters")] = None,
 ) -> Response:
     """Audit entries as a searchset Bundle, newest first, paged by the `next` link. Scoped and audited
-    exactly like `GET /v1/audit`; there is no child filter here (a personnummer never goes in a URL)."""
-    unknown = sorted(set(request.query_params) - _AUDIT_PARAMS)
-    if unknown:
-        raise InvalidInput(
-            f"Unsupported search parameters: {', '.join(unknown)}.",
-            errors=[FieldError(name, "not a supported AuditEvent search parameter") for name in unknown],
-        )
+    exactly like `GET /v1/audit`; there is no child filter here (a personnummer never goes in a URL).
+    An unsupported parameter is a 400 OperationOutcome unless `Prefer: handling=lenient` (strict by
+    default here, so that a misspelt filter never silently widens a search of the audit trail)."""
+    items = request.query_params.multi_items()
+    unknown = fhir_search.unsupported(items, _AUDIT_PARAMS)
+    if unknown and fhir_search.strict_handling(prefer, default=True):
+        return _not_supported(fhir_search.UnsupportedParameters(unknown))
+    used = [(k, v) for k, v in items if k not in unknown]
+    wanted = _audit_id(id_)
+    if wanted is not None:  # continue just above the id, one entry: the read's one access-control path
+        cursor, count = audit_log._encode_cursor(wanted + 1), 1
+    page = await audit_log.read_audit(
+        session,
+        actor=actor_for(principal),
+        pseudonymizer=runtime.pseudonymizer,
+        query=_audit_query(date, _agent(agent, agent_identifier), type_, outcome, cursor, count),
+    )
+    found = [e for e in page.items if id_ is None or e.id == wanted]
+    base = _base_url(request, runtime)
+    bundle = fhir.searchset_bundle([fhir_audit.audit_event(e) for e in found], base, self_url=_audit_url(base, used))
+    del bundle["total"]  # one page: how many match in all is not counted
+    if page.next_cursor is not None and id_ is None:
+        params = [(k, v) for k, v in used if k != "_cursor"]
+        bundle["link"].append({"relation": "next", "url": _audit_url(base, [*params, ("_cursor", page.next_cursor)])})
+    return FHIRResponse(bundle, headers=_NO_STORE)
+
+
+def _audit_id(value: str | None) -> int | None:
+    """The entry id an ``_id`` names; -1 (no entry) for one that is no entry id."""
+    if value is None:
+        return None
+    return int(value) if re.fullmatch(r"[0-9]{1,18}", value) else -1
+
+
+def _audit_query(
+    date: list[str] | None,
+    organisation: str | None,
+    type_: str | None,
+    outcome: str | None,
+    cursor: str | None,
+    count: int,
+) -> audit_log.AuditQuery:
     try:
         since, until = fhir_audit.date_bounds(date or [])
     except ValueError as exc:
@@ -483,31 +551,9 @@ async def search_audit_events(
     code = _token(outcome, fhir_audit.OUTCOME_SYSTEM, "outcome") if outcome is not None else None
     if code is not None and code not in fhir_audit.OUTCOME_CODES:
         raise _invalid("outcome", f"outcome is one of {', '.join(fhir_audit.OUTCOME_CODES)}")
-    page = await audit_log.read_audit(
-        session,
-        actor=actor_for(principal),
-        pseudonymizer=runtime.pseudonymizer,
-        query=audit_log.AuditQuery(
-            organisation=_agent(agent, agent_identifier),
-            action=action,
-            outcome=code,
-            since=since,
-            until=until,
-            cursor=cursor,
-            limit=count,
-        ),
+    return audit_log.AuditQuery(
+        organisation=organisation, action=action, outcome=code, since=since, until=until, cursor=cursor, limit=count
     )
-    base = _base_url(request, runtime)
-    params = [(k, v) for k, v in request.query_params.multi_items() if k != "_cursor"]
-    bundle = fhir.searchset_bundle(
-        [fhir_audit.audit_event(e) for e in page.items],
-        base,
-        self_url=_audit_url(base, request.query_params.multi_items()),
-    )
-    del bundle["total"]  # one page: how many match in all is not counted
-    if page.next_cursor is not None:
-        bundle["link"].append({"relation": "next", "url": _audit_url(base, [*params, ("_cursor", page.next_cursor)])})
-    return FHIRResponse(bundle, headers=_NO_STORE)
 
 
 @router.get("/AuditEvent/{id}", summary="Read AuditEvent (auditor role)", **_AUDIT_ROUTE)
