@@ -36,7 +36,7 @@ BATCH = 500
 
 def _cipher() -> Any:
     from hub.config import Settings
-    from hub.services.keys import payload_cipher
+    from hub.keys import payload_cipher
 
     settings = op.get_context().config.attributes.get("settings") or Settings()
     return payload_cipher(settings)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub.adapters.addresses import AddressPolicy
-from hub.adapters.registry import enable as enable_adapters
 from hub.config import Settings
 from hub.db import migrate
 from hub.db.engine import (
@@ -23,9 +22,8 @@ from hub.db.engine import (
 from hub.domain.identity import Pseudonymizer
 from hub.domain.policy import Policy
 from hub.domain.vocabulary import Vocabulary
-from hub.policy import load_policy
-from hub.services.keys import PayloadCipher, payload_cipher, pseudonymizer
-from hub.services.policy_check import check_policy_codes
+from hub.keys import PayloadCipher, payload_cipher, pseudonymizer
+from hub.policy import check_policy_codes, load_policy
 from hub.vocabulary import load_vocabulary
 
 log = logging.getLogger("hub")
@@ -49,6 +47,10 @@ class Runtime:
     def address_policy(self) -> AddressPolicy:
         """Where deliveries may connect (``hub.adapters.addresses``)."""
         return address_policy(self.settings)
+
+    async def current_revision(self) -> str | None:
+        """The database's migration revision now (``/readyz`` compares it with ``head_revision``)."""
+        return await migrate.current_revision(self.engine)
 
 
 def address_policy(settings: Settings) -> AddressPolicy:
@@ -76,7 +78,6 @@ async def open_runtime(settings: Settings, *, url: str | None = None, owner: boo
     The runtime connects as ``HUB_DATABASE_URL``'s role (``url`` if given), which cannot alter the audit
     trail; ``owner``: as the tables' owner instead, for bulk maintenance that switches triggers off
     (``hub synth``)."""
-    enable_adapters(settings.adapters)  # AdapterLoadError: a listed adapter does not load; do not start
     vocabulary = load_vocabulary(settings.vocabulary_dirs)
     policy = load_policy(settings.policy_file)
     check_policy_codes(policy, vocabulary)

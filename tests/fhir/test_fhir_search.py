@@ -141,6 +141,7 @@ async def test_an_unsupported_parameter_is_ignored_and_left_out_of_the_self_link
         r = await client.get("/fhir/r4/CodeSystem?_id=wellbeing-wheel&_sort=title&foo=bar", headers=headers)
         bundle = bundle_of(r)
         assert ids(bundle) == ["wellbeing-wheel"]
+        assert "Prefer" in r.headers["vary"], "a shared cache must not answer a strict request with this"
         assert query(link(bundle, "self") or "") == [("_id", "wellbeing-wheel")]
 
 

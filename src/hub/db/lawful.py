@@ -28,7 +28,7 @@ from hub.domain.sharing import Consent, Decision, NecessityAssessment
 
 
 class PayloadCipher(Protocol):
-    """What sealing needs of ``hub.services.keys.PayloadCipher`` (the db layer does not import services)."""
+    """What sealing needs of ``hub.keys.PayloadCipher``."""
 
     def encrypt(self, document: Any, *, bound_to: str) -> tuple[bytes, str]: ...
 

@@ -13,8 +13,9 @@ import yaml
 from pydantic import ValidationError
 
 from hub.domain.policy import Policy
+from hub.domain.vocabulary import CODE_SYSTEMS, Vocabulary
 
-__all__ = ["DEFAULT_POLICY_RESOURCE", "PolicyFileError", "load_policy"]
+__all__ = ["DEFAULT_POLICY_RESOURCE", "PolicyFileError", "PolicyVocabularyError", "check_policy_codes", "load_policy"]
 
 DEFAULT_POLICY_RESOURCE = "default.yaml"
 """The name of the default policy file inside this package."""
@@ -23,6 +24,11 @@ DEFAULT_POLICY_RESOURCE = "default.yaml"
 class PolicyFileError(ValueError):
     """The policy file cannot be read, is not YAML, or does not validate. The message names the file
     and every invalid field."""
+
+
+class PolicyVocabularyError(ValueError):
+    """The policy names a code the loaded vocabulary does not have; checked at start, so a typo stops the
+    hub loudly."""
 
 
 def _read(path: str | os.PathLike[str] | None) -> tuple[str, str]:
@@ -53,3 +59,11 @@ def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
             f"{'.'.join(str(p) for p in err['loc']) or '(policy)'}: {err['msg']}" for err in exc.errors()
         )
         raise PolicyFileError(f"{name}: invalid policy: {problems}") from exc
+
+
+def check_policy_codes(policy: Policy, vocabulary: Vocabulary) -> None:
+    """Raise :class:`PolicyVocabularyError` naming every code the policy mentions that ``vocabulary`` lacks."""
+    for system, codes in policy.referenced_codes().items():
+        unknown = sorted(codes - vocabulary.codes(CODE_SYSTEMS[system]))
+        if unknown:
+            raise PolicyVocabularyError(f"the policy names unknown {system} codes: {', '.join(unknown)}")

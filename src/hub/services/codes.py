@@ -5,16 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from hub.domain.errors import FieldError
-from hub.domain.vocabulary import Vocabulary
+from hub.domain.vocabulary import CODE_SYSTEMS, Vocabulary
 
-# Singular names (as the policy and error messages use them) → vocabulary names.
-SYSTEMS = {
-    "data-category": "data-categories",
-    "organisation-type": "organisation-types",
-    "referral-kind": "referral-kinds",
-    "legal-basis": "legal-bases",
-    "wellbeing-indicator": "wellbeing-wheel",
-}
+SYSTEMS = CODE_SYSTEMS  # singular names (as the policy and error messages use them) → vocabulary names
 
 
 def unknown_codes(vocabulary: Vocabulary, system: str, codes: Iterable[str], pointer: str) -> list[FieldError]:

@@ -34,11 +34,11 @@ from hub.domain.sharing import (
     withdraw_consent,
 )
 from hub.domain.vocabulary import Vocabulary
+from hub.keys import PayloadCipher
 from hub.services.auditing import audit
 from hub.services.children import identify_child
 from hub.services.codes import unknown_codes
 from hub.services.context import Actor
-from hub.services.keys import PayloadCipher
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,11 @@ from hub.domain.sharing import (
     decide,
 )
 from hub.domain.vocabulary import Vocabulary
+from hub.keys import PayloadCipher
 from hub.services.auditing import audit, audit_record
 from hub.services.children import Child, identify_child
 from hub.services.codes import unknown_codes
 from hub.services.context import Actor
-from hub.services.keys import PayloadCipher
 from hub.services.rate_limits import SharingLimits
 
 _Fact = TypeVar("_Fact", Consent, NecessityAssessment)

@@ -136,7 +136,9 @@ def _search_handler(rtype: str) -> Callable[..., Any]:
             raise _invalid(exc.param, str(exc)) from None
         bundle = _terminology_bundle(vocab, rtype, wanted, lang, _base_url(request, runtime))
         digest = json.dumps(bundle, sort_keys=True, ensure_ascii=False)
-        return _respond(request, bundle, _etag(digest, lang), LATEST_CACHE, lang)
+        response = _respond(request, bundle, _etag(digest, lang), LATEST_CACHE, lang)
+        response.headers["Vary"] = "Accept-Language, Prefer"  # strict handling turns a 200 into a 400
+        return response
 
     search.__doc__ = (
         f"Search {rtype} resources: `_id`, `url` (`url|version` pins one), `version`, `name`, `status`, "

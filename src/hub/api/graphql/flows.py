@@ -4,7 +4,7 @@ no token, not a coordinator, an invalid filter."""
 
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Union
+from typing import Annotated
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,16 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.api.deps import actor_for
 from hub.api.graphql.context import Context
 from hub.api.graphql.guard import guarded
+from hub.api.graphql.problems import AuthenticationProblem, ForbiddenProblem, InvalidInputProblem
 from hub.domain.errors import HubError, InvalidInput, NotPermitted
 from hub.domain.principal import Role
 from hub.services import flows as svc
 
-if TYPE_CHECKING:
-    from hub.api.graphql.schema import AuthenticationProblem, ForbiddenProblem, InvalidInputProblem
-
 # A flow table runs aggregate queries and writes an audit entry: it costs the most of any field.
 _COORDINATOR = guarded(Role.COORDINATOR, cost=50)
-_SCHEMA = "hub.api.graphql.schema"  # the shared problem types live there (it imports this module)
 
 
 @strawberry.input(description="What to count: dates are widened to whole ISO weeks (or coarser periods)")
@@ -78,13 +75,7 @@ class FlowTable:
 
 
 FlowTableResult = Annotated[
-    Union[  # noqa: UP007 (a lazy member cannot be joined with |)
-        FlowTable,
-        Annotated["InvalidInputProblem", strawberry.lazy(_SCHEMA)],
-        Annotated["AuthenticationProblem", strawberry.lazy(_SCHEMA)],
-        Annotated["ForbiddenProblem", strawberry.lazy(_SCHEMA)],
-    ],
-    strawberry.union("FlowTableResult"),
+    FlowTable | InvalidInputProblem | AuthenticationProblem | ForbiddenProblem, strawberry.union("FlowTableResult")
 ]
 
 
@@ -125,23 +116,21 @@ def _table(answer: svc.FlowAnswer) -> FlowTable:
 async def _run(
     info: strawberry.Info[Context, None], query: Callable[[AsyncSession, svc.Context], Awaitable[svc.FlowAnswer]]
 ) -> FlowTableResult:
-    from hub.api.graphql import schema as problems
-
     try:
         principal = await info.context.principal()
     except HubError as exc:
-        return problems.AuthenticationProblem(detail=exc.detail)
+        return AuthenticationProblem(detail=exc.detail)
     if not principal.has_any(Role.COORDINATOR):
-        return problems.ForbiddenProblem(detail="Referral flows are for the role coordinator.")
+        return ForbiddenProblem(detail="Referral flows are for the role coordinator.")
     runtime = info.context.runtime
     ctx = svc.Context.of(actor_for(principal), runtime)
     try:
         async with runtime.flows_sessions() as session:
             answer = await query(session, ctx)
     except NotPermitted as exc:
-        return problems.ForbiddenProblem(detail=exc.detail)
+        return ForbiddenProblem(detail=exc.detail)
     except InvalidInput as exc:
-        return problems.InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
+        return InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
     return _table(answer)
 
 

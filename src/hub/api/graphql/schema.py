@@ -14,6 +14,7 @@ from strawberry.scalars import JSON
 from hub.api.graphql.context import Context
 from hub.api.graphql.flows import FlowsQuery
 from hub.api.graphql.guard import guarded
+from hub.api.graphql.problems import AuthenticationProblem, ForbiddenProblem, InvalidInputProblem, NotFoundProblem
 from hub.api.graphql.vocabulary import (
     CodeSystem,
     Goal,
@@ -37,23 +38,6 @@ from hub.domain.vocabulary import CodeSystemBase, WellbeingWheelDoc
 from hub.services.organisations import get_organisation
 from hub.services.referrals import ReferralQuery, list_referrals
 from hub.services.registry import ServiceFilter, ServiceView, search_services
-
-
-@strawberry.type(description="Something asked for does not exist")
-class NotFoundProblem:
-    detail: str
-    field: str | None
-
-
-@strawberry.type(description="The input is not valid")
-class InvalidInputProblem:
-    detail: str
-    fields: list[str]
-
-
-@strawberry.type(description="A bearer token is needed, or the one sent is not accepted")
-class AuthenticationProblem:
-    detail: str
 
 
 @strawberry.type
@@ -115,11 +99,6 @@ TranslationOutcome = Annotated[
     Translation | NotFoundProblem | InvalidInputProblem, strawberry.union("TranslationOutcome")
 ]
 MeResult = Annotated[Me | AuthenticationProblem, strawberry.union("MeResult")]
-
-
-@strawberry.type(description="The caller's roles do not allow this")
-class ForbiddenProblem:
-    detail: str
 
 
 @strawberry.type(description="A referral your organisation sent or received (metadata: no identity, no free text)")

@@ -7,10 +7,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub.adapters.registry import load_problems
 from hub.api.deps import RuntimeDep
 from hub.api.problems import ALL_PROBLEM_TYPES
-from hub.db.migrate import current_revision
 from hub.domain.errors import NotFound
 
 router = APIRouter(tags=["operations"])
@@ -29,16 +27,12 @@ async def healthz() -> dict[str, str]:
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
-        revision = await current_revision(runtime.engine)
+        revision = await runtime.current_revision()
         checks["database"] = "ok"
         checks["migrations"] = "ok" if revision == runtime.head_revision else "behind"
     except (SQLAlchemyError, OSError):
         checks["database"] = "unreachable"
         checks["migrations"] = "unknown"
-    # Only an app built around a runtime opened elsewhere gets here with an adapter that did not load:
-    # ``hub serve`` and ``open_runtime`` refuse to start then (hub.adapters.registry).
-    problems = load_problems()
-    checks["adapters"] = "ok" if not problems else "not loaded: " + "; ".join(problems)
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not-ready", "checks": checks}, status_code=200 if ready else 503

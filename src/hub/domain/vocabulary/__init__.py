@@ -51,6 +51,7 @@ from hub.domain.vocabulary.codes import (
 )
 from hub.domain.vocabulary.parsing import InvalidRequest, LoadedDocument, checksum_of, parse_document, semver_key
 from hub.domain.vocabulary.registry import (
+    CODE_SYSTEMS,
     Translation,
     TranslationMatch,
     TranslationResult,
@@ -87,6 +88,7 @@ from hub.domain.vocabulary.wheel import (
 __all__ = [
     "CANONICAL_BASE",
     "CANONICAL_WHEEL",
+    "CODE_SYSTEMS",
     "SEMVER",
     "Actor",
     "Axis",

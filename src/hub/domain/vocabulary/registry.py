@@ -85,6 +85,15 @@ def localize(value: Any, lang: str) -> Any:
 
 _localize = localize  # kept for callers that imported the private name
 
+CODE_SYSTEMS = {
+    "data-category": "data-categories",
+    "organisation-type": "organisation-types",
+    "referral-kind": "referral-kinds",
+    "legal-basis": "legal-bases",
+    "wellbeing-indicator": "wellbeing-wheel",
+}
+"""Code-system vocabularies by the singular names the policy and error messages use for their codes."""
+
 
 class Vocabulary:
     """The loaded, validated, immutable registry of every vocabulary version.
