@@ -76,6 +76,7 @@ def serve(
         typer.echo(f"hub serve: dev mode is off (HUB_DEV_MODE) and production settings are missing:{lines}", err=True)
         typer.echo("To try the hub on this machine: make run (hub serve --demo).", err=True)
         raise typer.Exit(2)
+    _enable_adapters(settings, "serve")
     if demo:
         _load_demo(settings, all_tokens=False, tokens_for_tour=False)
     if workers == 1:
@@ -83,6 +84,19 @@ def serve(
         return
     _prepare_workers(settings)
     raise typer.Exit(_supervise_workers(host, port, workers))
+
+
+def _enable_adapters(settings: Settings, command: str) -> None:
+    """Load the adapters HUB_ADAPTERS lists, or exit 2 naming each that does not load and why: before
+    anything starts, so the reason is the last thing the operator reads."""
+    from hub.adapters.registry import AdapterLoadError, enable
+
+    try:
+        enable(settings.adapters)
+    except AdapterLoadError as exc:
+        lines = "".join(f"\n  - {problem}" for problem in exc.problems)
+        typer.echo(f"hub {command}: adapters listed in HUB_ADAPTERS do not load:{lines}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _prepare_workers(settings: Settings) -> None:
@@ -382,6 +396,7 @@ def worker() -> None:
 
     settings = _settings()
     configure_logging(settings.log_level)
+    _enable_adapters(settings, "worker")
 
     async def run() -> None:
         stopped = asyncio.Event()
@@ -442,13 +457,20 @@ app.add_typer(adapters_app, name="adapters")
 
 @adapters_app.command("list")
 def adapters_list() -> None:
-    """The installed adapters (entry points in the hub.adapters group); exit 1 if one does not load."""
+    """The installed adapters (entry points in the hub.adapters group) and whether HUB_ADAPTERS enables
+    them; exit 1 if one does not load or a listed one is not installed."""
     from hub.adapters.conformance import installed
 
-    broken = False
+    listed = _settings().adapters
+    broken, found = False, set()
     for name, value, cls, note in installed():
         broken |= cls is None
-        typer.echo(f"{name:<16} {value:<48} {note}")
+        found.add(name)
+        enabled = "enabled" if name in listed else "not enabled (HUB_ADAPTERS)"
+        typer.echo(f"{name:<16} {value:<48} {note:<32} {enabled}")
+    for name in sorted(set(listed) - found):
+        broken = True
+        typer.echo(f"{name:<16} {'-':<48} {'not installed':<32} enabled")
     if broken:
         raise typer.Exit(1)
 

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # Delivery targets: outside dev mode the hub refuses loopback, private, link-local and cloud-metadata
     # addresses (hub.adapters.addresses); on-premise receivers' networks, comma separated CIDR.
     endpoint_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = []
+    # The delivery adapters the hub uses (entry points in the hub.adapters group), comma separated: an
+    # installed adapter not listed is not loaded nor offered to endpoints; a listed one that does not
+    # load stops the hub from starting (hub.adapters.registry).
+    adapters: Annotated[list[str], NoDecode] = ["webhook", "fhir-r4", "mailbox"]
     # Secrets adapters reference by name (e.g. a webhook's signing secret): "name:value,…". Each can also
     # come from its own variable HUB_SECRET_<NAME> (upper case, '-' as '_'), which wins.
     adapter_secrets: SecretStr | None = None
@@ -126,9 +130,9 @@ class Settings(BaseSettings):
     graphql_max_cost: int = Field(default=500, ge=10, le=1_000_000)
     graphql_cost_per_minute: int = Field(default=5000, ge=10, le=10_000_000)
 
-    @field_validator("jwt_algorithms", mode="before")
+    @field_validator("jwt_algorithms", "adapters", mode="before")
     @classmethod
-    def _split_algorithms(cls, value: object) -> object:
+    def _split_names(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
     @field_validator("endpoint_allowed_networks", mode="before")

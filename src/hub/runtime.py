@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub.adapters.addresses import AddressPolicy
+from hub.adapters.registry import enable as enable_adapters
 from hub.config import Settings
 from hub.db import migrate
 from hub.db.engine import (
@@ -78,6 +79,7 @@ async def open_runtime(settings: Settings, *, url: str | None = None, owner: boo
     The runtime connects as ``HUB_DATABASE_URL``'s role (``url`` if given), which cannot alter the audit
     trail; ``owner``: as the tables' owner instead, for bulk maintenance that switches triggers off
     (``hub synth``)."""
+    enable_adapters(settings.adapters)  # AdapterLoadError: a listed adapter does not load; do not start
     vocabulary = load_vocabulary(settings.vocabulary_dirs)
     policy = load_policy(settings.policy_file)
     check_policy_codes(policy, vocabulary)

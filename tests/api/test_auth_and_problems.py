@@ -145,7 +145,7 @@ async def test_health_endpoints(client: httpx.AsyncClient, path: str) -> None:
 
 async def test_readyz_reports_checks(client: httpx.AsyncClient) -> None:
     body = (await client.get("/readyz")).json()
-    assert body["checks"] == {"database": "ok", "migrations": "ok"}
+    assert body["checks"] == {"database": "ok", "migrations": "ok", "adapters": "ok"}
 
 
 async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:

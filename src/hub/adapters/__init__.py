@@ -9,12 +9,16 @@ Errors, by how the worker recovers::
 
     DeliveryError                 retried with backoff (retry_after_seconds, when the receiver said)
     └── PermanentDeliveryError    dead-lettered at once: retrying cannot help
+        └── AdapterConfigError    the endpoint's configuration is wrong: dead-lettered, fix the endpoint
+            └── RefusedAddress    its address is one the hub may not connect to (hub.adapters.addresses)
 """
 
 from hub.adapters._kit_http import http_request, raise_for_delivery, remote_id, retry_after_seconds
+from hub.adapters.addresses import RefusedAddress
 from hub.adapters.base import (
     Adapter,
     AdapterConfig,
+    AdapterConfigError,
     AdapterContext,
     DeliveryError,
     Health,
@@ -29,6 +33,7 @@ from hub.adapters.base import (
 __all__ = [
     "Adapter",
     "AdapterConfig",
+    "AdapterConfigError",
     "AdapterContext",
     "DeliveryError",
     "Health",
@@ -38,6 +43,7 @@ __all__ = [
     "OpenReferral",
     "PermanentDeliveryError",
     "Receipt",
+    "RefusedAddress",
     "http_request",
     "raise_for_delivery",
     "remote_id",

@@ -7,7 +7,7 @@ so can yours, through ``hub.adapters``)::
     408, 429, 5xx                         → DeliveryError (retried), retry_after_seconds from Retry-After
     timeout, connection refused/reset,    → DeliveryError (retried)
       TLS or protocol error
-    3xx (redirects are not followed)      → PermanentDeliveryError (dead-lettered): configure the final URL
+    3xx (redirects are not followed)      → AdapterConfigError (dead-lettered): configure the final URL
     any other 4xx                         → PermanentDeliveryError
 
 An error's detail names the status and, from an RFC 9457 problem document, only its ``type`` and
@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from hub.adapters.base import AdapterContext, DeliveryError, PermanentDeliveryError
+from hub.adapters.base import AdapterConfigError, AdapterContext, DeliveryError, PermanentDeliveryError
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\u024f]+")
@@ -62,7 +62,7 @@ def raise_for_delivery(response: httpx.Response, *, now: datetime | None = None)
     if status in RETRYABLE_STATUSES or status >= 500:
         raise DeliveryError(detail, retry_after_seconds=retry_after_seconds(response.headers.get("retry-after"), now))
     if 300 <= status < 400:
-        raise PermanentDeliveryError(f"{detail}: redirects are not followed; configure the final URL")
+        raise AdapterConfigError(f"{detail}: redirects are not followed; configure the final URL")
     raise PermanentDeliveryError(detail)
 
 

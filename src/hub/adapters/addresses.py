@@ -14,7 +14,7 @@ not globally routable — loopback, private (RFC 1918, ``fc00::/7``), link-local
 ``fe80::/10``), shared (``100.64/10``), reserved and documentation ranges. An IPv4 address inside IPv6
 (``::ffff:a.b.c.d``, ``64:ff9b::/96``, ``2002::/16``) is judged as that IPv4 address.
 
-A refused delivery raises :class:`RefusedAddress`, a ``PermanentDeliveryError``: the entry is
+A refused delivery raises :class:`RefusedAddress`, an ``AdapterConfigError``: the entry is
 dead-lettered at once, since retrying cannot help until the endpoint or the allowlist changes.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from hub.adapters.base import PermanentDeliveryError
+from hub.adapters.base import AdapterConfigError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -60,7 +60,7 @@ _BROADCAST = ipaddress.ip_address("255.255.255.255")
 ALWAYS_REFUSED = frozenset({"cloud-metadata", "unspecified", "multicast", "broadcast"})
 
 
-class RefusedAddress(PermanentDeliveryError):
+class RefusedAddress(AdapterConfigError):
     """The receiver's address is one the hub may not connect to (see ``hub.adapters.addresses``): a
     configuration error, dead-lettered at once. Fix the endpoint, or list its network in
     ``HUB_ENDPOINT_ALLOWED_NETWORKS``."""

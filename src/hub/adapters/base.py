@@ -17,10 +17,10 @@ import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 MessageKind = Literal["referral", "status-event"]
 
@@ -91,6 +91,13 @@ class PermanentDeliveryError(DeliveryError):
     worker dead-letters it at once for a person to look at."""
 
 
+class AdapterConfigError(PermanentDeliveryError):
+    """The endpoint's configuration is wrong, found at delivery time: an address the hub may not connect
+    to, a URL that redirects, a stored config this version of the adapter no longer accepts. Retrying
+    cannot help until someone fixes the endpoint (``PUT …/endpoint``), so the worker dead-letters the
+    message at once; the detail says what to fix (and, as every error's, never carries the message)."""
+
+
 @dataclass
 class AdapterContext:
     """What the hub lends an adapter. Secrets are referenced by name in the config and resolved here,
@@ -119,6 +126,16 @@ class Adapter(abc.ABC):
     def __init__(self, config: AdapterConfig, context: AdapterContext) -> None:
         self.config = config
         self.context = context
+
+    @classmethod
+    def configured(cls, config: dict[str, Any], context: AdapterContext) -> Self:
+        """The adapter for an endpoint's stored ``config``; :class:`AdapterConfigError` if the ``Config``
+        refuses it (stored before a rule this version has, or written to the database by hand)."""
+        try:
+            return cls(cls.Config.model_validate(config), context)
+        except ValidationError as exc:
+            fields = ", ".join(sorted({".".join(map(str, e["loc"])) or "config" for e in exc.errors()}))
+            raise AdapterConfigError(f"the endpoint's {cls.name} config is not valid ({fields})") from None
 
     @abc.abstractmethod
     async def deliver(self, message: Message) -> Receipt:

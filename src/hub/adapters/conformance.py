@@ -51,7 +51,7 @@ from hub.adapters._kit_samples import KIT_PERSONAL_IDENTITY_NUMBER, make_samples
 from hub.adapters._kit_scenarios import SCENARIOS, Kit, Outcome, ScenarioResult
 from hub.adapters._kit_server import free_port, serve_asgi
 from hub.adapters.base import Adapter, AdapterContext, Message
-from hub.adapters.registry import GROUP, UnknownAdapter
+from hub.adapters.registry import GROUP, UnknownAdapter, check_adapter
 
 __all__ = [
     "DEFAULT_HUB_URL",
@@ -248,9 +248,8 @@ def load_adapter(name: str) -> type[Adapter]:
         if not found:
             raise UnknownAdapter(name)
         cls = found[0].load()
-    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
-        raise TypeError(f"{name} is not a hub.adapters.base.Adapter")
-    return cls
+    check_adapter(cls, name)
+    return cls  # type: ignore[no-any-return]
 
 
 def installed() -> Iterator[tuple[str, str, type[Adapter] | None, str]]:

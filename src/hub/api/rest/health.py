@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from hub.adapters.registry import load_problems
 from hub.api.deps import RuntimeDep
 from hub.api.problems import ALL_PROBLEM_TYPES
 from hub.domain.errors import NotFound
@@ -33,6 +34,10 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     except (SQLAlchemyError, OSError):
         checks["database"] = "unreachable"
         checks["migrations"] = "unknown"
+    # Only an app built around a runtime opened elsewhere gets here with an adapter that did not load:
+    # ``hub serve`` and ``open_runtime`` refuse to start then (hub.adapters.registry).
+    problems = load_problems()
+    checks["adapters"] = "ok" if not problems else "not loaded: " + "; ".join(problems)
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not-ready", "checks": checks}, status_code=200 if ready else 503
