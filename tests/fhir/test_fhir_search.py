@@ -205,3 +205,35 @@ async def test_audit_event_is_strict_unless_the_caller_asks_for_lenient(client, 
         client, "AuditEvent", {"entity-identifier": "x", "outcome": "4"}, **regional, Prefer="handling=lenient"
     )
     assert lenient["entry"] and query(link(lenient, "self") or "") == [("outcome", "4")]
+
+
+# --- the parsing alone ------------------------------------------------------------------------------------
+
+
+def test_parsing_keeps_what_it_uses_and_names_what_it_ignores() -> None:
+    items = [("_id", "a,b"), ("foo", "1"), ("version", ""), ("_count", "2"), ("_summary", "true")]
+    parsed = fhir_search.parse_search(items, strict=False)
+    assert parsed.criteria == (("_id", ("a", "b")),) and parsed.ignored == ("foo",)
+    assert parsed.used == (("_id", "a,b"), ("_count", "2"), ("_summary", "true")), "an empty value is ignored"
+    assert (parsed.count, parsed.offset, parsed.summary) == (2, 0, "true")
+    with pytest.raises(fhir_search.UnsupportedParameters) as raised:
+        fhir_search.parse_search(items, strict=True)
+    assert raised.value.names == ("foo",)
+    assert fhir_search.names_ids(parsed) and not fhir_search.pins_version(parsed)
+    pinned = fhir_search.parse_search([("_id", "a"), ("url", "https://x|1.0.0")], strict=True)
+    assert fhir_search.pins_version(pinned), "url|version names a version: _id then finds that one"
+
+
+@pytest.mark.parametrize(
+    ("prefer", "default", "strict"),
+    [
+        (None, False, False),
+        (None, True, True),
+        ("handling=strict", False, True),
+        ("return=minimal; handling=lenient", True, False),
+        ('HANDLING="strict"', False, True),
+        ("handling=bogus", True, True),
+    ],
+)
+def test_prefer_handling(prefer: str | None, default: bool, strict: bool) -> None:
+    assert fhir_search.strict_handling(prefer, default=default) is strict
