@@ -247,7 +247,8 @@ async def test_stalls_are_open_referrals_without_a_transition(county: Flows) -> 
             assert consistent(values["stalled"], expected[recipient]), recipient
         assert found[("forsta-linjen",)]["stalled"] is None, "one child"
         shown = found[("*",)]["stalled"] is not None
-        assert found[("*",)]["median_days_waiting"] == (pytest.approx(40, abs=0.5) if shown else None)
+        median = found[("*",)]["median_days_waiting"]
+        assert median is None if not shown else 40 <= median <= 41, "whole days since the day of the last change"
         assert rows(await table(county, "stalls", days=60)) == {("*",): {"stalled": 0, "median_days_waiting": None}}
         by_status = rows(await table(county, "stalls", by="status", step="1"))
         assert set(by_status) == {("received",), ("accepted",), ("*",)}, "at step 1: reports of concern open"
@@ -269,7 +270,7 @@ async def stalled(county: Flows, *, step: int) -> dict[str, tuple[int, int]]:
                        from flow_referral
                        where trappan_step = :step and changed_at < current_date
                          and status in ('requested', 'received', 'accepted', 'in-progress', 'on-hold')
-                       group by cell, recipient_type, status, (changed_at at time zone 'Europe/Stockholm')::date"""
+                       group by cell, recipient_type, status, extract(epoch from changed_at)::bigint / 86400"""
                 ),
                 {"step": step},
             )

@@ -11,6 +11,7 @@ and their adjustments (:func:`adjustment_sql`). Nothing here commits.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -381,10 +382,14 @@ async def cubes(
     return list(await asyncio.gather(*(one(ask) for ask in asks)))
 
 
+_UTC_DAY = "extract(epoch from f.changed_at)::bigint / 86400"  # a time zone conversion costs 5 times as much
+
+
 @dataclass(frozen=True)
 class Stalled:
     """Open referrals without a transition since the cutoff, per key: sums over the key's base cells of
-    their referrals, distinct children and adjustments, and the median days since the last transition."""
+    their referrals, distinct children and adjustments, and the median whole days since the day of the
+    last transition."""
 
     value: int
     children: int
@@ -406,10 +411,12 @@ async def stalls(
     (index ``flow_referral_open``), grouped by ``groups`` with totals. The weeks of ``scope`` are not
     applied: a stall is about now, whenever the referral was sent.
 
-    A stall's base cell is the referral's cell with its status and the day (Swedish time) of its last
-    transition: ``cutoff`` must be the start of a day, so a base cell is wholly in or out."""
+    A stall's base cell is the referral's cell with its status and the day (UTC) of its last transition:
+    ``cutoff`` must be the start of a day, so a base cell is wholly in or out. The base cells are summed
+    per key and day in one pass; the days give the median (whole days waited, from the day of the last
+    transition to ``now``'s) without sorting every referral."""
     await _read_settings(session)
-    params: dict[str, Any] = {"steps": list(steps), "open": list(open_statuses), "cutoff": cutoff, "now": now}
+    params: dict[str, Any] = {"steps": list(steps), "open": list(open_statuses), "cutoff": cutoff}
     where = ["f.trappan_step = any(:steps)", "f.status = any(:open)", "f.changed_at < :cutoff"]
     unstepped = Scope(
         scope.week_from, scope.week_to, scope.municipalities, scope.sender_types, scope.recipient_types, scope.kinds
@@ -418,36 +425,38 @@ async def stalls(
     where.append(":dimension = any(f.dimensions)")
     params["dimension"] = scope.dimension or ALL
     exprs = [("f.status" if g == "status" else _COLUMNS[g]) for g in groups]
-    _, sets = _grouping(groups)
-    second = "g2" if len(groups) == 2 else "'' as g2"
-    level = f"grouping({', '.join(['g1', 'g2'][: len(groups)])}) as lvl, g1, {second}"
-    result = await session.execute(
-        text(
-            f"""with r as materialized (
-                    select {_as(exprs)}, f.cell, f.status, (f.changed_at at time zone 'Europe/Stockholm')::date as day,
-                           f.child_key, extract(epoch from :now - f.changed_at) / 86400 as waited
-                    from flow_referral f where {" and ".join(where)}),
-                cells as (
-                    select r.g1, r.g2, count(*) as value, count(distinct r.child_key)::integer as children,
-                           (sum(distinct r.child_key) % {MODULUS})::bigint as cell_key
-                    from r group by r.g1, r.g2, r.cell, r.status, r.day),
-                counted as (
-                    select {level}, sum(value) as value, sum(children) as children,
-                           sum({adjustment_sql("cell_key", "children")}) as noise
-                    from cells group by {sets}),
-                waited as (
-                    select {level}, percentile_cont(0.5) within group (order by waited) as median
-                    from r group by {sets})
-            select c.lvl, c.g1, c.g2, c.value, c.children, c.noise, w.median
-            from counted c join waited w
-              on w.lvl = c.lvl and w.g1 is not distinct from c.g1 and w.g2 is not distinct from c.g2"""
-        ),
+    level, sets = _grouping(groups, "day")
+    found = await _fetch(
+        session,
+        f"""select {level}, day, sum(value), sum(children), sum({adjustment_sql("cell_key", "children")})
+            from (select r.g1, r.g2, r.day, count(*) as value, count(distinct r.child_key)::integer as children,
+                         (sum(distinct r.child_key) % {MODULUS})::bigint as cell_key
+                  from (select {_as(exprs)}, f.cell, f.status, {_UTC_DAY} as day, f.child_key
+                        from flow_referral f where {" and ".join(where)}) r
+                  group by r.g1, r.g2, r.cell, r.status, r.day) c
+            group by {sets}""",
         params,
     )
-    return {
-        _key(groups, bits, (g1, g2)): Stalled(
-            int(value), int(children), int(noise), None if median is None else float(median)
-        )
-        for bits, g1, g2, value, children, noise, median in result
-        if value is not None  # the grand total of nothing
-    }
+    today = int(now.timestamp()) // 86400
+    days: dict[Key, list[tuple[int, int, int, int]]] = {}
+    for bits, g1, g2, day, value, children, noise in found:
+        days.setdefault(_key(groups, bits, (g1, g2)), []).append((today - day, int(value), int(children), int(noise)))
+    return {key: _stalled(per_day) for key, per_day in days.items()}
+
+
+def _stalled(per_day: list[tuple[int, int, int, int]]) -> Stalled:
+    """A key's sums over its days, and the median of the days waited as percentile_cont would give it."""
+    per_day.sort()
+    n = sum(value for _, value, _, _ in per_day)
+    position = (n - 1) / 2
+    median, seen = [], 0
+    for waited, value, _, _ in per_day:
+        # the values at positions floor and ceil of the middle, in the sorted list of every referral
+        median += [waited] * sum(1 for p in {math.floor(position), math.ceil(position)} if seen <= p < seen + value)
+        seen += value
+    return Stalled(
+        n,
+        sum(children for _, _, children, _ in per_day),
+        sum(noise for _, _, _, noise in per_day),
+        sum(median) / len(median),
+    )

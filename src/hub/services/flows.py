@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -54,7 +53,6 @@ PERIODS = db.PERIODS
 GROUPINGS = db.GROUPINGS - {"reason"}
 STALL_GROUPINGS = db.STALL_GROUPINGS
 MAX_WEEKS = 530  # ten years and a little: a query stays a bounded read of the rollups
-SWEDEN = ZoneInfo("Europe/Stockholm")
 
 
 @dataclass(frozen=True)
@@ -253,8 +251,9 @@ async def stalls(
     scope = _scope(ctx, flt)
     statuses = ctx.vocabulary.get("referral-statuses").concepts()  # type: ignore[union-attr]
     open_statuses = sorted(c.code for c in statuses if not c.properties.get("terminal"))
-    # Whole days (Swedish time): a stall's base cell is its cell, status and day of last transition.
-    cutoff = datetime.combine(ctx.actor.today - timedelta(days=days - 1), time(0), SWEDEN)
+    # Whole days (UTC, cheap to compute per referral): a stall's base cell is its cell, status and the
+    # day of its last transition, so the cutoff must never split a day.
+    cutoff = datetime.combine(ctx.actor.now.astimezone(UTC).date() - timedelta(days=days - 1), time(0), UTC)
     found = await db.stalls(
         session,
         scope,

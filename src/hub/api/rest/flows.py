@@ -1,6 +1,6 @@
 """``GET /v1/flows/...``: coordinators' aggregates over referral flows, as JSON or CSV.
 
-Every answer is a protected table (small counts hidden, published counts with cell-key noise) with the
+Every answer is a protected table (sums of adjusted base cells, small ones hidden) with the
 notes that say so; see ``docs/coordinators.md``. Only the role ``coordinator``; everyone else gets 403.
 """
 
