@@ -401,6 +401,28 @@ async def enqueue(session: AsyncSession, row: OutboxRow) -> None:
     )
 
 
+def status_event_entry(referral_id: uuid.UUID, event_id: uuid.UUID, recipient: str, at: datetime) -> OutboxRow:
+    """The outbox entry that tells ``recipient`` of an event."""
+    return OutboxRow(
+        id=uuid.uuid4(),
+        referral_id=referral_id,
+        event_id=event_id,
+        kind="status-event",
+        recipient_organisation=recipient,
+        idempotency_key=f"event:{event_id}",
+        state="queued",
+        attempts=0,
+        next_attempt_at=at,
+        lease_until=None,
+        last_error=None,
+        adapter=None,
+        remote_id=None,
+        delivered_at=None,
+        created_at=at,
+        updated_at=at,
+    )
+
+
 # Reserve due entries for one worker: rows other workers hold are skipped, not waited for.
 CLAIM = Statement(
     f"""
@@ -500,9 +522,12 @@ DELIVERED = Statement(
 )
 
 # A referral handed over: the entry delivered, the referral delivered, and, when the receiver's system
-# acknowledged it while it was still requested, the hub's transition to received (its event, with the next
-# sequence number, and that event queued for the sender), as ``hub.services.referrals.hub_transition``
-# writes it. ``r`` locks the referral first (everything else reads from it), as the event's number needs.
+# acknowledged it, the hub's transition to received (its event, with the next sequence number, and that event
+# queued for the sender), as ``hub.services.referrals.persist`` writes it. Whether a receipt moves the
+# referral is the domain's rule (``hub.domain.referrals.Referral.receipt``); the domain gives its answer for
+# every status at once (``:received_from``, from ``received_from``), so the statement only applies it to the
+# status it finds under the row lock. ``r`` locks the referral first (everything else reads from it), as the
+# event's number needs.
 REFERRAL_DELIVERED = Statement(
     """
     with r as (
@@ -512,7 +537,7 @@ REFERRAL_DELIVERED = Statement(
                           last_error = null, updated_at = :now, lease_until = null
         where id = :outbox_id
     ), received as (
-        select r.id, r.status, r.sender_organisation from r where :acknowledged and r.status = 'requested'
+        select r.id, r.status, r.sender_organisation from r where r.status = any(:received_from)
     ), moved as (
         update referral set delivered_at = :now, updated_at = :now,
                             status = case when received.id is null then referral.status else 'received' end
@@ -545,11 +570,12 @@ async def record_delivered(
     *,
     adapter: str,
     remote_id: str | None,
-    acknowledged: bool,
+    received_from: Sequence[str],
     now: datetime,
 ) -> bool:
     """Record a successful hand-over in one statement that commits by itself (``connection``: a driver
-    connection with no transaction open). For a referral also what its delivery changes (see above);
+    connection with no transaction open). For a referral also what its delivery changes (see above):
+    ``received_from`` the statuses the domain moves to received on this receipt (empty: not acknowledged).
     True when that made it received."""
     params: dict[str, Any] = {"outbox_id": entry.id, "adapter": adapter, "remote_id": remote_id, "now": now}
     if entry.kind != "referral":
@@ -558,7 +584,7 @@ async def record_delivered(
     event_id = uuid.uuid4()
     params |= {
         "referral_id": entry.referral_id,
-        "acknowledged": acknowledged,
+        "received_from": list(received_from),
         "event_id": event_id,
         "event_outbox_id": uuid.uuid4(),
         "event_key": f"event:{event_id}",

@@ -9,6 +9,7 @@ dedupe. Nothing is delivered that the decision engine does not permit at the mom
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import logging
 import random
@@ -38,7 +39,7 @@ from hub.db import referrals as db
 from hub.db.engine import driver
 from hub.domain.errors import HubError
 from hub.domain.principal import Principal, Role
-from hub.domain.referrals import strip_to
+from hub.domain.referrals import received_from, strip_to
 from hub.runtime import Runtime
 from hub.services import referrals as ref
 from hub.services import registry
@@ -63,6 +64,11 @@ class Worker:
 
     def __post_init__(self) -> None:
         self._in_flight = asyncio.Semaphore(self.settings.worker_concurrency)
+
+    @functools.cached_property
+    def _received_from(self) -> list[str]:
+        """The statuses a receipt moves to received: the domain's rule (``Referral.receipt``)."""
+        return received_from(ref.lifecycle(self.runtime.vocabulary))
 
     @property
     def settings(self):  # type: ignore[no-untyped-def]
@@ -254,7 +260,7 @@ class Worker:
                 body={"event": _event_body(event, ref.event_texts(event, self.runtime.cipher))},
                 created_at=entry.created_at,
             )
-        if row.status != "requested":
+        if not ref.aggregate(row, self.runtime.vocabulary).deliverable:
             async with self.runtime.sessions() as session:
                 await db.finish(
                     session, entry.id, state="abandoned", last_error=f"referral is {row.status}", updated_at=utcnow()
@@ -332,17 +338,12 @@ class Worker:
             locked = await db.referral(session, row.id, lock=True)
             assert locked is not None
             await db.abandon_pending(session, row.id, hub_actor.now, "no legal basis at send time")
-            if locked.status == "requested":
-                reasons = "; ".join(r.en for r in recorded.decision.reasons)
-                await ref.hub_transition(
-                    session,
-                    locked,
-                    "failed",
-                    now=hub_actor.now,
-                    reason_code="no-legal-basis",
-                    reason_text=f"Not delivered: no legal basis at send time. {reasons}",
-                    cipher=self.runtime.cipher,
-                )
+            reasons = "; ".join(r.en for r in recorded.decision.reasons)
+            failed = ref.aggregate(locked, self.runtime.vocabulary).delivery_failed(
+                f"Not delivered: no legal basis at send time. {reasons}"
+            )
+            if failed is not None:
+                await ref.hub_transition(session, locked, failed, now=hub_actor.now, cipher=self.runtime.cipher)
             await session.commit()
         return None
 
@@ -355,7 +356,7 @@ class Worker:
                 entry,
                 adapter=adapter,
                 remote_id=receipt.remote_id,
-                acknowledged=receipt.acknowledged,
+                received_from=self._received_from if receipt.acknowledged else (),
                 now=utcnow(),
             )
         log.info("delivered", extra={"outbox_id": str(entry.id), "adapter": adapter, "attempt": entry.attempts})

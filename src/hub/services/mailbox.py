@@ -101,6 +101,7 @@ async def acknowledge(session: AsyncSession, *, actor: Actor, runtime: Runtime, 
         entry = await db.outbox_entries_by_id(session, outbox_id)
         if entry is not None and entry.kind == "referral":
             row = await db.referral(session, entry.referral_id, lock=True)
-            if row is not None and row.status == "requested":
-                await ref.hub_transition(session, row, "received", now=actor.now, cipher=runtime.cipher)
+            received = None if row is None else ref.aggregate(row, runtime.vocabulary).receipt()
+            if row is not None and received is not None:
+                await ref.hub_transition(session, row, received, now=actor.now, cipher=runtime.cipher)
     await session.commit()

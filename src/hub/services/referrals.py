@@ -24,7 +24,7 @@ from hub.domain.audit import AuditAction, AuditRecord
 from hub.domain.errors import Conflict, FieldError, InvalidInput, NotFound, SharingDenied
 from hub.domain.errors import Explanation as DomainExplanation
 from hub.domain.identity import parse_personal_identity_number
-from hub.domain.referrals import CONCERN_TEXT, Change, Lifecycle, Rule, Side
+from hub.domain.referrals import CONCERN_TEXT, Change, Decided, Lifecycle, Referral, Rule, Side
 from hub.domain.sharing import Decision
 from hub.domain.vocabulary import CodeSystemBase, ReferralStatusesDoc, UnknownCode, Vocabulary
 from hub.runtime import Runtime
@@ -525,6 +525,18 @@ async def visible_referral(
     return row, side
 
 
+def aggregate(row: db.ReferralRow, vocabulary: Vocabulary) -> Referral:
+    """The stored referral as the domain's write model."""
+    return Referral(
+        sender=row.sender_organisation,
+        recipient=row.recipient_organisation,
+        status=row.status,
+        delivered=row.delivered_at is not None,
+        cancellation_requested=row.cancellation_requested_at is not None,
+        lifecycle=lifecycle(vocabulary),
+    )
+
+
 async def record_event(
     session: AsyncSession,
     *,
@@ -539,46 +551,22 @@ async def record_event(
         seen = await db.event_by_key(session, row.id, actor.organisation_id, idempotency_key)
         if seen is not None:
             return seen
-    rules = lifecycle(runtime.vocabulary)
     _check_codes(draft, runtime.vocabulary)
-    counterpart = row.recipient_organisation if side == "sender" else row.sender_organisation
+    referral = aggregate(row, runtime.vocabulary)
     if draft.type == "cancellation-requested":
         if side != "sender":
             raise InvalidInput(
                 "Only the sender requests a cancellation.", errors=[FieldError("/type", "sender only", "wrong-party")]
             )
-        rules.may_request_cancellation(row.status)
-        await db.update_referral(session, row.id, cancellation_requested_at=actor.now, updated_at=actor.now)
-        event = await _record_event(
-            session,
-            row,
-            from_status=row.status,
-            change=Change(row.status, side, draft.reason_code, draft.reason_text),
-            actor=actor,
-            notify=counterpart,
-            event_type="cancellation-requested",
-            idempotency_key=idempotency_key,
-            cipher=runtime.cipher,
-        )
+        decided = referral.request_cancellation(draft.reason_code, draft.reason_text)
     else:
         if draft.status is None:
             raise InvalidInput("A status event names the new status.", errors=[FieldError("/status", "required")])
-        change = Change(draft.status, side, draft.reason_code, draft.reason_text, draft.feedback)
-        rules.check(row.status, change, cancellation_requested=row.cancellation_requested_at is not None)
-        await db.update_referral(session, row.id, status=draft.status, updated_at=actor.now)
-        if draft.status in ("cancelled", "entered-in-error") and row.delivered_at is None:
-            await db.abandon_pending(session, row.id, actor.now, f"referral {draft.status} before delivery")
-        event = await _record_event(
-            session,
-            row,
-            from_status=row.status,
-            change=change,
-            actor=actor,
-            notify=counterpart if (side == "receiver" or row.delivered_at is not None) else None,
+        decided = referral.change(
+            Change(draft.status, side, draft.reason_code, draft.reason_text, draft.feedback),
             suggested=(draft.suggested_organisation, draft.suggested_service),
-            idempotency_key=idempotency_key,
-            cipher=runtime.cipher,
         )
+    event = await persist(session, row, decided, actor=actor, idempotency_key=idempotency_key, cipher=runtime.cipher)
     await audit(
         session,
         actor,
@@ -586,7 +574,7 @@ async def record_event(
         child_pseudonym=row.child_pseudonym,
         legal_basis=row.legal_basis,
         decision_id=str(row.decision_id),
-        counterpart_organisation=counterpart,
+        counterpart_organisation=referral.counterpart(side),
         entity_type="Referral",
         entity_id=str(row.id),
         purpose=row.kind,
@@ -605,25 +593,29 @@ def _check_codes(draft: EventDraft, vocabulary: Vocabulary) -> None:
             )
 
 
-async def _record_event(
+async def persist(
     session: AsyncSession,
     row: db.ReferralRow,
+    decided: Decided,
     *,
-    from_status: str | None,
-    change: Change,
     actor: Actor | None,
-    notify: str | None,
-    event_type: str = "status",
-    suggested: tuple[str | None, str | None] = (None, None),
     idempotency_key: str | None = None,
     cipher: Any = None,
     now: datetime | None = None,
 ) -> db.EventRow:
-    """Append an event and, when ``notify`` names the other party, queue it for delivery (closed loop)."""
+    """Store what the domain decided (``Decided``): the referral's new state, its event and, when the
+    event names a party to tell, its outbox entry (closed loop). The caller holds the row lock and commits."""
     at = now or (actor.now if actor else None)
     assert at is not None
+    if decided.cancellation_requested:
+        await db.update_referral(session, row.id, cancellation_requested_at=at, updated_at=at)
+    elif decided.status != row.status:
+        await db.update_referral(session, row.id, status=decided.status, updated_at=at)
+    if decided.abandon_delivery:
+        await db.abandon_pending(session, row.id, at, f"referral {decided.status} before delivery")
+    spec = decided.event
     event_id = uuid.uuid4()
-    texts = {k: v for k, v in (("reason_text", change.reason_text), ("feedback", change.feedback)) if v}
+    texts = {k: v for k, v in (("reason_text", spec.reason_text), ("feedback", spec.feedback)) if v}
     details, details_key = (None, None)
     if texts and cipher is not None:
         details, details_key = cipher.encrypt(texts, bound_to=str(event_id))
@@ -631,68 +623,37 @@ async def _record_event(
         id=event_id,
         referral_id=row.id,
         seq=await db.next_event_seq(session, row.id),
-        type=event_type,
-        from_status=from_status,
-        to_status=change.to,
-        by_organisation=None if change.side == "hub" or actor is None else actor.organisation_id,
+        type=spec.type,
+        from_status=spec.from_status,
+        to_status=spec.to_status,
+        by_organisation=None if spec.side == "hub" or actor is None else actor.organisation_id,
         by_subject=None if actor is None else actor.principal.subject,
-        reason_code=change.reason_code,
-        suggested_organisation=suggested[0],
-        suggested_service=suggested[1],
+        reason_code=spec.reason_code,
+        suggested_organisation=spec.suggested_organisation,
+        suggested_service=spec.suggested_service,
         details=details,
         details_key_id=details_key,
         idempotency_key=idempotency_key,
         occurred_at=at,
     )
     await db.insert_event(session, event)
-    if notify is not None:
-        await db.enqueue(
-            session,
-            db.OutboxRow(
-                id=uuid.uuid4(),
-                referral_id=row.id,
-                event_id=event_id,
-                kind="status-event",
-                recipient_organisation=notify,
-                idempotency_key=f"event:{event_id}",
-                state="queued",
-                attempts=0,
-                next_attempt_at=at,
-                lease_until=None,
-                last_error=None,
-                adapter=None,
-                remote_id=None,
-                delivered_at=None,
-                created_at=at,
-                updated_at=at,
-            ),
-        )
+    if spec.notify is not None:
+        await db.enqueue(session, db.status_event_entry(row.id, event_id, spec.notify, at))
     return event
 
 
 async def hub_transition(
     session: AsyncSession,
     row: db.ReferralRow,
-    to: str,
+    decided: Decided,
     *,
     now: datetime,
-    reason_code: str | None = None,
-    reason_text: str | None = None,
     cipher: Any = None,
 ) -> db.EventRow:
-    """A change the hub itself makes (received on delivery, failed when delivery is given up); the sender
-    is told. The caller holds the referral row lock and commits."""
-    await db.update_referral(session, row.id, status=to, updated_at=now)
-    return await _record_event(
-        session,
-        row,
-        from_status=row.status,
-        change=Change(to, "hub", reason_code, reason_text),
-        actor=None,
-        notify=row.sender_organisation,
-        cipher=cipher,
-        now=now,
-    )
+    """Store a change the hub itself made (``Referral.hub_change``, ``receipt``, ``delivery_failed``): the
+    domain has checked it against the lifecycle and names the sender to tell. The caller holds the
+    referral row lock and commits."""
+    return await persist(session, row, decided, actor=None, cipher=cipher, now=now)
 
 
 # --- reading -----------------------------------------------------------------------------------------------

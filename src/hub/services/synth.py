@@ -163,9 +163,10 @@ async def _event(runtime: Runtime, referral_id: uuid.UUID, e: Event) -> None:
             assert row is not None
             if e.to_status == "received":
                 await referral_db.update_referral(session, referral_id, delivered_at=e.at)
-            await referral_service.hub_transition(
-                session, row, e.to_status, now=e.at, reason_code=e.reason_code, cipher=runtime.cipher
+            decided = referral_service.aggregate(row, runtime.vocabulary).hub_change(
+                e.to_status, reason_code=e.reason_code
             )
+            await referral_service.hub_transition(session, row, decided, now=e.at, cipher=runtime.cipher)
             await session.commit()
             return
         await referral_service.record_event(
