@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import referrals as db
-from hub.db.engine import driver
 from hub.db.lawful import SharingFacts, record_decision, sharing_facts
+from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction, AuditRecord
 from hub.domain.errors import Conflict, FieldError, InvalidInput, NotFound, SharingDenied
 from hub.domain.errors import Explanation as DomainExplanation
@@ -201,9 +201,13 @@ def _scalar(errors: list[FieldError]) -> list[FieldError]:
     return [FieldError("/kind", e.message, e.code) if e.pointer == "/kind/0" else e for e in errors]
 
 
-async def send_referral(
-    session: AsyncSession, *, actor: Actor, draft: ReferralDraft, idempotency_key: str, runtime: Runtime
-) -> Sent:
+async def send_referral(*, actor: Actor, draft: ReferralDraft, idempotency_key: str, runtime: Runtime) -> Sent:
+    """The send use case in its unit of work (see ``_send``)."""
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        return await _send(uow, actor=actor, draft=draft, idempotency_key=idempotency_key, runtime=runtime)
+
+
+async def _send(uow: UnitOfWork, *, actor: Actor, draft: ReferralDraft, idempotency_key: str, runtime: Runtime) -> Sent:
     """Decide, then store the referral, its first event and its outbox entry in one transaction.
     A refusal is recorded and audited, then raised as ``SharingDenied`` with the engine's reasons.
 
@@ -221,7 +225,7 @@ async def send_referral(
     by_id = t.service_id is None and t.organisation_type is None and t.municipality_code is None
     if t.organisation_id is not None and by_id:
         # Statements that commit by themselves, on a connection of the pool's: no ORM session.
-        async with driver(session, own_transaction=True) as connection:
+        async with uow.statement() as connection:
             facts, existing = await db.facts_and_key_on(
                 connection,
                 sender=actor.organisation_id,
@@ -247,12 +251,12 @@ async def send_referral(
                     runtime=runtime,
                 )
         # Not in the registry: the general path below answers as resolve_target does.
-    existing = await db.referral_by_key(session, actor.organisation_id, idempotency_key)
+    existing = await db.referral_by_key(uow.session, actor.organisation_id, idempotency_key)
     if existing is not None:
         return _replay(existing, request_hash)
     dimensions, local_codes = _validate(draft, runtime.vocabulary)
     resolved = await registry.resolve_target(
-        session,
+        uow.session,
         organisation_id=t.organisation_id,
         service_id=t.service_id,
         organisation_type=t.organisation_type,
@@ -261,8 +265,8 @@ async def send_referral(
     )
     recipient = resolved.organisation.id
     service_id = None if resolved.service is None else resolved.service.id
-    await session.commit()  # ends the read; what follows commits statement by statement
-    async with driver(session, own_transaction=True) as connection:
+    await uow.end_reads()  # what follows is one statement that commits by itself: the use case's commit
+    async with uow.statement() as connection:
         facts = await sharing_facts(
             connection, sender=actor.organisation_id, recipient=recipient, candidates=child.candidates
         )
@@ -538,6 +542,29 @@ def aggregate(row: db.ReferralRow, vocabulary: Vocabulary) -> Referral:
 
 
 async def record_event(
+    *,
+    actor: Actor,
+    referral_id: str,
+    draft: EventDraft,
+    idempotency_key: str | None,
+    runtime: Runtime,
+) -> db.EventRow:
+    """A party moves the referral (or asks for its cancellation): the domain decides, the stores persist,
+    the audit records it, one commit."""
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        event = await _record_event(
+            uow.session,
+            actor=actor,
+            referral_id=referral_id,
+            draft=draft,
+            idempotency_key=idempotency_key,
+            runtime=runtime,
+        )
+        await uow.commit()
+        return event
+
+
+async def _record_event(
     session: AsyncSession,
     *,
     actor: Actor,
@@ -580,7 +607,6 @@ async def record_event(
         purpose=row.kind,
         details={"type": draft.type, "from": row.status, "to": event.to_status, "reason_code": draft.reason_code},
     )
-    await session.commit()
     return event
 
 
@@ -733,6 +759,16 @@ def document_for(row: db.ReferralRow, side: Side, cipher: Any) -> dict[str, Any]
 
 
 async def read_referral(
+    *, actor: Actor, referral_id: str, runtime: Runtime
+) -> tuple[db.ReferralRow, Side, list[db.EventRow], list[db.OutboxRow], dict[str, Any] | None]:
+    """An audited read: the answer leaves only once its audit entry is committed."""
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        read = await _read(uow.session, actor=actor, referral_id=referral_id, runtime=runtime)
+        await uow.commit()
+        return read
+
+
+async def _read(
     session: AsyncSession, *, actor: Actor, referral_id: str, runtime: Runtime
 ) -> tuple[db.ReferralRow, Side, list[db.EventRow], list[db.OutboxRow], dict[str, Any] | None]:
     row, side = await visible_referral(session, referral_id, actor.organisation_id)
@@ -755,5 +791,4 @@ async def read_referral(
     )
     events = await db.events(session, row.id)
     deliveries = await db.outbox_entries(session, referral_id=row.id)
-    await session.commit()
     return row, side, events, deliveries, document

@@ -130,7 +130,6 @@ async def _through_api(
                 )
                 consented.add(r.child)
             sent = await referral_service.send_referral(
-                session,
                 actor=_actor(r.sender, r.created_at),
                 draft=referral_service.ReferralDraft(
                     kind=r.kind,
@@ -170,7 +169,6 @@ async def _event(runtime: Runtime, referral_id: uuid.UUID, e: Event) -> None:
             await session.commit()
             return
         await referral_service.record_event(
-            session,
             actor=_actor(e.by, e.at),
             referral_id=str(referral_id),
             draft=referral_service.EventDraft(

@@ -196,14 +196,12 @@ async def send(
     body: ReferralCreate,
     key: IdempotencyKey,
     principal: Party,
-    session: Session,
     runtime: RuntimeDep,
     response: Response,
 ) -> ReferralAccepted:
     """The decision engine decides; an allowed referral is stored with its outbox entry in one transaction
     and answered 202. Retrying with the same Idempotency-Key and body returns the same referral."""
     sent = await svc.send_referral(
-        session,
         actor=actor_for(principal),
         draft=svc.ReferralDraft(
             kind=body.kind,
@@ -264,9 +262,9 @@ async def list_referrals(
 
 
 @router.get("/referrals/{referral_id}", response_model=ReferralRead, summary="One referral (audited read)")
-async def read(referral_id: str, principal: Party, session: Session, runtime: RuntimeDep) -> ReferralRead:
+async def read(referral_id: str, principal: Party, runtime: RuntimeDep) -> ReferralRead:
     row, side, events, deliveries, document = await svc.read_referral(
-        session, actor=actor_for(principal), referral_id=referral_id, runtime=runtime
+        actor=actor_for(principal), referral_id=referral_id, runtime=runtime
     )
     return ReferralRead(
         **_summary(row, side),
@@ -302,12 +300,10 @@ async def add_event(
     referral_id: str,
     body: EventCreate,
     principal: Party,
-    session: Session,
     runtime: RuntimeDep,
     key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> EventRead:
     event = await svc.record_event(
-        session,
         actor=actor_for(principal),
         referral_id=referral_id,
         draft=svc.EventDraft(**body.model_dump()),
@@ -334,10 +330,10 @@ class MailboxPage(BaseModel):
 
 @router.get("/mailbox", response_model=MailboxPage, tags=["mailbox"], summary="Fetch messages left for you")
 async def fetch_mailbox(
-    principal: System, session: Session, runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    principal: System, runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> MailboxPage:
     """Each message returned is hidden for HUB_MAILBOX_VISIBILITY_SECONDS; acknowledge it or it comes back."""
-    items = await mailbox_svc.fetch(session, actor=actor_for(principal), runtime=runtime, limit=limit)
+    items = await mailbox_svc.fetch(actor=actor_for(principal), runtime=runtime, limit=limit)
     return MailboxPage(items=[MailboxItem(**m.__dict__) for m in items])
 
 
@@ -347,6 +343,6 @@ async def fetch_mailbox(
     tags=["mailbox"],
     summary="Acknowledge a message (idempotent)",
 )
-async def ack_mailbox(message_id: str, principal: System, session: Session, runtime: RuntimeDep) -> Response:
-    await mailbox_svc.acknowledge(session, actor=actor_for(principal), runtime=runtime, message_id=message_id)
+async def ack_mailbox(message_id: str, principal: System, runtime: RuntimeDep) -> Response:
+    await mailbox_svc.acknowledge(actor=actor_for(principal), runtime=runtime, message_id=message_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
