@@ -209,6 +209,11 @@ async def test_the_concerns_codes_travel_only_with_the_wellbeing_assessment(clie
     assert seen_by_receiver["document"]["concern"] == {}
     sender_view = await referral(client, auth, SENDER, without)
     assert sender_view["document"]["concern"]["trappan_step"] == 2, "the sender keeps its whole referral"
+    listed = await client.get("/v1/referrals?role=receiver", headers=auth(RECEIVER, "system"))
+    by_listed = {r["id"]: r for r in listed.json()["items"]}
+    assert (by_listed[without]["dimensions"], by_listed[without]["trappan_step"]) == ([], None)
+    assert (by_listed[with_codes]["dimensions"], by_listed[with_codes]["trappan_step"]) == (["healthy", "safe"], 2)
+    assert sender_view["dimensions"] == ["healthy", "safe"]
 
 
 async def test_an_unacknowledged_message_comes_back(client, auth, county, worker) -> None:

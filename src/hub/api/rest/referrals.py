@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -11,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
 from hub.api.rest.schemas import ChildRef, Instant
-from hub.db import referrals as db
 from hub.domain.principal import Principal, Role
 from hub.services import mailbox as mailbox_svc
 from hub.services import referrals as svc
@@ -149,42 +149,6 @@ class EventCreate(BaseModel):
     feedback: str | None = Field(default=None, max_length=10_000, description="Required when completing")
 
 
-def _summary(row: db.ReferralRow, side: str) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "status": row.status,
-        "kind": row.kind,
-        "role": side,
-        "sender_organisation": row.sender_organisation,
-        "recipient_organisation": row.recipient_organisation,
-        "service_id": row.service_id,
-        "dimensions": row.dimensions,
-        "trappan_step": row.trappan_step,
-        "permitted_categories": row.permitted_categories,
-        "legal_basis": row.legal_basis,
-        "cancellation_requested": row.cancellation_requested_at is not None,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    }
-
-
-def _event(event: db.EventRow, texts: Any) -> EventRead:
-    return EventRead(
-        id=str(event.id),
-        seq=event.seq,
-        type=event.type,
-        from_status=event.from_status,
-        to_status=event.to_status,
-        by_organisation=event.by_organisation,
-        reason_code=event.reason_code,
-        reason_text=texts.get("reason_text"),
-        suggested_organisation=event.suggested_organisation,
-        suggested_service=event.suggested_service,
-        feedback=texts.get("feedback"),
-        occurred_at=event.occurred_at,
-    )
-
-
 @router.post(
     "/referrals",
     status_code=status.HTTP_202_ACCEPTED,
@@ -256,36 +220,20 @@ async def list_referrals(
             limit=limit,
         ),
     )
-    return ReferralPage(
-        items=[ReferralSummary(**_summary(r, side)) for r, side in page.items], next_cursor=page.next_cursor
-    )
+    return ReferralPage(items=[ReferralSummary(**asdict(r)) for r in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/referrals/{referral_id}", response_model=ReferralRead, summary="One referral (audited read)")
 async def read(referral_id: str, principal: Party, runtime: RuntimeDep) -> ReferralRead:
-    row, side, events, deliveries, document = await svc.read_referral(
-        actor=actor_for(principal), referral_id=referral_id, runtime=runtime
-    )
+    detail = await svc.read_referral(actor=actor_for(principal), referral_id=referral_id, runtime=runtime)
     return ReferralRead(
-        **_summary(row, side),
-        data_categories=row.data_categories if side == "sender" else row.permitted_categories,
-        basis_reference=row.basis_reference,
-        decision_id=str(row.decision_id),
-        document=document,
-        events=[_event(e, svc.event_texts(e, runtime.cipher)) for e in events],
-        deliveries=[
-            DeliveryRead(
-                kind=d.kind,
-                recipient_organisation=d.recipient_organisation,
-                state=d.state,
-                attempts=d.attempts,
-                next_attempt_at=d.next_attempt_at if d.state in ("queued", "retrying") else None,
-                last_error=d.last_error,
-                delivered_at=d.delivered_at,
-            )
-            for d in deliveries
-            if side == "sender" or d.recipient_organisation == principal.organisation_id
-        ],
+        **asdict(detail.referral),
+        data_categories=detail.data_categories,
+        basis_reference=detail.basis_reference,
+        decision_id=detail.decision_id,
+        document=detail.document,
+        events=[EventRead(**asdict(e)) for e in detail.events],
+        deliveries=[DeliveryRead(**asdict(d)) for d in detail.deliveries],
     )
 
 
@@ -310,7 +258,7 @@ async def add_event(
         idempotency_key=key,
         runtime=runtime,
     )
-    return _event(event, svc.event_texts(event, runtime.cipher))
+    return EventRead(**asdict(event))
 
 
 # --- mailbox -------------------------------------------------------------------------------------------------
