@@ -108,6 +108,8 @@ def test_hub_made_changes_follow_the_lifecycle() -> None:
 
 
 def test_who_is_told() -> None:
+    opened = Referral.send(LIFE)
+    assert (opened.status, opened.event.from_status, opened.event.notify) == ("requested", None, None)
     withdrawn = _referral("requested", delivered=False).change(Change("cancelled", "sender", reason_text="fel"))
     assert withdrawn.event.notify is None and withdrawn.abandon_delivery
     accepted = _referral("received").change(Change("accepted", "receiver"))

@@ -48,6 +48,11 @@ class Lifecycle:
     def __init__(self, rules: Mapping[tuple[str, str], Rule], terminal: Iterable[str]) -> None:
         self.rules = dict(rules)
         self.terminal = frozenset(terminal)
+        # Where every referral starts: the status the table leaves from but never leads to.
+        starts = {frm for frm, _ in self.rules} - {to for _, to in self.rules}
+        if len(starts) != 1:
+            raise ValueError(f"a lifecycle has one initial status, not {sorted(starts)}")
+        self.initial = starts.pop()
 
     def next_statuses(self, current: str, side: Side) -> list[str]:
         return sorted(to for (frm, to), rule in self.rules.items() if frm == current and rule.actor == side)
@@ -141,7 +146,7 @@ class EventToRecord:
     """An event the referral's change writes, and the party told of it (``notify``; None: nobody)."""
 
     type: str  # "status" | "cancellation-requested"
-    from_status: str
+    from_status: str | None  # None: the referral's first event
     to_status: str
     side: Side
     notify: str | None
@@ -175,6 +180,12 @@ class Referral:
     delivered: bool
     cancellation_requested: bool
     lifecycle: Lifecycle
+
+    @staticmethod
+    def send(lifecycle: Lifecycle) -> Decided:
+        """A new referral: its first status and first event, by the sender. The referral itself goes to
+        the recipient through the outbox, so the event tells nobody."""
+        return Decided(lifecycle.initial, EventToRecord("status", None, lifecycle.initial, "sender", None))
 
     def counterpart(self, side: Side) -> str:
         return self.recipient if side == "sender" else self.sender

@@ -7,7 +7,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from hub.db import referrals as db
 from hub.db.lawful import SharingFacts, record_decision, sharing_facts
@@ -16,7 +16,7 @@ from hub.domain.audit import AuditAction, AuditRecord
 from hub.domain.errors import Conflict, FieldError, InvalidInput, SharingDenied
 from hub.domain.errors import Explanation as DomainExplanation
 from hub.domain.identity import parse_personal_identity_number
-from hub.domain.referrals import CONCERN_TEXT
+from hub.domain.referrals import CONCERN_TEXT, Referral
 from hub.domain.sharing import Decision
 from hub.domain.vocabulary import UnknownCode, Vocabulary
 from hub.runtime import Runtime
@@ -25,7 +25,7 @@ from hub.services.auditing import audit_record
 from hub.services.children import Child, identify_child
 from hub.services.codes import unknown_codes
 from hub.services.context import Actor
-from hub.services.referrals.derived import _derived
+from hub.services.referrals.derived import _derived, lifecycle
 
 # decide_share's own steps, shared so that a referral decides exactly as POST /v1/sharing-decisions does.
 from hub.services.sharing import _explanation, decide_on_facts
@@ -217,7 +217,7 @@ async def _decide_and_store(
     A refusal is recorded with its audit entry (one statement, committed) and raised; an allowance is
     written together with everything the referral adds (``hub.db.referrals.store_sent``)."""
     decision_id = uuid.uuid4()
-    decision, decision_entry = _decide(
+    decided = _decide(
         actor=actor,
         draft=draft,
         child=child,
@@ -226,101 +226,30 @@ async def _decide_and_store(
         runtime=runtime,
         decision_id=decision_id,
     )
+    decision, decision_entry = decided
     if not decision.allowed:
-        await record_decision(
+        await _refuse(
             connection,
+            actor=actor,
+            draft=draft,
+            child=child,
+            recipient=recipient,
+            decided=decided,
             decision_id=decision_id,
-            decision=decision,
-            requested_by=actor.principal.subject,
-            from_org=actor.organisation_id,
-            to_org=recipient,
-            child=child.pseudonym,
-            purpose=draft.kind,
-            dry_run=False,
-            explanation=_explanation(decision),
-            audit=decision_entry,
         )
-        raise SharingDenied(
-            "No legal basis allows this referral; the reasons say why and the remedies what would make it lawful.",
-            reasons=[DomainExplanation(r.code, r.sv, r.en) for r in decision.reasons],
-            remedies=[DomainExplanation(r.code, r.sv, r.en) for r in decision.remedies],
-            decision_id=str(decision_id),
-        )
-    dimensions, local_codes = checked
-    pin = parse_personal_identity_number(draft.personal_identity_number, today=actor.today)
-    referral_id = uuid.uuid4()
-    document = {
-        "child": {"personal_identity_number": pin.canonical, "birth_date": pin.birth_date.isoformat()},
-        "concern": {
-            "dimensions": dimensions,
-            "local_codes": local_codes,
-            "trappan_step": draft.trappan_step,
-            "text": draft.concern_text,
-        },
-        "information": draft.information,
-    }
-    payload, key_id = runtime.cipher.encrypt(document, bound_to=str(referral_id))
-    row = db.ReferralRow(
-        id=referral_id,
-        sender_organisation=actor.organisation_id,
-        recipient_organisation=recipient,
+    row, event, outbox = _rows(
+        actor=actor,
+        draft=draft,
+        child=child,
+        recipient=recipient,
         service_id=service_id,
-        kind=draft.kind,
-        status="requested",
-        cancellation_requested_at=None,
-        delivered_at=None,
-        child_pseudonym=child.pseudonym,
-        dimensions=[d["code"] for d in dimensions],
-        trappan_step=draft.trappan_step,
-        data_categories=sorted(set(draft.data_categories)),
-        permitted_categories=list(decision.permitted_categories),
-        legal_basis=str(decision.legal_basis),
-        basis_reference=decision.basis_reference,
         decision_id=decision_id,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        payload=payload,
-        payload_key_id=key_id,
-        payload_purged_at=None,
-        created_at=actor.now,
-        updated_at=actor.now,
+        decision=decision,
+        checked=checked,
+        keys=(idempotency_key, request_hash),
+        runtime=runtime,
     )
-    # The first event (what _record_event writes for "requested"; the first of a new referral is seq 1).
-    event = db.EventRow(
-        id=uuid.uuid4(),
-        referral_id=referral_id,
-        seq=1,
-        type="status",
-        from_status=None,
-        to_status="requested",
-        by_organisation=actor.organisation_id,
-        by_subject=actor.principal.subject,
-        reason_code=None,
-        suggested_organisation=None,
-        suggested_service=None,
-        details=None,
-        details_key_id=None,
-        idempotency_key=None,
-        occurred_at=actor.now,
-    )
-    outbox = db.OutboxRow(
-        id=uuid.uuid4(),
-        referral_id=referral_id,
-        event_id=None,
-        kind="referral",
-        recipient_organisation=recipient,
-        idempotency_key=f"{actor.organisation_id}:{idempotency_key}",
-        state="queued",
-        attempts=0,
-        next_attempt_at=actor.now,
-        lease_until=None,
-        last_error=None,
-        adapter=None,
-        remote_id=None,
-        delivered_at=None,
-        created_at=actor.now,
-        updated_at=actor.now,
-    )
+    referral_id = row.id
     sent_entry = audit_record(
         actor,
         AuditAction.REFERRAL_SENT,
@@ -360,6 +289,135 @@ async def _decide_and_store(
             raise RuntimeError("the Idempotency-Key was taken, yet no referral holds it")
         return _replay(existing, request_hash)
     return Sent(row, replayed=False)
+
+
+async def _refuse(
+    connection: Any,
+    *,
+    actor: Actor,
+    draft: ReferralDraft,
+    child: Child,
+    recipient: str,
+    decided: tuple[Decision, AuditRecord],
+    decision_id: uuid.UUID,
+) -> NoReturn:
+    """A refusal: recorded with its audit entry (one statement, committed), then raised with the reasons."""
+    decision, decision_entry = decided
+    await record_decision(
+        connection,
+        decision_id=decision_id,
+        decision=decision,
+        requested_by=actor.principal.subject,
+        from_org=actor.organisation_id,
+        to_org=recipient,
+        child=child.pseudonym,
+        purpose=draft.kind,
+        dry_run=False,
+        explanation=_explanation(decision),
+        audit=decision_entry,
+    )
+    raise SharingDenied(
+        "No legal basis allows this referral; the reasons say why and the remedies what would make it lawful.",
+        reasons=[DomainExplanation(r.code, r.sv, r.en) for r in decision.reasons],
+        remedies=[DomainExplanation(r.code, r.sv, r.en) for r in decision.remedies],
+        decision_id=str(decision_id),
+    )
+
+
+def _rows(
+    *,
+    actor: Actor,
+    draft: ReferralDraft,
+    child: Child,
+    recipient: str,
+    service_id: str | None,
+    decision_id: uuid.UUID,
+    decision: Decision,
+    checked: tuple[list[dict[str, str]], list[dict[str, str]]],
+    keys: tuple[str, str],
+    runtime: Runtime,
+) -> tuple[db.ReferralRow, db.EventRow, db.OutboxRow]:
+    """An allowed referral as stored: its row (the document encrypted), its first event as the domain
+    opens it (``Referral.send``) and its outbox entry. ``keys``: the Idempotency-Key and the request hash.
+    Long only because it names every column of the three rows."""
+    idempotency_key, request_hash = keys
+    opened = Referral.send(lifecycle(runtime.vocabulary))
+    dimensions, local_codes = checked
+    pin = parse_personal_identity_number(draft.personal_identity_number, today=actor.today)
+    referral_id = uuid.uuid4()
+    document = {
+        "child": {"personal_identity_number": pin.canonical, "birth_date": pin.birth_date.isoformat()},
+        "concern": {
+            "dimensions": dimensions,
+            "local_codes": local_codes,
+            "trappan_step": draft.trappan_step,
+            "text": draft.concern_text,
+        },
+        "information": draft.information,
+    }
+    payload, key_id = runtime.cipher.encrypt(document, bound_to=str(referral_id))
+    row = db.ReferralRow(
+        id=referral_id,
+        sender_organisation=actor.organisation_id,
+        recipient_organisation=recipient,
+        service_id=service_id,
+        kind=draft.kind,
+        status=opened.status,
+        cancellation_requested_at=None,
+        delivered_at=None,
+        child_pseudonym=child.pseudonym,
+        dimensions=[d["code"] for d in dimensions],
+        trappan_step=draft.trappan_step,
+        data_categories=sorted(set(draft.data_categories)),
+        permitted_categories=list(decision.permitted_categories),
+        legal_basis=str(decision.legal_basis),
+        basis_reference=decision.basis_reference,
+        decision_id=decision_id,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        payload=payload,
+        payload_key_id=key_id,
+        payload_purged_at=None,
+        created_at=actor.now,
+        updated_at=actor.now,
+    )
+    # The first event (as ``persist`` writes events; the first of a new referral is seq 1).
+    event = db.EventRow(
+        id=uuid.uuid4(),
+        referral_id=referral_id,
+        seq=1,
+        type="status",
+        from_status=opened.event.from_status,
+        to_status=opened.event.to_status,
+        by_organisation=actor.organisation_id,
+        by_subject=actor.principal.subject,
+        reason_code=None,
+        suggested_organisation=None,
+        suggested_service=None,
+        details=None,
+        details_key_id=None,
+        idempotency_key=None,
+        occurred_at=actor.now,
+    )
+    outbox = db.OutboxRow(
+        id=uuid.uuid4(),
+        referral_id=referral_id,
+        event_id=None,
+        kind="referral",
+        recipient_organisation=recipient,
+        idempotency_key=f"{actor.organisation_id}:{idempotency_key}",
+        state="queued",
+        attempts=0,
+        next_attempt_at=actor.now,
+        lease_until=None,
+        last_error=None,
+        adapter=None,
+        remote_id=None,
+        delivered_at=None,
+        created_at=actor.now,
+        updated_at=actor.now,
+    )
+    return row, event, outbox
 
 
 def _decide(
