@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.domain.errors import Conflict, InvalidInput, NotPermitted
-from hub.domain.referrals import Change, categories_carried, strip_to
+from hub.domain.errors import Conflict, InvalidInput, InvalidTransition, NotPermitted
+from hub.domain.referrals import Change, Referral, categories_carried, received_from, strip_to
 from hub.services.referrals import lifecycle
 from hub.vocabulary import load_vocabulary
 
@@ -67,9 +67,52 @@ DOC = {
 
 
 def test_strip_keeps_only_permitted_categories() -> None:
-    assert categories_carried(DOC) == {"identity", "concern-text", "health", "school-situation"}
+    assert categories_carried(DOC) == {"identity", "concern-text", "health", "school-situation", "wellbeing-assessment"}
     stripped = strip_to(DOC, ["school-situation"])
     assert categories_carried(stripped) == {"school-situation"}
-    assert stripped["concern"]["dimensions"] == [{"code": "safe"}], "metadata travels with every referral"
-    assert "child" not in stripped and "text" not in stripped["concern"]
+    assert stripped["concern"] == {}, "the fact of a concern travels, not what it is about"
+    assert "child" not in stripped
     assert DOC["information"]["health"] == {"x": 1}, "the stored document is untouched"
+
+
+def test_the_concerns_codes_travel_with_the_wellbeing_assessment() -> None:
+    stripped = strip_to(DOC, ["wellbeing-assessment"])
+    assert stripped["concern"] == {"dimensions": [{"code": "safe"}], "trappan_step": 2}
+    assert categories_carried(stripped) == {"wellbeing-assessment"}
+
+
+def _referral(status: str, *, delivered: bool = True, cancellation_requested: bool = False) -> Referral:
+    return Referral("s", "r", status, delivered, cancellation_requested, LIFE)
+
+
+def test_an_invalid_transition_names_the_allowed_ones() -> None:
+    with pytest.raises(InvalidTransition) as refused:
+        _referral("received").change(Change("completed", "receiver", feedback="x"))
+    assert refused.value.allowed_transitions == ["accepted", "cancelled", "rejected"]
+    with pytest.raises(InvalidTransition) as final:
+        _referral("completed").change(Change("in-progress", "receiver"))
+    assert final.value.allowed_transitions == []
+
+
+def test_hub_made_changes_follow_the_lifecycle() -> None:
+    received = _referral("requested", delivered=False).receipt()
+    assert received is not None and received.status == "received"
+    assert received.event.notify == "s" and received.event.side == "hub"
+    assert _referral("received").receipt() is None, "a repeated receipt changes nothing"
+    assert _referral("accepted").delivery_failed("gone") is None
+    with pytest.raises(Conflict):
+        _referral("completed").hub_change("received")
+    with pytest.raises(InvalidInput):
+        _referral("requested").hub_change("failed")  # a failure names its reason
+    assert received_from(LIFE) == ["requested"]
+
+
+def test_who_is_told() -> None:
+    opened = Referral.send(LIFE)
+    assert (opened.status, opened.event.from_status, opened.event.notify) == ("requested", None, None)
+    withdrawn = _referral("requested", delivered=False).change(Change("cancelled", "sender", reason_text="fel"))
+    assert withdrawn.event.notify is None and withdrawn.abandon_delivery
+    accepted = _referral("received").change(Change("accepted", "receiver"))
+    assert accepted.event.notify == "s" and not accepted.abandon_delivery
+    asked = _referral("accepted").request_cancellation(None, "fel")
+    assert asked.cancellation_requested and asked.status == "accepted" and asked.event.notify == "r"

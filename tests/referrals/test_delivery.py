@@ -95,6 +95,13 @@ async def test_a_webhook_receiver_gets_a_signed_referral_and_the_sender_hears_it
     assert (await referral(client, auth, SENDER, rid))["status"] == "received"
     [delivery] = (await referral(client, auth, SENDER, rid))["deliveries"][:1]
     assert delivery["state"] == "delivered" and delivery["attempts"] == 1
+    # The closed loop: the sender (a mailbox organisation) is told, once, by the hub.
+    r = await client.get("/v1/mailbox", headers=auth(SENDER, "system"))
+    [told] = r.json()["items"]
+    assert told["kind"] == "status-event"
+    event = told["body"]["event"]
+    assert (event["referral_id"], event["status"], event["previous_status"]) == (rid, "received", "requested")
+    assert event["by_organisation"] is None and event["seq"] == 2
 
 
 async def test_a_receiver_that_is_down_gets_it_when_it_returns(client, auth, county) -> None:

@@ -175,6 +175,8 @@ async def test_delivered_through_the_mailbox_with_only_the_permitted_data(client
     assert doc["child"]["personal_identity_number"] == "201503112383"
     assert set(doc["information"]) == {"school-situation"}, "health was never permitted: stripped"
     assert doc["concern"]["text"] and doc["legal_basis"]["basis"] == "consent"
+    assert set(doc["concern"]) == {"text"}, "the concern's codes need the wellbeing assessment: not declared"
+    assert doc["kind"] == "remiss"
     assert "Skolsköterskan" not in str(message) and "health" not in doc["permitted_categories"]
     assert (await referral(client, auth, SENDER, rid))["status"] == "requested", "stored is not yet received"
 
@@ -187,6 +189,31 @@ async def test_delivered_through_the_mailbox_with_only_the_permitted_data(client
     await worker.run_until_idle()
     [told] = await mailbox(client, auth, SENDER)
     assert told["kind"] == "status-event" and told["body"]["event"]["status"] == "received"
+
+
+async def test_the_concerns_codes_travel_only_with_the_wellbeing_assessment(client, auth, county, worker) -> None:
+    await record_consent(client, auth, data_categories=["identity", "school-situation", "wellbeing-assessment"])
+    declared = ["identity", "school-situation", "concern-text", "health"]
+    with_codes = await sent(client, auth, data_categories=[*declared, "wellbeing-assessment"])
+    without = await sent(client, auth, data_categories=declared)
+    await worker.run_until_idle()
+    by_id = {m["body"]["referral"]["id"]: m["body"]["referral"] for m in await mailbox(client, auth, RECEIVER)}
+    concern = by_id[with_codes]["concern"]
+    assert set(concern) == {"dimensions", "local_codes", "trappan_step"}, "concern-text was not consented to"
+    assert concern["dimensions"][0]["code"] == "healthy" and concern["trappan_step"] == 2
+    assert [c["code"] for c in concern["local_codes"]] == ["trygghet"]
+    assert by_id[without]["concern"] == {}, "only the fact of a concern, not what it is about"
+    assert by_id[without]["kind"] == "remiss"
+    assert "wellbeing-assessment" not in by_id[without]["permitted_categories"]
+    seen_by_receiver = await referral(client, auth, RECEIVER, without)
+    assert seen_by_receiver["document"]["concern"] == {}
+    sender_view = await referral(client, auth, SENDER, without)
+    assert sender_view["document"]["concern"]["trappan_step"] == 2, "the sender keeps its whole referral"
+    listed = await client.get("/v1/referrals?role=receiver", headers=auth(RECEIVER, "system"))
+    by_listed = {r["id"]: r for r in listed.json()["items"]}
+    assert (by_listed[without]["dimensions"], by_listed[without]["trappan_step"]) == ([], None)
+    assert (by_listed[with_codes]["dimensions"], by_listed[with_codes]["trappan_step"]) == (["healthy", "safe"], 2)
+    assert sender_view["dimensions"] == ["healthy", "safe"]
 
 
 async def test_an_unacknowledged_message_comes_back(client, auth, county, worker) -> None:
@@ -229,13 +256,14 @@ async def test_the_sender_learns_every_step_until_completion(client, auth, count
     assert final["events"][-1]["feedback"].startswith("Utredning klar")
 
     after = await event(client, auth, RECEIVER, rid, status="accepted")
-    assert_problem(after, 409, "conflict")
+    assert assert_problem(after, 409, "conflict")["allowed_transitions"] == [], "completed is final"
 
 
 async def test_who_may_do_what(client, auth, county, worker) -> None:
     rid = await delivered(client, auth, worker)
     assert_problem(await event(client, auth, SENDER, rid, status="accepted"), 403, "forbidden")
-    assert_problem(await event(client, auth, RECEIVER, rid, status="completed"), 409, "conflict")
+    skipped = assert_problem(await event(client, auth, RECEIVER, rid, status="completed"), 409, "conflict")
+    assert skipped["allowed_transitions"] == ["accepted", "cancelled", "rejected"]
     no_reason = await event(client, auth, RECEIVER, rid, status="rejected")
     assert "/reason_code" in [e["pointer"] for e in assert_problem(no_reason, 422, "invalid-input")["errors"]]
     bad_code = await event(client, auth, RECEIVER, rid, status="rejected", reason_code="bored")

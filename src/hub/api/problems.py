@@ -126,6 +126,8 @@ def hub_error_response(exc: e.HubError) -> JSONResponse:
         extensions["reasons"] = [r.__dict__ for r in exc.reasons]
         extensions["remedies"] = [r.__dict__ for r in exc.remedies]
         extensions["decision_id"] = exc.decision_id
+    if isinstance(exc, e.InvalidTransition):
+        extensions["allowed_transitions"] = exc.allowed_transitions
     return problem_response(ptype, exc.detail, headers=headers, **extensions)
 
 

@@ -70,6 +70,15 @@ class Conflict(HubError):
     code = "conflict"
 
 
+class InvalidTransition(Conflict):
+    """A status change the lifecycle does not allow now; ``allowed_transitions`` are the statuses the
+    asking party may move the referral to from where it is (empty when the status is final)."""
+
+    def __init__(self, detail: str, *, allowed_transitions: list[str]) -> None:
+        super().__init__(detail)
+        self.allowed_transitions = list(allowed_transitions)
+
+
 class RateLimited(HubError):
     """Too many requests of one kind from one caller; the same request is answered after ``retry_after``
     seconds (sent as ``Retry-After``)."""

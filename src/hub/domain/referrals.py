@@ -11,13 +11,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hub.domain.errors import Conflict, FieldError, InvalidInput, NotPermitted
+from hub.domain.errors import Conflict, FieldError, InvalidInput, InvalidTransition, NotPermitted
 
 Side = Literal["sender", "receiver", "hub"]
 
 # A referral's data categories and where each one lives in the referral document.
 IDENTITY = "identity"
 CONCERN_TEXT = "concern-text"
+# The concern's structured codes (wellbeing dimensions, local codes, Trappan step) say what the concern is
+# about: they are the wellbeing assessment and travel only when that category is permitted.
+WELLBEING = "wellbeing-assessment"
+CONCERN_CODES = ("dimensions", "local_codes", "trappan_step")
 
 
 @dataclass(frozen=True)
@@ -44,29 +48,50 @@ class Lifecycle:
     def __init__(self, rules: Mapping[tuple[str, str], Rule], terminal: Iterable[str]) -> None:
         self.rules = dict(rules)
         self.terminal = frozenset(terminal)
+        # Where every referral starts: the status the table leaves from but never leads to.
+        starts = {frm for frm, _ in self.rules} - {to for _, to in self.rules}
+        if len(starts) != 1:
+            raise ValueError(f"a lifecycle has one initial status, not {sorted(starts)}")
+        self.initial = starts.pop()
 
     def next_statuses(self, current: str, side: Side) -> list[str]:
         return sorted(to for (frm, to), rule in self.rules.items() if frm == current and rule.actor == side)
 
+    def allows(self, current: str, to: str, side: Side) -> bool:
+        """Whether ``side`` may move a referral from ``current`` to ``to`` (no reason needed to ask)."""
+        rule = self.rules.get((current, to))
+        return current not in self.terminal and rule is not None and rule.actor == side
+
+    def sources(self, to: str, side: Side) -> list[str]:
+        """Every status from which ``side`` may move a referral to ``to``."""
+        return sorted(frm for (frm, dest), rule in self.rules.items() if dest == to and rule.actor == side)
+
     def check(self, current: str, change: Change, *, cancellation_requested: bool) -> None:
         if current in self.terminal:
-            raise Conflict(f"The referral is {current}; a {current} referral does not change again.")
+            raise InvalidTransition(
+                f"The referral is {current}; a {current} referral does not change again.", allowed_transitions=[]
+            )
+        allowed = self.next_statuses(current, change.side)
         rule = self.rules.get((current, change.to))
         if rule is None:
-            allowed = ", ".join(self.next_statuses(current, change.side)) or "none"
-            raise Conflict(
+            raise InvalidTransition(
                 f"A referral cannot go from {current} to {change.to}. From {current}, the {change.side} may "
-                f"move it to: {allowed}."
+                f"move it to: {', '.join(allowed) or 'none'}.",
+                allowed_transitions=allowed,
             )
         if change.to == "cancelled" and change.side == "sender" and rule.actor == "receiver":
-            raise Conflict(
+            raise InvalidTransition(
                 "The referral has been delivered and work may have started: send a cancellation-requested "
-                "event; the receiver confirms the cancellation."
+                "event; the receiver confirms the cancellation.",
+                allowed_transitions=allowed,
             )
         if rule.actor != change.side:
             raise NotPermitted(f"Only the {rule.actor} moves a referral from {current} to {change.to}.")
         if change.to == "cancelled" and change.side == "receiver" and not cancellation_requested:
-            raise Conflict("The receiver confirms a cancellation the sender has requested; none is pending.")
+            raise InvalidTransition(
+                "The receiver confirms a cancellation the sender has requested; none is pending.",
+                allowed_transitions=[to for to in allowed if to != "cancelled"],
+            )
         missing = []
         if rule.reason_required and not (change.reason_code or change.reason_text):
             missing.append(FieldError("/reason_code", f"A reason is required to move a referral to {change.to}."))
@@ -88,8 +113,11 @@ def categories_carried(document: Mapping[str, Any]) -> set[str]:
     carried = set(document.get("information", {}))
     if document.get("child"):
         carried.add(IDENTITY)
-    if (document.get("concern") or {}).get("text"):
+    concern = document.get("concern") or {}
+    if concern.get("text"):
         carried.add(CONCERN_TEXT)
+    if any(concern.get(key) not in (None, []) for key in CONCERN_CODES):
+        carried.add(WELLBEING)
     return carried
 
 
@@ -102,6 +130,119 @@ def strip_to(document: Mapping[str, Any], permitted: Iterable[str]) -> dict[str,
     concern = dict(document.get("concern") or {})
     if CONCERN_TEXT not in allowed:
         concern.pop("text", None)
-    out["concern"] = concern
+    if WELLBEING not in allowed:
+        for key in CONCERN_CODES:
+            concern.pop(key, None)
+    out["concern"] = concern  # the fact of a concern travels, even with nothing of what it is about
     out["information"] = {k: v for k, v in (document.get("information") or {}).items() if k in allowed}
     return out
+
+
+# --- the write model ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventToRecord:
+    """An event the referral's change writes, and the party told of it (``notify``; None: nobody)."""
+
+    type: str  # "status" | "cancellation-requested"
+    from_status: str | None  # None: the referral's first event
+    to_status: str
+    side: Side
+    notify: str | None
+    reason_code: str | None = None
+    reason_text: str | None = None
+    feedback: str | None = None
+    suggested_organisation: str | None = None
+    suggested_service: str | None = None
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What a change of the referral decided: its new status, the event to record (with the party to tell),
+    and what else it implies for storage."""
+
+    status: str
+    event: EventToRecord
+    cancellation_requested: bool = False
+    abandon_delivery: bool = False  # nothing still queued for delivery is sent any more
+
+
+@dataclass(frozen=True)
+class Referral:
+    """The referral as a write model: every status change, the parties' and the hub's, goes through one of
+    these methods, which check the lifecycle and say what to record and whom to tell. Storage persists the
+    answer and decides nothing."""
+
+    sender: str
+    recipient: str
+    status: str
+    delivered: bool
+    cancellation_requested: bool
+    lifecycle: Lifecycle
+
+    @staticmethod
+    def send(lifecycle: Lifecycle) -> Decided:
+        """A new referral: its first status and first event, by the sender. The referral itself goes to
+        the recipient through the outbox, so the event tells nobody."""
+        return Decided(lifecycle.initial, EventToRecord("status", None, lifecycle.initial, "sender", None))
+
+    def counterpart(self, side: Side) -> str:
+        return self.recipient if side == "sender" else self.sender
+
+    def change(self, change: Change, *, suggested: tuple[str | None, str | None] = (None, None)) -> Decided:
+        """A party moves the referral. Before delivery the receiver has not seen it: nobody is told."""
+        self.lifecycle.check(self.status, change, cancellation_requested=self.cancellation_requested)
+        tell = change.side == "receiver" or self.delivered
+        event = EventToRecord(
+            "status",
+            self.status,
+            change.to,
+            change.side,
+            self.counterpart(change.side) if tell else None,
+            change.reason_code,
+            change.reason_text,
+            change.feedback,
+            *suggested,
+        )
+        withdrawn = change.to in ("cancelled", "entered-in-error") and not self.delivered
+        return Decided(change.to, event, abandon_delivery=withdrawn)
+
+    def request_cancellation(self, reason_code: str | None, reason_text: str | None) -> Decided:
+        """After delivery the sender asks the receiver to cancel; the status stays."""
+        self.lifecycle.may_request_cancellation(self.status)
+        event = EventToRecord(
+            "cancellation-requested", self.status, self.status, "sender", self.recipient, reason_code, reason_text
+        )
+        return Decided(self.status, event, cancellation_requested=True)
+
+    def hub_change(self, to: str, *, reason_code: str | None = None, reason_text: str | None = None) -> Decided:
+        """A change the hub itself makes (received, failed), checked as any other; the sender is told."""
+        self.lifecycle.check(self.status, Change(to, "hub", reason_code, reason_text), cancellation_requested=False)
+        event = EventToRecord("status", self.status, to, "hub", self.sender, reason_code, reason_text)
+        return Decided(to, event)
+
+    def receipt(self) -> Decided | None:
+        """The receiver's system acknowledged the referral, by whichever adapter: *received* when the
+        lifecycle lets the hub move it there now; None when the acknowledgement changes nothing (a repeated
+        receipt, or a referral already moved on)."""
+        if not self.lifecycle.allows(self.status, "received", "hub"):
+            return None
+        return self.hub_change("received")
+
+    def delivery_failed(self, reason_text: str) -> Decided | None:
+        """Delivery given up (no legal basis at send time): *failed* while the lifecycle allows it."""
+        if not self.lifecycle.allows(self.status, "failed", "hub"):
+            return None
+        return self.hub_change("failed", reason_code="no-legal-basis", reason_text=reason_text)
+
+    @property
+    def deliverable(self) -> bool:
+        """A referral is handed over only while its receipt could still make it received."""
+        return self.lifecycle.allows(self.status, "received", "hub")
+
+
+def received_from(lifecycle: Lifecycle) -> list[str]:
+    """The statuses a receipt moves to *received* (``Referral.receipt``'s rule for every status at once),
+    for storage that applies a receipt in one statement under the referral's row lock."""
+    return [s for s in lifecycle.sources("received", "hub") if Referral("", "", s, False, False, lifecycle).receipt()]

@@ -9,6 +9,7 @@ dedupe. Nothing is delivered that the decision engine does not permit at the mom
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import logging
 import random
@@ -35,10 +36,10 @@ from hub.adapters.base import (
 )
 from hub.adapters.registry import UnknownAdapter, adapter_class
 from hub.db import referrals as db
-from hub.db.engine import driver
+from hub.db.uow import UnitOfWork
 from hub.domain.errors import HubError
 from hub.domain.principal import Principal, Role
-from hub.domain.referrals import strip_to
+from hub.domain.referrals import received_from, strip_to
 from hub.runtime import Runtime
 from hub.services import referrals as ref
 from hub.services import registry
@@ -64,6 +65,11 @@ class Worker:
     def __post_init__(self) -> None:
         self._in_flight = asyncio.Semaphore(self.settings.worker_concurrency)
 
+    @functools.cached_property
+    def _received_from(self) -> list[str]:
+        """The statuses a receipt moves to received: the domain's rule (``Referral.receipt``)."""
+        return received_from(ref.lifecycle(self.runtime.vocabulary))
+
     @property
     def settings(self):  # type: ignore[no-untyped-def]
         return self.runtime.settings
@@ -71,18 +77,18 @@ class Worker:
     async def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many entries were handled."""
         now = utcnow()
-        async with self.runtime.sessions() as session:
+        async with UnitOfWork.of(self.runtime.sessions) as uow:
             claimed = await db.claim_due(
-                session,
+                uow.session,
                 now=now,
                 lease_seconds=self.settings.worker_lease_seconds,
                 limit=self.settings.worker_batch_size,
             )
-            await session.commit()
+            await uow.commit()
             if not claimed:
                 return 0
             # What every message of the batch needs, read once for the batch (not per entry).
-            async with driver(session, own_transaction=True) as connection:
+            async with uow.statement() as connection:
                 batch = await db.batch_facts(connection, claimed)
         await asyncio.gather(*(self._limited(entry, batch) for entry in claimed))
         return len(claimed)
@@ -125,8 +131,8 @@ class Worker:
         """Ask every adapter that can poll what its receiver did to the referrals it holds, and apply each
         change as the receiver's own event (so the lifecycle rules, the audit and the closed loop hold)."""
         terminal = sorted(ref.lifecycle(self.runtime.vocabulary).terminal)
-        async with self.runtime.sessions() as session:
-            endpoints = await db.active_endpoints(session)
+        async with UnitOfWork.of(self.runtime.sessions) as uow:
+            endpoints = await db.active_endpoints(uow.session)
         applied = 0
         for organisation_id, name, _config in endpoints:
             try:
@@ -135,8 +141,8 @@ class Worker:
                 adapter = await self._adapter(organisation_id)
             except (UnknownAdapter, DeliveryError):
                 continue
-            async with self.runtime.sessions() as session:
-                open_ = await db.open_received(session, organisation_id, terminal)
+            async with UnitOfWork.of(self.runtime.sessions) as uow:
+                open_ = await db.open_received(uow.session, organisation_id, terminal)
             if not open_:
                 continue
             try:
@@ -156,21 +162,19 @@ class Worker:
             (change.reason_text or "Completed in the receiver's system.") if change.status == "completed" else None
         )
         try:
-            async with self.runtime.sessions() as session:
-                await ref.record_event(
-                    session,
-                    actor=receiver,
-                    referral_id=change.referral_id,
-                    draft=ref.EventDraft(
-                        type="status",
-                        status=change.status,
-                        reason_code=change.reason_code,
-                        reason_text=change.reason_text if change.status != "completed" else None,
-                        feedback=feedback,
-                    ),
-                    idempotency_key=f"poll:{change.status}:{change.occurred_at.isoformat()}",
-                    runtime=self.runtime,
-                )
+            await ref.record_event(
+                actor=receiver,
+                referral_id=change.referral_id,
+                draft=ref.EventDraft(
+                    type="status",
+                    status=change.status,
+                    reason_code=change.reason_code,
+                    reason_text=change.reason_text if change.status != "completed" else None,
+                    feedback=feedback,
+                ),
+                idempotency_key=f"poll:{change.status}:{change.occurred_at.isoformat()}",
+                runtime=self.runtime,
+            )
         except HubError as exc:
             # E.g. the receiver jumped over a status the lifecycle requires: kept for a person to look at.
             log.warning("polled status not applied", extra={"adapter": adapter, "error_class": type(exc).__name__})
@@ -179,14 +183,14 @@ class Worker:
 
     async def purge(self) -> int:
         now = utcnow()
-        async with self.runtime.sessions() as session:
+        async with UnitOfWork.of(self.runtime.sessions) as uow:
             purged = await db.purge_payloads(
-                session,
+                uow.session,
                 before=now - timedelta(days=self.settings.payload_retention_days),
                 now=now,
                 terminal=sorted(ref.lifecycle(self.runtime.vocabulary).terminal),
             )
-            await session.commit()
+            await uow.commit()
         if purged:
             log.info("payloads purged", extra={"count": purged})
         return purged
@@ -211,8 +215,8 @@ class Worker:
             await self._delivered(entry, adapter.name, receipt)
 
     async def _adapter(self, organisation_id: str) -> Adapter:
-        async with self.runtime.sessions() as session:
-            endpoint = await registry.active_endpoint(session, organisation_id)
+        async with UnitOfWork.of(self.runtime.sessions) as uow:
+            endpoint = await registry.active_endpoint(uow.session, organisation_id)
         return self._adapter_for(organisation_id, endpoint)
 
     def _adapter_for(self, organisation_id: str, endpoint: tuple[str, dict[str, Any]] | None) -> Adapter:
@@ -254,12 +258,16 @@ class Worker:
                 body={"event": _event_body(event, ref.event_texts(event, self.runtime.cipher))},
                 created_at=entry.created_at,
             )
-        if row.status != "requested":
-            async with self.runtime.sessions() as session:
+        if not ref.aggregate(row, self.runtime.vocabulary).deliverable:
+            async with UnitOfWork.of(self.runtime.sessions) as uow:
                 await db.finish(
-                    session, entry.id, state="abandoned", last_error=f"referral is {row.status}", updated_at=utcnow()
+                    uow.session,
+                    entry.id,
+                    state="abandoned",
+                    last_error=f"referral is {row.status}",
+                    updated_at=utcnow(),
                 )
-                await session.commit()
+                await uow.commit()
             return None
         document = ref.document_for(row, "sender", self.runtime.cipher)
         assert document is not None
@@ -307,9 +315,9 @@ class Worker:
         hub_actor = Actor(
             Principal(subject="hub:delivery", organisation_id=row.sender_organisation, roles=frozenset({Role.SYSTEM}))
         )
-        async with self.runtime.sessions() as session:
+        async with UnitOfWork.of(self.runtime.sessions) as uow:
             recorded = await decide_share(
-                session,
+                uow.session,
                 actor=hub_actor,
                 question=ShareQuestion(
                     to_organisation=row.recipient_organisation,
@@ -328,34 +336,29 @@ class Worker:
         permitted = sorted(set(row.permitted_categories) & set(recorded.decision.permitted_categories))
         if recorded.decision.allowed and permitted:
             return permitted
-        async with self.runtime.sessions() as session:
-            locked = await db.referral(session, row.id, lock=True)
+        async with UnitOfWork.of(self.runtime.sessions) as uow:
+            locked = await db.referral(uow.session, row.id, lock=True)
             assert locked is not None
-            await db.abandon_pending(session, row.id, hub_actor.now, "no legal basis at send time")
-            if locked.status == "requested":
-                reasons = "; ".join(r.en for r in recorded.decision.reasons)
-                await ref.hub_transition(
-                    session,
-                    locked,
-                    "failed",
-                    now=hub_actor.now,
-                    reason_code="no-legal-basis",
-                    reason_text=f"Not delivered: no legal basis at send time. {reasons}",
-                    cipher=self.runtime.cipher,
-                )
-            await session.commit()
+            await db.abandon_pending(uow.session, row.id, hub_actor.now, "no legal basis at send time")
+            reasons = "; ".join(r.en for r in recorded.decision.reasons)
+            failed = ref.aggregate(locked, self.runtime.vocabulary).delivery_failed(
+                f"Not delivered: no legal basis at send time. {reasons}"
+            )
+            if failed is not None:
+                await ref.hub_transition(uow.session, locked, failed, now=hub_actor.now, cipher=self.runtime.cipher)
+            await uow.commit()
         return None
 
     async def _delivered(self, entry: db.OutboxRow, adapter: str, receipt: Receipt) -> None:
         # One statement, committing by itself: the entry delivered and, for a referral, the referral
         # delivered and (acknowledged) received, with that event queued for the sender.
-        async with self.runtime.sessions() as session, driver(session, own_transaction=True) as connection:
+        async with UnitOfWork.of(self.runtime.sessions) as uow, uow.statement() as connection:
             await db.record_delivered(
                 connection,
                 entry,
                 adapter=adapter,
                 remote_id=receipt.remote_id,
-                acknowledged=receipt.acknowledged,
+                received_from=self._received_from if receipt.acknowledged else (),
                 now=utcnow(),
             )
         log.info("delivered", extra={"outbox_id": str(entry.id), "adapter": adapter, "attempt": entry.attempts})
@@ -369,16 +372,16 @@ class Worker:
             cap=self.settings.delivery_backoff_max_seconds,
             rng=self.rng,
         )
-        async with self.runtime.sessions() as session:
+        async with UnitOfWork.of(self.runtime.sessions) as uow:
             await db.finish(
-                session,
+                uow.session,
                 entry.id,
                 state="dead-lettered" if dead else "retrying",
                 next_attempt_at=now + timedelta(seconds=delay),
                 last_error=exc.detail[:500],
                 updated_at=now,
             )
-            await session.commit()
+            await uow.commit()
         log.warning(
             "dead-lettered" if dead else "delivery failed, will retry",
             extra={"outbox_id": str(entry.id), "attempt": entry.attempts},
@@ -415,9 +418,9 @@ class MailboxStore:
             {"kind": message.kind, "idempotency_key": message.idempotency_key, **message.body},
             bound_to=f"mailbox:{message.message_id}",
         )
-        async with self.runtime.sessions() as session:
+        async with UnitOfWork.of(self.runtime.sessions) as uow:
             stored = await db.mailbox_put(
-                session,
+                uow.session,
                 organisation_id=message.recipient_organisation,
                 outbox_id=uuid.UUID(message.message_id),
                 kind=message.kind,
@@ -426,7 +429,7 @@ class MailboxStore:
                 now=now,
                 created_at=message.created_at,  # the receiver reads messages in the order they arose
             )
-            await session.commit()
+            await uow.commit()
         return str(stored)
 
 

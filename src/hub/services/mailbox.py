@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import referrals as db
+from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction
 from hub.domain.errors import NotFound
 from hub.runtime import Runtime
@@ -31,7 +32,15 @@ class MailboxMessage:
     created_at: datetime
 
 
-async def fetch(session: AsyncSession, *, actor: Actor, runtime: Runtime, limit: int) -> list[MailboxMessage]:
+async def fetch(*, actor: Actor, runtime: Runtime, limit: int) -> list[MailboxMessage]:
+    """The messages handed out and their audit entries, one commit."""
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        messages = await _fetch(uow.session, actor=actor, runtime=runtime, limit=limit)
+        await uow.commit()
+        return messages
+
+
+async def _fetch(session: AsyncSession, *, actor: Actor, runtime: Runtime, limit: int) -> list[MailboxMessage]:
     rows = await db.mailbox_fetch(
         session,
         organisation_id=actor.organisation_id,
@@ -51,7 +60,6 @@ async def fetch(session: AsyncSession, *, actor: Actor, runtime: Runtime, limit:
     ]
     for message in messages:
         await _audit_read(session, actor, message)
-    await session.commit()
     return messages
 
 
@@ -87,8 +95,15 @@ async def _audit_read(session: AsyncSession, actor: Actor, message: MailboxMessa
     )
 
 
-async def acknowledge(session: AsyncSession, *, actor: Actor, runtime: Runtime, message_id: str) -> None:
-    """Idempotent. Acknowledging a referral is the receiver's system saying it has it: *received*."""
+async def acknowledge(*, actor: Actor, runtime: Runtime, message_id: str) -> None:
+    """Idempotent. Acknowledging a referral is the receiver's system saying it has it: the domain decides
+    whether that makes it *received* (``Referral.receipt``, as for every adapter). One commit."""
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        await _acknowledge(uow.session, actor=actor, runtime=runtime, message_id=message_id)
+        await uow.commit()
+
+
+async def _acknowledge(session: AsyncSession, *, actor: Actor, runtime: Runtime, message_id: str) -> None:
     try:
         mid = uuid.UUID(message_id)
     except ValueError:
@@ -101,6 +116,6 @@ async def acknowledge(session: AsyncSession, *, actor: Actor, runtime: Runtime, 
         entry = await db.outbox_entries_by_id(session, outbox_id)
         if entry is not None and entry.kind == "referral":
             row = await db.referral(session, entry.referral_id, lock=True)
-            if row is not None and row.status == "requested":
-                await ref.hub_transition(session, row, "received", now=actor.now, cipher=runtime.cipher)
-    await session.commit()
+            received = None if row is None else ref.aggregate(row, runtime.vocabulary).receipt()
+            if row is not None and received is not None:
+                await ref.hub_transition(session, row, received, now=actor.now, cipher=runtime.cipher)

@@ -130,7 +130,6 @@ async def _through_api(
                 )
                 consented.add(r.child)
             sent = await referral_service.send_referral(
-                session,
                 actor=_actor(r.sender, r.created_at),
                 draft=referral_service.ReferralDraft(
                     kind=r.kind,
@@ -163,13 +162,13 @@ async def _event(runtime: Runtime, referral_id: uuid.UUID, e: Event) -> None:
             assert row is not None
             if e.to_status == "received":
                 await referral_db.update_referral(session, referral_id, delivered_at=e.at)
-            await referral_service.hub_transition(
-                session, row, e.to_status, now=e.at, reason_code=e.reason_code, cipher=runtime.cipher
+            decided = referral_service.aggregate(row, runtime.vocabulary).hub_change(
+                e.to_status, reason_code=e.reason_code
             )
+            await referral_service.hub_transition(session, row, decided, now=e.at, cipher=runtime.cipher)
             await session.commit()
             return
         await referral_service.record_event(
-            session,
             actor=_actor(e.by, e.at),
             referral_id=str(referral_id),
             draft=referral_service.EventDraft(

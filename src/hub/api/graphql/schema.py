@@ -5,6 +5,7 @@ Expected outcomes (an unknown vocabulary, a missing token) are union members, no
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -381,24 +382,6 @@ class Query(FlowsQuery):
         except InvalidInput as exc:
             return InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
         return ReferralPage(
-            items=[
-                Referral(
-                    id=str(r.id),
-                    status=r.status,
-                    kind=r.kind,
-                    role=side,
-                    sender_organisation=r.sender_organisation,
-                    recipient_organisation=r.recipient_organisation,
-                    service_id=r.service_id,
-                    dimensions=r.dimensions,
-                    trappan_step=r.trappan_step,
-                    permitted_categories=r.permitted_categories,
-                    legal_basis=r.legal_basis,
-                    cancellation_requested=r.cancellation_requested_at is not None,
-                    created_at=r.created_at,
-                    updated_at=r.updated_at,
-                )
-                for r, side in page.items
-            ],
+            items=[Referral(**asdict(r)) for r in page.items],
             next_cursor=page.next_cursor,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -11,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
 from hub.api.rest.schemas import ChildRef, Instant
-from hub.db import referrals as db
 from hub.domain.principal import Principal, Role
 from hub.services import mailbox as mailbox_svc
 from hub.services import referrals as svc
@@ -149,42 +149,6 @@ class EventCreate(BaseModel):
     feedback: str | None = Field(default=None, max_length=10_000, description="Required when completing")
 
 
-def _summary(row: db.ReferralRow, side: str) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "status": row.status,
-        "kind": row.kind,
-        "role": side,
-        "sender_organisation": row.sender_organisation,
-        "recipient_organisation": row.recipient_organisation,
-        "service_id": row.service_id,
-        "dimensions": row.dimensions,
-        "trappan_step": row.trappan_step,
-        "permitted_categories": row.permitted_categories,
-        "legal_basis": row.legal_basis,
-        "cancellation_requested": row.cancellation_requested_at is not None,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    }
-
-
-def _event(event: db.EventRow, texts: Any) -> EventRead:
-    return EventRead(
-        id=str(event.id),
-        seq=event.seq,
-        type=event.type,
-        from_status=event.from_status,
-        to_status=event.to_status,
-        by_organisation=event.by_organisation,
-        reason_code=event.reason_code,
-        reason_text=texts.get("reason_text"),
-        suggested_organisation=event.suggested_organisation,
-        suggested_service=event.suggested_service,
-        feedback=texts.get("feedback"),
-        occurred_at=event.occurred_at,
-    )
-
-
 @router.post(
     "/referrals",
     status_code=status.HTTP_202_ACCEPTED,
@@ -196,14 +160,12 @@ async def send(
     body: ReferralCreate,
     key: IdempotencyKey,
     principal: Party,
-    session: Session,
     runtime: RuntimeDep,
     response: Response,
 ) -> ReferralAccepted:
     """The decision engine decides; an allowed referral is stored with its outbox entry in one transaction
     and answered 202. Retrying with the same Idempotency-Key and body returns the same referral."""
     sent = await svc.send_referral(
-        session,
         actor=actor_for(principal),
         draft=svc.ReferralDraft(
             kind=body.kind,
@@ -258,36 +220,20 @@ async def list_referrals(
             limit=limit,
         ),
     )
-    return ReferralPage(
-        items=[ReferralSummary(**_summary(r, side)) for r, side in page.items], next_cursor=page.next_cursor
-    )
+    return ReferralPage(items=[ReferralSummary(**asdict(r)) for r in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/referrals/{referral_id}", response_model=ReferralRead, summary="One referral (audited read)")
-async def read(referral_id: str, principal: Party, session: Session, runtime: RuntimeDep) -> ReferralRead:
-    row, side, events, deliveries, document = await svc.read_referral(
-        session, actor=actor_for(principal), referral_id=referral_id, runtime=runtime
-    )
+async def read(referral_id: str, principal: Party, runtime: RuntimeDep) -> ReferralRead:
+    detail = await svc.read_referral(actor=actor_for(principal), referral_id=referral_id, runtime=runtime)
     return ReferralRead(
-        **_summary(row, side),
-        data_categories=row.data_categories if side == "sender" else row.permitted_categories,
-        basis_reference=row.basis_reference,
-        decision_id=str(row.decision_id),
-        document=document,
-        events=[_event(e, svc.event_texts(e, runtime.cipher)) for e in events],
-        deliveries=[
-            DeliveryRead(
-                kind=d.kind,
-                recipient_organisation=d.recipient_organisation,
-                state=d.state,
-                attempts=d.attempts,
-                next_attempt_at=d.next_attempt_at if d.state in ("queued", "retrying") else None,
-                last_error=d.last_error,
-                delivered_at=d.delivered_at,
-            )
-            for d in deliveries
-            if side == "sender" or d.recipient_organisation == principal.organisation_id
-        ],
+        **asdict(detail.referral),
+        data_categories=detail.data_categories,
+        basis_reference=detail.basis_reference,
+        decision_id=detail.decision_id,
+        document=detail.document,
+        events=[EventRead(**asdict(e)) for e in detail.events],
+        deliveries=[DeliveryRead(**asdict(d)) for d in detail.deliveries],
     )
 
 
@@ -302,19 +248,17 @@ async def add_event(
     referral_id: str,
     body: EventCreate,
     principal: Party,
-    session: Session,
     runtime: RuntimeDep,
     key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> EventRead:
     event = await svc.record_event(
-        session,
         actor=actor_for(principal),
         referral_id=referral_id,
         draft=svc.EventDraft(**body.model_dump()),
         idempotency_key=key,
         runtime=runtime,
     )
-    return _event(event, svc.event_texts(event, runtime.cipher))
+    return EventRead(**asdict(event))
 
 
 # --- mailbox -------------------------------------------------------------------------------------------------
@@ -334,10 +278,10 @@ class MailboxPage(BaseModel):
 
 @router.get("/mailbox", response_model=MailboxPage, tags=["mailbox"], summary="Fetch messages left for you")
 async def fetch_mailbox(
-    principal: System, session: Session, runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    principal: System, runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> MailboxPage:
     """Each message returned is hidden for HUB_MAILBOX_VISIBILITY_SECONDS; acknowledge it or it comes back."""
-    items = await mailbox_svc.fetch(session, actor=actor_for(principal), runtime=runtime, limit=limit)
+    items = await mailbox_svc.fetch(actor=actor_for(principal), runtime=runtime, limit=limit)
     return MailboxPage(items=[MailboxItem(**m.__dict__) for m in items])
 
 
@@ -347,6 +291,6 @@ async def fetch_mailbox(
     tags=["mailbox"],
     summary="Acknowledge a message (idempotent)",
 )
-async def ack_mailbox(message_id: str, principal: System, session: Session, runtime: RuntimeDep) -> Response:
-    await mailbox_svc.acknowledge(session, actor=actor_for(principal), runtime=runtime, message_id=message_id)
+async def ack_mailbox(message_id: str, principal: System, runtime: RuntimeDep) -> Response:
+    await mailbox_svc.acknowledge(actor=actor_for(principal), runtime=runtime, message_id=message_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

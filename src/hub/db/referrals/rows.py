@@ -1,0 +1,78 @@
+"""The rows of referrals, their events and their outbox entries, as stored."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ReferralRow:
+    id: uuid.UUID
+    sender_organisation: str
+    recipient_organisation: str
+    service_id: str | None
+    kind: str
+    status: str
+    cancellation_requested_at: datetime | None
+    delivered_at: datetime | None
+    child_pseudonym: str
+    dimensions: list[str]
+    trappan_step: int | None
+    data_categories: list[str]
+    permitted_categories: list[str]
+    legal_basis: str
+    basis_reference: str | None
+    decision_id: uuid.UUID
+    idempotency_key: str
+    request_hash: str
+    payload: bytes | None
+    payload_key_id: str | None
+    payload_purged_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: uuid.UUID
+    referral_id: uuid.UUID
+    seq: int
+    type: str
+    from_status: str | None
+    to_status: str | None
+    by_organisation: str | None
+    by_subject: str | None
+    reason_code: str | None
+    suggested_organisation: str | None
+    suggested_service: str | None
+    details: bytes | None
+    details_key_id: str | None
+    idempotency_key: str | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: uuid.UUID
+    referral_id: uuid.UUID
+    event_id: uuid.UUID | None
+    kind: str
+    recipient_organisation: str
+    idempotency_key: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    lease_until: datetime | None
+    last_error: str | None
+    adapter: str | None
+    remote_id: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _fields(cls: Any) -> str:
+    return ", ".join(cls.__dataclass_fields__)
