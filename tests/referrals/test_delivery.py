@@ -150,6 +150,25 @@ async def test_a_receiver_refusing_with_4xx_is_dead_lettered_not_retried_forever
     assert entry.state == "delivered"
 
 
+async def test_a_stored_config_that_no_longer_validates_is_dead_lettered_naming_the_field(
+    client, auth, county
+) -> None:
+    # An endpoint row written before the adapter's Config changed (set_endpoint stores it unchecked): no
+    # retry can fix it, so it is a configuration error at once, not eight attempts of an "adapter bug".
+    receiver = Receiver()
+    with serve(receiver) as url:
+        await set_endpoint(county, RECEIVER, "webhook", {"url": url, "sekret_ref": "demo-webhook"})
+        await sent(client, auth)
+        async with httpx.AsyncClient() as http:
+            worker = worker_for(county, http, delivery_backoff_base_seconds=0.001)
+            for _ in range(3):
+                await worker.run_until_idle()
+                await asyncio.sleep(0.01)
+    [entry] = await outbox(county)
+    assert entry.state == "dead-lettered" and entry.attempts == 1
+    assert "sekret_ref" in (entry.last_error or "") and not receiver.requests
+
+
 async def test_5xx_is_retried_until_the_attempts_run_out(client, auth, county) -> None:
     receiver = Receiver(status=503)
     with serve(receiver) as url:

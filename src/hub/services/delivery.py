@@ -237,7 +237,7 @@ class Worker:
                 timeout_seconds=self.settings.delivery_timeout_seconds,
                 extras={"mailbox": MailboxStore(self.runtime)},
             )
-            self._adapters[cache_key] = cls(cls.Config.model_validate(config), context)
+            self._adapters[cache_key] = cls.configured(config, context)
         return self._adapters[cache_key]
 
     async def _message(self, entry: db.OutboxRow, batch: db.BatchFacts) -> Message | None:
