@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import referrals as db
 from hub.db.uow import UnitOfWork
-from hub.domain.audit import AuditAction
 from hub.domain.errors import NotFound
+from hub.domain.referrals import Side
 from hub.runtime import Runtime
 from hub.services import referrals as ref
-from hub.services.auditing import audit
 from hub.services.context import Actor
+from hub.services.referrals.read import audit_read
 
 
 @dataclass(frozen=True)
@@ -73,26 +73,8 @@ async def _audit_read(session: AsyncSession, actor: Actor, message: MailboxMessa
     row = await db.referral(session, _referral_id(message))
     if row is None:  # cannot happen while the referral's outbox entry holds the message (foreign key)
         return
-    side = "sender" if row.sender_organisation == actor.organisation_id else "receiver"
-    await audit(
-        session,
-        actor,
-        AuditAction.REFERRAL_READ,
-        child_pseudonym=row.child_pseudonym,
-        legal_basis=row.legal_basis,
-        decision_id=str(row.decision_id),
-        counterpart_organisation=row.recipient_organisation if side == "sender" else row.sender_organisation,
-        entity_type="Referral",
-        entity_id=str(row.id),
-        purpose=row.kind,
-        details={
-            "side": side,
-            "via": "mailbox",
-            "message_id": message.id,
-            "message_kind": message.kind,
-            "categories": sorted(row.permitted_categories if side == "receiver" else row.data_categories),
-        },
-    )
+    side: Side = "sender" if row.sender_organisation == actor.organisation_id else "receiver"
+    await audit_read(session, actor, row, side, via="mailbox", message_id=message.id, message_kind=message.kind)
 
 
 async def acknowledge(*, actor: Actor, runtime: Runtime, message_id: str) -> None:

@@ -118,17 +118,11 @@ def document_for(row: db.ReferralRow, side: Side, cipher: Any) -> dict[str, Any]
     return document if side == "sender" else strip_to(document, row.permitted_categories)
 
 
-async def read_referral(*, actor: Actor, referral_id: str, runtime: Runtime) -> ReferralDetail:
-    """An audited read: the answer leaves only once its audit entry is committed."""
-    async with UnitOfWork.of(runtime.sessions) as uow:
-        read = await _read(uow.session, actor=actor, referral_id=referral_id, runtime=runtime)
-        await uow.commit()
-        return read
-
-
-async def _read(session: AsyncSession, *, actor: Actor, referral_id: str, runtime: Runtime) -> ReferralDetail:
-    row, side = await visible_referral(session, referral_id, actor.organisation_id)
-    document = document_for(row, side, runtime.cipher)
+async def audit_read(
+    session: AsyncSession, actor: Actor, row: db.ReferralRow, side: Side, **details: object
+) -> None:
+    """The audit entry of a party's read of the referral's content: its legal basis, the categories that
+    party sees, and ``details`` saying how it read (e.g. ``via="mailbox"``)."""
     await audit(
         session,
         actor,
@@ -142,9 +136,24 @@ async def _read(session: AsyncSession, *, actor: Actor, referral_id: str, runtim
         purpose=row.kind,
         details={
             "side": side,
+            **details,
             "categories": sorted(row.permitted_categories if side == "receiver" else row.data_categories),
         },
     )
+
+
+async def read_referral(*, actor: Actor, referral_id: str, runtime: Runtime) -> ReferralDetail:
+    """An audited read: the answer leaves only once its audit entry is committed."""
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        read = await _read(uow.session, actor=actor, referral_id=referral_id, runtime=runtime)
+        await uow.commit()
+        return read
+
+
+async def _read(session: AsyncSession, *, actor: Actor, referral_id: str, runtime: Runtime) -> ReferralDetail:
+    row, side = await visible_referral(session, referral_id, actor.organisation_id)
+    document = document_for(row, side, runtime.cipher)
+    await audit_read(session, actor, row, side)
     events = await db.events(session, row.id)
     deliveries = await db.outbox_entries(session, referral_id=row.id)
     return ReferralDetail(
