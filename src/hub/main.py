@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,6 +43,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             return
         async with open_runtime(settings) as rt:
             app.state.runtime = rt
+            # What start-up made (modules, vocabulary, schemas, policy) lives as long as the process: kept out
+            # of the collector's sight, a full collection walks only what requests leave behind, so its
+            # pauses on requests stay short (bench/RESULTS.md, issue #9).
+            gc.freeze()
             if not settings.runs_worker_in_serve:
                 yield
                 return
