@@ -28,15 +28,17 @@ async def enqueue(session: AsyncSession, row: OutboxRow) -> None:
     )
 
 
-def status_event_entry(referral_id: uuid.UUID, event_id: uuid.UUID, recipient: str, at: datetime) -> OutboxRow:
-    """The outbox entry that tells ``recipient`` of an event."""
+def queued_entry(
+    referral_id: uuid.UUID, recipient: str, idempotency_key: str, at: datetime, *, event_id: uuid.UUID | None = None
+) -> OutboxRow:
+    """A new outbox entry, due now: the referral itself to its recipient, or (``event_id``) an event."""
     return OutboxRow(
         id=uuid.uuid4(),
         referral_id=referral_id,
         event_id=event_id,
-        kind="status-event",
+        kind="referral" if event_id is None else "status-event",
         recipient_organisation=recipient,
-        idempotency_key=f"event:{event_id}",
+        idempotency_key=idempotency_key,
         state="queued",
         attempts=0,
         next_attempt_at=at,
@@ -48,6 +50,11 @@ def status_event_entry(referral_id: uuid.UUID, event_id: uuid.UUID, recipient: s
         created_at=at,
         updated_at=at,
     )
+
+
+def status_event_entry(referral_id: uuid.UUID, event_id: uuid.UUID, recipient: str, at: datetime) -> OutboxRow:
+    """The outbox entry that tells ``recipient`` of an event."""
+    return queued_entry(referral_id, recipient, f"event:{event_id}", at, event_id=event_id)
 
 
 # Reserve due entries for one worker: rows other workers hold are skipped, not waited for.

@@ -25,6 +25,7 @@ from hub.services.codes import unknown_codes
 from hub.services.context import Actor
 from hub.services.referrals.derived import lifecycle
 from hub.services.referrals.draft import ReferralDraft, _request_hash, _validate
+from hub.services.referrals.transitions import event_row
 
 # decide_share's own steps, shared so that a referral decides exactly as POST /v1/sharing-decisions does.
 from hub.services.sharing import _explanation, decide_on_facts
@@ -302,42 +303,9 @@ def _rows(
         created_at=actor.now,
         updated_at=actor.now,
     )
-    # The first event (as ``persist`` writes events; the first of a new referral is seq 1).
-    event = db.EventRow(
-        id=uuid.uuid4(),
-        referral_id=referral_id,
-        seq=1,
-        type="status",
-        from_status=opened.event.from_status,
-        to_status=opened.event.to_status,
-        by_organisation=actor.organisation_id,
-        by_subject=actor.principal.subject,
-        reason_code=None,
-        suggested_organisation=None,
-        suggested_service=None,
-        details=None,
-        details_key_id=None,
-        idempotency_key=None,
-        occurred_at=actor.now,
-    )
-    outbox = db.OutboxRow(
-        id=uuid.uuid4(),
-        referral_id=referral_id,
-        event_id=None,
-        kind="referral",
-        recipient_organisation=recipient,
-        idempotency_key=f"{actor.organisation_id}:{idempotency_key}",
-        state="queued",
-        attempts=0,
-        next_attempt_at=actor.now,
-        lease_until=None,
-        last_error=None,
-        adapter=None,
-        remote_id=None,
-        delivered_at=None,
-        created_at=actor.now,
-        updated_at=actor.now,
-    )
+    # The first event, written as ``persist`` writes events (the first of a new referral is seq 1).
+    event = event_row(opened.event, event_id=uuid.uuid4(), referral_id=referral_id, seq=1, actor=actor, at=actor.now)
+    outbox = db.queued_entry(referral_id, recipient, f"{actor.organisation_id}:{idempotency_key}", actor.now)
     return row, event, outbox
 
 

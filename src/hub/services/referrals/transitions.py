@@ -14,7 +14,7 @@ from hub.db import referrals as db
 from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction
 from hub.domain.errors import FieldError, InvalidInput
-from hub.domain.referrals import Change, Decided, Referral
+from hub.domain.referrals import Change, Decided, EventToRecord, Referral
 from hub.domain.vocabulary import Vocabulary
 from hub.runtime import Runtime
 from hub.services.auditing import audit
@@ -125,6 +125,37 @@ def _check_codes(draft: EventDraft, vocabulary: Vocabulary) -> None:
             )
 
 
+def event_row(
+    spec: EventToRecord,
+    *,
+    event_id: uuid.UUID,
+    referral_id: uuid.UUID,
+    seq: int,
+    actor: Actor | None,
+    at: datetime,
+    sealed: tuple[bytes | None, str | None] = (None, None),
+    idempotency_key: str | None = None,
+) -> db.EventRow:
+    """The stored form of an event the domain decided (``sealed``: its encrypted texts and their key)."""
+    return db.EventRow(
+        id=event_id,
+        referral_id=referral_id,
+        seq=seq,
+        type=spec.type,
+        from_status=spec.from_status,
+        to_status=spec.to_status,
+        by_organisation=None if spec.side == "hub" or actor is None else actor.organisation_id,
+        by_subject=None if actor is None else actor.principal.subject,
+        reason_code=spec.reason_code,
+        suggested_organisation=spec.suggested_organisation,
+        suggested_service=spec.suggested_service,
+        details=sealed[0],
+        details_key_id=sealed[1],
+        idempotency_key=idempotency_key,
+        occurred_at=at,
+    )
+
+
 async def persist(
     session: AsyncSession,
     row: db.ReferralRow,
@@ -151,22 +182,15 @@ async def persist(
     details, details_key = (None, None)
     if texts and cipher is not None:
         details, details_key = cipher.encrypt(texts, bound_to=str(event_id))
-    event = db.EventRow(
-        id=event_id,
+    event = event_row(
+        spec,
+        event_id=event_id,
         referral_id=row.id,
         seq=await db.next_event_seq(session, row.id),
-        type=spec.type,
-        from_status=spec.from_status,
-        to_status=spec.to_status,
-        by_organisation=None if spec.side == "hub" or actor is None else actor.organisation_id,
-        by_subject=None if actor is None else actor.principal.subject,
-        reason_code=spec.reason_code,
-        suggested_organisation=spec.suggested_organisation,
-        suggested_service=spec.suggested_service,
-        details=details,
-        details_key_id=details_key,
+        actor=actor,
+        at=at,
+        sealed=(details, details_key),
         idempotency_key=idempotency_key,
-        occurred_at=at,
     )
     await db.insert_event(session, event)
     if spec.notify is not None:
