@@ -116,8 +116,8 @@ async def _loaded(hub: HubUnderTest) -> int:
 
 
 async def _load(hub: HubUnderTest, referrals: int, seed: int) -> tuple[float, float, int]:
+    from hub.devtools.synth import synth
     from hub.runtime import open_runtime
-    from hub.services.synth import synth
 
     async with open_runtime(hub.settings, owner=True) as rt:  # the bulk load switches triggers off
         result = await synth(

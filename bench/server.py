@@ -141,8 +141,8 @@ class HubUnderTest:
         asyncio.run(self._load_demo())
 
     async def _load_demo(self) -> None:
+        from hub.devtools.demo import load_demo
         from hub.runtime import open_runtime
-        from hub.services.demo import load_demo
 
         async with open_runtime(self.settings) as rt, rt.sessions() as session:
             await load_demo(session)

@@ -29,9 +29,9 @@ from hub.adapters import (
 )
 from hub.adapters._kit_samples import make_samples
 from hub.adapters.webhook import WebhookAdapter
+from hub.devtools.demo import load_demo
 from hub.main import create_app
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 from tests.api.test_auth_and_problems import assert_problem
 from tests.loopback import Recorder, Reply, serve
 

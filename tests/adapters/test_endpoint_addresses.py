@@ -21,10 +21,10 @@ from pydantic import SecretStr
 from hub.adapters.addresses import AddressPolicy, RefusedAddress, classify, pinned_transport
 from hub.api.auth import load_or_create_dev_key
 from hub.config import Settings
+from hub.devtools.demo import load_demo
 from hub.main import create_app
 from hub.runtime import Runtime
 from hub.services.delivery import running_worker
-from hub.services.demo import load_demo
 from tests.api.test_auth_and_problems import assert_problem
 from tests.loopback import Recorder, serve
 from tests.referrals.helpers import RECEIVER, record_consent, sent, set_endpoint

@@ -36,7 +36,7 @@ async def behind_the_hubs_back(runtime: Runtime, statement: str) -> None:
 
 @pytest.fixture
 async def audited(client, auth, runtime: Runtime) -> None:  # type: ignore[no-untyped-def]
-    from hub.services.demo import load_demo
+    from hub.devtools.demo import load_demo
 
     async with runtime.sessions() as session:
         await load_demo(session)

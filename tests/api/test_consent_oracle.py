@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from hub.devtools.demo import load_demo
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 from tests.api.test_auth_and_problems import assert_problem
 from tests.referrals.helpers import ack, mailbox, referral_body, set_endpoint, worker_for
 

@@ -50,7 +50,7 @@ ATTACKS = [
 @pytest.fixture
 async def audited(client: httpx.AsyncClient, auth: Auth, runtime: Runtime) -> int:
     """A few audited decisions, through the API as the runtime role; how many audit entries there are."""
-    from hub.services.demo import load_demo
+    from hub.devtools.demo import load_demo
 
     async with runtime.sessions() as session:
         await load_demo(session)

@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from hub.config import Settings
 from hub.db.lawful import open_assessment, open_consent
 from hub.db.migrate import alembic_config
+from hub.devtools.demo import load_demo
 from hub.domain.sharing import Consent, NecessityAssessment
 from hub.keys import PayloadCipher
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 from tests.referrals.helpers import ack, event, mailbox, referral_body, set_endpoint, worker_for
 
 CHILD = "20150311-2383"

@@ -29,9 +29,9 @@ from schemathesis.python import asgi as schemathesis_asgi
 
 from hub.api.auth import mint_dev_token
 from hub.config import Settings
+from hub.devtools.demo import load_demo
 from hub.main import create_app
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 
 EXAMPLES_PER_OPERATION = 12  # per generation mode: about 1,500 requests in all
 # Who calls: organisations of the demo registry holding each role (coordinators only in the regional one).

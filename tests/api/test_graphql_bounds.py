@@ -32,9 +32,9 @@ from sqlalchemy import text
 
 from hub.api.auth import mint_dev_token
 from hub.config import Settings
+from hub.devtools.demo import load_demo
 from hub.main import create_app
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 
 Auth = Callable[..., dict[str, str]]
 SCHOOL, COORDINATOR = "nora-grundskola", "region-samordning"

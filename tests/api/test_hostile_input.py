@@ -22,9 +22,9 @@ import pytest
 from fastapi import APIRouter
 
 from hub.config import Settings
+from hub.devtools.demo import load_demo
 from hub.main import create_app
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 from tests.loopback import free_port
 
 Auth = Callable[..., dict[str, str]]

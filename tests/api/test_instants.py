@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from hub.devtools.demo import load_demo
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 from tests.api.test_auth_and_problems import assert_problem
 from tests.api.test_lawful_sharing_http import consent_body
 

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from hub.devtools.demo import load_demo
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 from tests.api.test_auth_and_problems import assert_problem
 
 CHILD = "20150311-2383"  # born 2015: under the age from which the child's own consent is required

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from hub.devtools.demo import load_demo
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 from tests.referrals.helpers import RECEIVER, SENDER, ack, mailbox, record_consent, sent, set_endpoint, worker_for
 
 Auth = Callable[..., dict[str, str]]

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from hub.devtools.demo import load_demo
 from hub.domain.identity import luhn_check_digit
 from hub.main import create_app
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 from hub.services.rate_limits import LeakyCounters
 from tests.api.test_auth_and_problems import assert_problem
 from tests.referrals.helpers import referral_body

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from hub.devtools.demo import demo_organisations, demo_services, load_demo
 from hub.domain.errors import InvalidInput
 from hub.main import create_app
 from hub.runtime import Runtime
 from hub.services import registry
-from hub.services.demo import demo_organisations, demo_services, load_demo
 from tests.api.test_auth_and_problems import assert_problem
 
 Auth = Callable[..., dict[str, str]]

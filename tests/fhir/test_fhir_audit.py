@@ -15,11 +15,11 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from tests.api.test_auth_and_problems import assert_problem
 
+from hub.devtools.demo import load_demo
 from hub.domain.audit import AuditAction
 from hub.domain.identity import luhn_check_digit, parse_personal_identity_number
 from hub.fhir import audit as fhir_audit
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 
 Auth = Callable[..., dict[str, str]]
 FHIR_JSON = "application/fhir+json"

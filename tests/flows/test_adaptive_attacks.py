@@ -46,12 +46,12 @@ import pytest
 from sqlalchemy import text
 
 from hub.config import Settings
+from hub.devtools.demo import MUNICIPALITIES
+from hub.devtools.synth import _bulk, ensure_demo
+from hub.devtools.synth_plan import Event, Referral
 from hub.domain.disclosure import ADJUSTMENTS, DRAWS, NOISE_TABLE
 from hub.domain.identity import Pseudonymizer
 from hub.runtime import Runtime
-from hub.services.demo import MUNICIPALITIES
-from hub.services.synth import _bulk, ensure_demo
-from hub.services.synth_plan import Event, Referral
 from tests.conftest import dev_auth, empty_database
 
 SWEDEN = ZoneInfo("Europe/Stockholm")

@@ -15,10 +15,10 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.devtools.demo import load_demo
 from hub.domain.disclosure import CELL_KEY_MODULUS, adjustment, combine_record_keys, record_key
 from hub.domain.identity import luhn_check_digit
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 from tests.referrals.helpers import ack, consent_body, event, mailbox, set_endpoint, worker_for
 
 SWEDEN = ZoneInfo("Europe/Stockholm")

@@ -20,9 +20,9 @@ from sqlalchemy import text
 
 from hub.adapters.webhook import verify_signature
 from hub.db import referrals as db
+from hub.devtools.demo import load_demo
 from hub.runtime import Runtime
 from hub.services.context import utcnow
-from hub.services.demo import load_demo
 from tests.loopback import Recorded, Recorder, Reply, free_port, serve
 from tests.referrals.helpers import RECEIVER, SENDER, record_consent, referral, sent, set_endpoint, worker_for
 
@@ -288,7 +288,7 @@ async def test_a_fhir_receiver_gets_a_task_and_its_status_changes_come_back(clie
 
 
 async def test_the_tours_demo_receiver_prints_what_arrives_and_refuses_forgeries(client, auth, county) -> None:
-    from hub.demo_receiver import receiver_app
+    from hub.devtools.demo_receiver import receiver_app
 
     lines: list[str] = []
     with serve(receiver_app(SECRET, echo=lines.append)) as url:

@@ -10,9 +10,9 @@ from sqlalchemy import text
 
 from hub.db import referrals as referrals_db
 from hub.db.engine import driver
+from hub.devtools.demo import load_demo
 from hub.domain.identity import parse_personal_identity_number
 from hub.runtime import Runtime
-from hub.services.demo import load_demo
 from tests.api.test_auth_and_problems import assert_problem
 from tests.referrals.helpers import (
     CHILD,

@@ -11,8 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import flows as flows_db
+from hub.devtools.synth import synth
 from hub.runtime import Runtime
-from hub.services.synth import synth
 
 UNTIL = datetime(2026, 3, 2, 12, tzinfo=UTC)
 # Every column of every flow table, in a stable order (arrays as they are: their order is part of it).

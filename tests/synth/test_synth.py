@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from hub.devtools.synth import synth
+from hub.devtools.synth_plan import Planner, child_pin
 from hub.domain.identity import parse_personal_identity_number
 from hub.runtime import Runtime
-from hub.services.synth import synth
-from hub.services.synth_plan import Planner, child_pin
 from tests.synth.test_rebuild_bulk import snapshot
 
 UNTIL = datetime(2026, 3, 2, 12, tzinfo=UTC)

@@ -1,8 +1,8 @@
 """What ``hub synth`` writes, decided up front and deterministically for a seed: children, referrals
 and each referral's lifecycle events, with plausible distributions for Region Örebro län.
 
-Plain data, no I/O: ``hub.services.synth`` writes a plan through the real use cases (small sizes) or in
-bulk (``hub.db.synth``). Every event follows the transition table of ``referral-statuses`` (requested →
+Plain data, no I/O: ``hub.devtools.synth`` writes a plan through the real use cases (small sizes) or in
+bulk (``hub.devtools.synth_bulk``). Every event follows the transition table of ``referral-statuses`` (requested →
 received | failed | cancelled; received → accepted | rejected | cancelled; accepted → in-progress;
 in-progress → on-hold | completed; on-hold → in-progress), and events that would lie after ``until``
 are not written: the referral stays where it was then (so recent ones are still open).
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
+from hub.devtools.demo import MUNICIPALITIES
 from hub.domain.identity import luhn_check_digit
-from hub.services.demo import MUNICIPALITIES
 
 # Inhabitants (SCB, 2023, thousands), for the share of referrals each municipality sends.
 POPULATION: dict[str, float] = {

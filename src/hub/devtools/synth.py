@@ -1,6 +1,6 @@
 """``hub synth``: synthetic referral history for Region Örebro län, deterministic for a seed.
 
-The plan (``hub.services.synth_plan``) is written either through the real use cases, with each
+The plan (``hub.devtools.synth_plan``) is written either through the real use cases, with each
 actor's clock set to the moment in the history (consents, sending, delivery, the receiver's events:
 the same code as real data, audit included), or in bulk: consent, referral and referral_event rows by
 COPY with the flow triggers off, then the rollups rebuilt set-based (``flow_rebuild_bulk``), which
@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hub.db import referrals as referral_db
-from hub.db import synth as db
 from hub.db.engine import driver
+from hub.devtools import synth_bulk
+from hub.devtools.demo import load_demo
+from hub.devtools.synth_plan import Event, Planner, Referral, child_pin
 from hub.domain.identity import parse_personal_identity_number
 from hub.domain.principal import Principal, Role
 from hub.runtime import Runtime
 from hub.services import referrals as referral_service
 from hub.services.consents import ConsentDraft, record_consent
 from hub.services.context import Actor, utcnow
-from hub.services.demo import load_demo
-from hub.services.synth_plan import Event, Planner, Referral, child_pin
 
 CATEGORIES = ["identity"]  # metadata and who the child is: nothing more is needed for flows
 KINDS = ["samverkansforfragan", "remiss", "begaran-om-insats", "orosanmalan", "sip-kallelse"]
@@ -80,7 +80,7 @@ def _actor(organisation_id: str, at: datetime) -> Actor:
 async def ensure_demo(runtime: Runtime) -> None:
     """The demo registry (``hub demo``), loaded when it is missing: the plan's organisations are in it."""
     async with runtime.sessions() as session:
-        if not await db.organisation_exists(session, "region-samordning"):
+        if not await synth_bulk.organisation_exists(session, "region-samordning"):
             await load_demo(session)
 
 
@@ -146,7 +146,7 @@ async def _through_api(
         for e in r.events[1:]:
             await _event(runtime, referral_id, e)
         async with runtime.sessions() as session:
-            await db.hold_back_deliveries(session, referral_id, HELD_BACK)
+            await synth_bulk.hold_back_deliveries(session, referral_id, HELD_BACK)
             await session.commit()
         count, events = count + 1, events + len(r.events)
         if progress and count % 100 == 0:
@@ -188,7 +188,7 @@ async def _event(runtime: Runtime, referral_id: uuid.UUID, e: Event) -> None:
 
 
 class _Rows:
-    """A batch of rows in the COPY column orders of ``hub.db.synth``."""
+    """A batch of rows in the COPY column orders of ``hub.devtools.synth_bulk``."""
 
     def __init__(self, runtime: Runtime, until: datetime, seed: int) -> None:
         self.runtime = runtime
@@ -281,14 +281,14 @@ async def _bulk(
             rows.add(r)
             if len(rows.referrals) >= batch:
                 referrals, events, consents = rows.take()
-                await db.copy_batch(connection, referrals=referrals, events=events, consents=consents)
+                await synth_bulk.copy_batch(connection, referrals=referrals, events=events, consents=consents)
                 if progress:
                     progress(rows.totals[0])
         referrals, events, consents = rows.take()
         if referrals:
-            await db.copy_batch(connection, referrals=referrals, events=events, consents=consents)
+            await synth_bulk.copy_batch(connection, referrals=referrals, events=events, consents=consents)
         loaded = time.perf_counter()
-        await db.rebuild_rollups(connection)
+        await synth_bulk.rebuild_rollups(connection)
         rebuilt = time.perf_counter()
     total_referrals, total_events, total_consents = rows.totals
     return SynthResult(

@@ -1,0 +1,214 @@
+"""``hub serve`` and ``hub worker``: the API (one process, or N workers under a supervisor) and the
+delivery worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from hub.cli.common import dev_settings, load_settings
+from hub.config import Settings
+
+if TYPE_CHECKING:
+    import multiprocessing.process
+
+    from fastapi import FastAPI
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option("--demo", help="Load the demo data first.")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes, each with its own event loop and connection pool: about one per core.",
+        ),
+    ] = 1,
+) -> None:
+    """Run the API. Migrations are applied on start (HUB_APPLY_MIGRATIONS_ON_START)."""
+    import uvicorn
+
+    from hub.cli.dev import load_demo_and_tokens
+    from hub.logging import configure_logging
+    from hub.main import create_app
+    from hub.runtime import configuration_problems
+
+    settings = dev_settings("serve --demo") if demo else load_settings()
+    configure_logging(settings.log_level)
+    missing = configuration_problems(settings)
+    if missing:
+        lines = "".join(f"\n  - {m}" for m in missing)
+        typer.echo(f"hub serve: dev mode is off (HUB_DEV_MODE) and production settings are missing:{lines}", err=True)
+        typer.echo("To try the hub on this machine: make run (hub serve --demo).", err=True)
+        raise typer.Exit(2)
+    _enable_adapters(settings, "serve")
+    if demo:
+        load_demo_and_tokens(settings, all_tokens=False, tokens_for_tour=False)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, **_UVICORN_OPTIONS)
+        return
+    _prepare_workers(settings)
+    raise typer.Exit(_supervise_workers(host, port, workers))
+
+
+def worker() -> None:
+    """Deliver referrals and status events from the outbox until stopped (run as many as you like)."""
+    import signal
+
+    from hub.logging import configure_logging
+    from hub.runtime import open_runtime
+    from hub.services.delivery import running_worker
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    _enable_adapters(settings, "worker")
+
+    async def run() -> None:
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopped.set)
+        async with open_runtime(settings) as rt, running_worker(rt):
+            await stopped.wait()
+
+    asyncio.run(run())
+
+
+def _enable_adapters(settings: Settings, command: str) -> None:
+    """Load the adapters HUB_ADAPTERS lists, or exit 2 naming each that does not load and why: before
+    anything starts, so the reason is the last thing the operator reads."""
+    from hub.adapters.registry import AdapterLoadError, enable
+
+    try:
+        enable(settings.adapters)
+    except AdapterLoadError as exc:
+        lines = "".join(f"\n  - {problem}" for problem in exc.problems)
+        typer.echo(f"hub {command}: adapters listed in HUB_ADAPTERS do not load:{lines}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _prepare_workers(settings: Settings) -> None:
+    """What the workers of ``serve --workers N`` would otherwise race each other to do on start: start
+    the embedded database, migrate, make the dev keys. Done once here, before they start."""
+    from hub.api.auth import TokenVerifier
+    from hub.runtime import open_runtime
+
+    async def open_once() -> str:
+        async with open_runtime(settings) as rt:
+            return rt.url
+
+    url = asyncio.run(open_once())
+    TokenVerifier(settings)  # makes the dev signing key in dev mode
+    # The workers inherit the environment: migrated already, and the embedded server (if any) is this
+    # process's, so it stops when this process does.
+    os.environ["HUB_APPLY_MIGRATIONS_ON_START"] = "false"
+    if settings.database_url is None:
+        os.environ["HUB_DATABASE_URL"] = url
+
+
+def worker_app() -> FastAPI:
+    """The app in each process of ``hub serve --workers N``."""
+    from hub.logging import configure_logging
+    from hub.main import create_app
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+# No `Server: uvicorn` banner: it tells an attacker which server (and which of its bugs) to try.
+_UVICORN_OPTIONS: dict[str, Any] = {"log_config": None, "proxy_headers": True, "server_header": False}
+
+_STARTUP_FAILURE = 3  # a worker's exit status when the app could not start (uvicorn's convention)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _worker_main(host: str, port: int) -> None:
+    """One worker: its own listening socket on the shared port (SO_REUSEPORT), serving ``worker_app``."""
+    import uvicorn
+
+    config = uvicorn.Config("hub.cli.serve:worker_app", factory=True, host=host, port=port, **_UVICORN_OPTIONS)
+    server = uvicorn.Server(config)
+    server.run(sockets=[_listening_socket(host, port)])
+    if not server.started:
+        sys.exit(_STARTUP_FAILURE)
+
+
+def _supervise_workers(host: str, port: int, workers: int) -> int:
+    """Run ``workers`` worker processes until SIGTERM or SIGINT, replacing any that dies; exit status.
+
+    Each worker listens on its own socket bound with SO_REUSEPORT, so the kernel spreads connections
+    over the workers. (With one socket shared by all, as uvicorn's ``--workers`` does, a burst of new
+    connections all go to whichever worker accepts first: eight keep-alive clients ended up on one.)"""
+    import logging
+    import multiprocessing
+    import signal
+    import time
+
+    log = logging.getLogger("hub")
+    try:
+        reserved = _listening_socket(host, port)  # fails here, once, if the port is taken; never listens
+    except OSError as exc:
+        log.error(f"cannot listen on {host}:{port}: {exc.strerror}", extra={"host": host, "port": port})
+        return 1
+    spawn = multiprocessing.get_context("spawn")
+    stop: list[int] = []
+
+    def start() -> multiprocessing.process.BaseProcess:
+        process = spawn.Process(target=_worker_main, args=(host, port), name="hub-worker")
+        process.start()
+        return process
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, _frame: stop.append(signum))
+    processes = [start() for _ in range(workers)]
+    started = [time.monotonic()] * workers
+    status = 0
+    try:
+        while not stop:
+            time.sleep(0.2)
+            for i, process in enumerate(processes):
+                if process.is_alive() or stop:
+                    continue
+                if process.exitcode == _STARTUP_FAILURE or time.monotonic() - started[i] < 10:
+                    # It could not start, or died at once: it would do so again; don't loop.
+                    log.error("a worker could not start; stopping", extra={"count": process.exitcode})
+                    stop.append(0)
+                    status = _STARTUP_FAILURE
+                    break
+                log.warning("a worker exited; starting another", extra={"count": process.exitcode})
+                processes[i], started[i] = start(), time.monotonic()
+    finally:
+        _stop_workers(processes)
+        reserved.close()
+    return status
+
+
+def _stop_workers(processes: list[multiprocessing.process.BaseProcess]) -> None:
+    """SIGTERM to each worker still running, then up to 30 s for each to finish before it is killed."""
+    import signal
+
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGTERM)
+    for process in processes:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
+            process.join()
