@@ -29,7 +29,8 @@ from hub.runtime import Runtime, open_runtime
 from hub.services.organisations import forget_standing
 from tests.logscan import CapturingHandler, personal_identity_numbers_in
 
-KEEP_TABLES = {"alembic_version", "coordinating_organisation_type"}  # the latter: reference data of a migration
+# Reference data: of a migration (coordinating_organisation_type), of the domain (referral_status_class).
+KEEP_TABLES = {"alembic_version", "coordinating_organisation_type", "referral_status_class"}
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from hub.db.engine import (
 )
 from hub.domain.identity import Pseudonymizer
 from hub.domain.policy import Policy
+from hub.domain.referrals import Lifecycle
 from hub.domain.vocabulary import Vocabulary
 from hub.keys import PayloadCipher, payload_cipher, pseudonymizer
 from hub.policy import check_policy_codes, load_policy
@@ -88,7 +89,12 @@ async def open_runtime(settings: Settings, *, url: str | None = None, owner: boo
     runtime_url = url or database_url(settings)
     owner_url = migrations_database_url(settings)
     if settings.apply_migrations_on_start:
-        await migrate.upgrade_async(owner_url, settings.migrations_dir, runtime_url=runtime_url)
+        await migrate.upgrade_async(
+            owner_url,
+            settings.migrations_dir,
+            runtime_url=runtime_url,
+            status_classes=Lifecycle.of(vocabulary).classes(),
+        )
     url = owner_url if owner else runtime_url
     engine = make_engine(url, settings)
     flows_url = flows_database_url(settings)

@@ -253,7 +253,8 @@ def _requested_rows(scope: Scope, groups: Sequence[str], params: dict[str, Any])
     from ``flow_referral``: per cell (and dimension, when grouped by it) their number, distinct children
     and adjustment, as a rollup row of ``status:requested`` would hold them."""
     exprs = ["f.status" if g == "status" else "d.dimension" if g == "dimension" else _COLUMNS[g] for g in groups]
-    where = ["f.status = 'requested'", *_filters(scope, params)]
+    initial = "f.status in (select c.status from referral_status_class c where c.initial)"  # the domain's
+    where = [initial, *_filters(scope, params)]
     source = "flow_referral f"
     if "dimension" in groups:
         source += " cross join unnest(f.dimensions) as d(dimension)"
@@ -408,7 +409,7 @@ async def stalls(
     now: datetime,
 ) -> dict[Key, Stalled]:
     """Referrals at one of ``steps`` in an open status whose last transition was before ``cutoff``
-    (index ``flow_referral_open``), grouped by ``groups`` with totals. The weeks of ``scope`` are not
+    (index ``flow_referral_status_step``), grouped by ``groups`` with totals. The weeks of ``scope`` are not
     applied: a stall is about now, whenever the referral was sent.
 
     A stall's base cell is the referral's cell with its status and the day (UTC) of its last transition:

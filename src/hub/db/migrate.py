@@ -1,6 +1,7 @@
 """Apply and inspect alembic migrations from code (``hub db upgrade``, start-up, tests, /readyz).
 
-Migrations run as the tables' owner. After them, the owner grants the runtime role (the role of
+Migrations run as the tables' owner. After them, the owner writes the domain's status classes (the flows'
+status rules, ``hub.db.referrals.status_classes``) and grants the runtime role (the role of
 ``HUB_DATABASE_URL``) what the hub needs and nothing more (:func:`grant_runtime_role`), every time, so a
 table a later migration adds is covered too. The runtime role may read and write the hub's tables but
 never change the audit trail: on ``audit_event`` it may only insert and select; on ``audit_chain_head``
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from alembic import command
@@ -19,6 +21,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import NullPool, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from hub.db.referrals.status_classes import write_status_classes
+from hub.domain.referrals import StatusClass
 
 log = logging.getLogger("hub.db")
 
@@ -42,16 +47,41 @@ def head_revision(migrations_dir: Path) -> str | None:
     return ScriptDirectory.from_config(alembic_config("", migrations_dir)).get_current_head()
 
 
-def upgrade(url: str, migrations_dir: Path, *, runtime_url: str | None = None) -> None:
-    """Upgrade to head as the owner (``url``), then grant ``runtime_url``'s role its privileges. Runs in
-    its own event loop: call it from sync code or a worker thread."""
+def upgrade(
+    url: str,
+    migrations_dir: Path,
+    *,
+    runtime_url: str | None = None,
+    status_classes: Sequence[StatusClass] | None = None,
+) -> None:
+    """Upgrade to head as the owner (``url``), then grant ``runtime_url``'s role its privileges and write
+    the domain's ``status_classes`` (``Lifecycle.classes``: the flows' status rules). Runs in its own event
+    loop: call it from sync code or a worker thread."""
     command.upgrade(alembic_config(url, migrations_dir), "head")
     if runtime_url is not None:
         asyncio.run(grant_runtime_role(url, runtime_url))
+    if status_classes is not None:
+        asyncio.run(_write_status_classes(url, status_classes))
 
 
-async def upgrade_async(url: str, migrations_dir: Path, *, runtime_url: str | None = None) -> None:
-    await asyncio.to_thread(upgrade, url, migrations_dir, runtime_url=runtime_url)
+async def upgrade_async(
+    url: str,
+    migrations_dir: Path,
+    *,
+    runtime_url: str | None = None,
+    status_classes: Sequence[StatusClass] | None = None,
+) -> None:
+    await asyncio.to_thread(upgrade, url, migrations_dir, runtime_url=runtime_url, status_classes=status_classes)
+
+
+async def _write_status_classes(owner_url: str, classes: Sequence[StatusClass]) -> None:
+    engine = create_async_engine(owner_url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("select pg_advisory_xact_lock(7274201)"))  # the lock migrations take
+            await write_status_classes(conn, classes)
+    finally:
+        await engine.dispose()
 
 
 def _ident(name: str) -> str:

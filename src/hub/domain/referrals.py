@@ -8,12 +8,24 @@ as ``Lifecycle``. Delivery state (queued, retrying, delivered, dead-lettered) is
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from hub.domain.errors import Conflict, FieldError, InvalidInput, InvalidTransition, NotPermitted
+from hub.domain.vocabulary import ReferralStatusesDoc, Vocabulary
 
 Side = Literal["sender", "receiver", "hub"]
+
+# The status a receipt from the receiver's system moves a referral to (``Referral.receipt``), when the
+# lifecycle lets the hub move it there.
+RECEIVED = "received"
+# The status the hub gives a referral it gives up delivering (``Referral.delivery_failed``).
+FAILED = "failed"
+# The statuses whose first reaching is a milestone of the referral's way (the flows time it from sending),
+# and the refusal the flows count by its reason and the alternative it suggests.
+MILESTONES = frozenset({RECEIVED, "accepted", "completed"})
+REJECTED = "rejected"
 
 # A referral's data categories and where each one lives in the referral document.
 IDENTITY = "identity"
@@ -53,6 +65,17 @@ class Lifecycle:
         if len(starts) != 1:
             raise ValueError(f"a lifecycle has one initial status, not {sorted(starts)}")
         self.initial = starts.pop()
+
+    @classmethod
+    def of(cls, vocabulary: Vocabulary) -> Lifecycle:
+        """The lifecycle of a vocabulary's transition table (``referral-statuses``)."""
+        doc = vocabulary.get("referral-statuses")
+        assert isinstance(doc, ReferralStatusesDoc)
+        rules = {
+            (t.from_, t.to): Rule(t.actor, t.reason_required, t.feedback_required)
+            for t in vocabulary.referral_transitions()
+        }
+        return cls(rules, terminal=[c.code for c in doc.concept if getattr(c, "terminal", False)])
 
     def next_statuses(self, current: str, side: Side) -> list[str]:
         return sorted(to for (frm, to), rule in self.rules.items() if frm == current and rule.actor == side)
@@ -100,11 +123,28 @@ class Lifecycle:
         if missing:
             raise InvalidInput(missing[0].message, errors=missing)
 
+    @property
+    def open(self) -> frozenset[str]:
+        """The statuses a referral still moves from (every status the table names, less the final ones)."""
+        return frozenset(s for pair in self.rules for s in pair) - self.terminal
+
+    def classes(self) -> list[StatusClass]:
+        """What each status is, for storage that counts referrals by status (the flows): one row each."""
+        return [
+            StatusClass(status, status == self.initial, status in self.open, status in MILESTONES, status == REJECTED)
+            for status in sorted({s for pair in self.rules for s in pair})
+        ]
+
+    def purge(self, now: datetime, retention: timedelta) -> Purge:
+        """The retention rule at ``now``: referrals finished (in a final status) and unchanged for
+        ``retention`` lose their personal data."""
+        return Purge(statuses=self.terminal, before=now - retention, at=now)
+
     def may_request_cancellation(self, current: str) -> None:
         """After delivery the sender cannot cancel alone (work may have started): it asks the receiver."""
         if current in self.terminal:
             raise Conflict(f"The referral is {current}; there is nothing to cancel.")
-        if current == "requested":
+        if current == self.initial:
             raise Conflict("The referral is not delivered yet: cancel it directly (status cancelled).")
 
 
@@ -138,6 +178,34 @@ def strip_to(document: Mapping[str, Any], permitted: Iterable[str]) -> dict[str,
     return out
 
 
+@dataclass(frozen=True)
+class StatusClass:
+    """One status as the lifecycle classes it: where a referral starts (``initial``), whether it still
+    moves from it (``open``), whether reaching it is a milestone, whether it is the refusal."""
+
+    status: str
+    initial: bool
+    open: bool
+    milestone: bool
+    rejection: bool
+
+
+@dataclass(frozen=True)
+class Purge:
+    """Which referrals lose their personal data now, one rule for all of them (storage applies it in one
+    statement, to every referral ``applies_to`` names): those in a final status (``statuses``) unchanged
+    since before ``before``. Purging drops the document and the sealed texts of the referral's events and
+    records when (``at``); the metadata stays for follow-up. Mailbox copies the receiver acknowledged before
+    ``before`` go too."""
+
+    statuses: frozenset[str]
+    before: datetime
+    at: datetime
+
+    def applies_to(self, status: str, updated_at: datetime) -> bool:
+        return status in self.statuses and updated_at < self.before
+
+
 # --- the write model ---------------------------------------------------------------------------------------
 
 
@@ -165,7 +233,8 @@ class Decided:
     status: str
     event: EventToRecord
     cancellation_requested: bool = False
-    abandon_delivery: bool = False  # nothing still queued for delivery is sent any more
+    # Why nothing still queued to deliver the referral itself is sent any more (None: delivery goes on).
+    abandon_delivery: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +256,11 @@ class Referral:
         the recipient through the outbox, so the event tells nobody."""
         return Decided(lifecycle.initial, EventToRecord("status", None, lifecycle.initial, "sender", None))
 
+    def _stops_delivery(self, to: str) -> str | None:
+        """A referral that ends before it was delivered (its sender cancelled it or entered it in error, the
+        hub failed it) is not delivered any more: why its queued delivery stops; None when delivery goes on."""
+        return f"referral {to} before delivery" if to in self.lifecycle.terminal and not self.delivered else None
+
     def counterpart(self, side: Side) -> str:
         return self.recipient if side == "sender" else self.sender
 
@@ -205,8 +279,7 @@ class Referral:
             change.feedback,
             *suggested,
         )
-        withdrawn = change.to in ("cancelled", "entered-in-error") and not self.delivered
-        return Decided(change.to, event, abandon_delivery=withdrawn)
+        return Decided(change.to, event, abandon_delivery=self._stops_delivery(change.to))
 
     def request_cancellation(self, reason_code: str | None, reason_text: str | None) -> Decided:
         """After delivery the sender asks the receiver to cancel; the status stays."""
@@ -217,32 +290,36 @@ class Referral:
         return Decided(self.status, event, cancellation_requested=True)
 
     def hub_change(self, to: str, *, reason_code: str | None = None, reason_text: str | None = None) -> Decided:
-        """A change the hub itself makes (received, failed), checked as any other; the sender is told."""
+        """A change the hub itself makes (received, failed), checked as any other; the sender is told. A
+        final status reached before delivery stops the delivery, as a party's change does."""
         self.lifecycle.check(self.status, Change(to, "hub", reason_code, reason_text), cancellation_requested=False)
         event = EventToRecord("status", self.status, to, "hub", self.sender, reason_code, reason_text)
-        return Decided(to, event)
+        return Decided(to, event, abandon_delivery=self._stops_delivery(to))
 
     def receipt(self) -> Decided | None:
         """The receiver's system acknowledged the referral, by whichever adapter: *received* when the
         lifecycle lets the hub move it there now; None when the acknowledgement changes nothing (a repeated
         receipt, or a referral already moved on)."""
-        if not self.lifecycle.allows(self.status, "received", "hub"):
+        if not self.lifecycle.allows(self.status, RECEIVED, "hub"):
             return None
-        return self.hub_change("received")
+        return self.hub_change(RECEIVED)
 
     def delivery_failed(self, reason_text: str) -> Decided | None:
-        """Delivery given up (no legal basis at send time): *failed* while the lifecycle allows it."""
-        if not self.lifecycle.allows(self.status, "failed", "hub"):
+        """Delivery given up (no legal basis at send time): *failed* while the lifecycle allows it, and the
+        referral's queued delivery stops. None when the referral has moved on meanwhile (its sender
+        cancelled it, which stopped the delivery then)."""
+        if not self.lifecycle.allows(self.status, FAILED, "hub"):
             return None
-        return self.hub_change("failed", reason_code="no-legal-basis", reason_text=reason_text)
+        failed = self.hub_change(FAILED, reason_code="no-legal-basis", reason_text=reason_text)
+        return replace(failed, abandon_delivery="no legal basis at send time")
 
     @property
     def deliverable(self) -> bool:
         """A referral is handed over only while its receipt could still make it received."""
-        return self.lifecycle.allows(self.status, "received", "hub")
+        return self.lifecycle.allows(self.status, RECEIVED, "hub")
 
 
 def received_from(lifecycle: Lifecycle) -> list[str]:
     """The statuses a receipt moves to *received* (``Referral.receipt``'s rule for every status at once),
     for storage that applies a receipt in one statement under the referral's row lock."""
-    return [s for s in lifecycle.sources("received", "hub") if Referral("", "", s, False, False, lifecycle).receipt()]
+    return [s for s in lifecycle.sources(RECEIVED, "hub") if Referral("", "", s, False, False, lifecycle).receipt()]

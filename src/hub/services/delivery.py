@@ -186,9 +186,7 @@ class Worker:
         async with UnitOfWork.of(self.runtime.sessions) as uow:
             purged = await db.purge_payloads(
                 uow.session,
-                before=now - timedelta(days=self.settings.payload_retention_days),
-                now=now,
-                terminal=sorted(ref.lifecycle(self.runtime.vocabulary).terminal),
+                ref.lifecycle(self.runtime.vocabulary).purge(now, timedelta(days=self.settings.payload_retention_days)),
             )
             await uow.commit()
         if purged:
@@ -339,7 +337,6 @@ class Worker:
         async with UnitOfWork.of(self.runtime.sessions) as uow:
             locked = await db.referral(uow.session, row.id, lock=True)
             assert locked is not None
-            await db.abandon_pending(uow.session, row.id, hub_actor.now, "no legal basis at send time")
             reasons = "; ".join(r.en for r in recorded.decision.reasons)
             failed = ref.aggregate(locked, self.runtime.vocabulary).delivery_failed(
                 f"Not delivered: no legal basis at send time. {reasons}"

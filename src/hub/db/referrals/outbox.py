@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db.engine import Statement
 from hub.db.referrals.rows import EventRow, OutboxRow, ReferralRow, _fields
+from hub.domain.referrals import RECEIVED
 
 TERMINAL_DELIVERY = ("delivered", "dead-lettered", "abandoned")
 
@@ -161,9 +162,9 @@ DELIVERED = Statement(
 # acknowledged it, the hub's transition to received (its event, with the next sequence number, and that event
 # queued for the sender), as ``hub.services.referrals.persist`` writes it. Whether a receipt moves the
 # referral is the domain's rule (``hub.domain.referrals.Referral.receipt``); the domain gives its answer for
-# every status at once (``:received_from``, from ``received_from``), so the statement only applies it to the
-# status it finds under the row lock. ``r`` locks the referral first (everything else reads from it), as the
-# event's number needs.
+# every status at once (``:received_from``, from ``received_from``) and the status it moves to (``:received``,
+# ``RECEIVED``), so the statement only applies it to the status it finds under the row lock. ``r`` locks the
+# referral first (everything else reads from it), as the event's number needs.
 REFERRAL_DELIVERED = Statement(
     """
     with r as (
@@ -176,7 +177,7 @@ REFERRAL_DELIVERED = Statement(
         select r.id, r.status, r.sender_organisation from r where r.status = any(:received_from)
     ), moved as (
         update referral set delivered_at = :now, updated_at = :now,
-                            status = case when received.id is null then referral.status else 'received' end
+                            status = case when received.id is null then referral.status else :received end
         from r left join received on true
         where referral.id = r.id
     ), event as (
@@ -185,7 +186,7 @@ REFERRAL_DELIVERED = Statement(
                                     details_key_id, idempotency_key, occurred_at)
         select :event_id, received.id,
                (select coalesce(max(seq), 0) + 1 from referral_event where referral_id = received.id),
-               'status', received.status, 'received', null, null, null, null, null, null, null, null, :now
+               'status', received.status, :received, null, null, null, null, null, null, null, null, :now
         from received
     ), queued as (
         insert into outbox (id, referral_id, event_id, kind, recipient_organisation, idempotency_key, state,
@@ -208,10 +209,11 @@ async def record_delivered(
     remote_id: str | None,
     received_from: Sequence[str],
     now: datetime,
+    received: str = RECEIVED,
 ) -> bool:
     """Record a successful hand-over in one statement that commits by itself (``connection``: a driver
     connection with no transaction open). For a referral also what its delivery changes (see above):
-    ``received_from`` the statuses the domain moves to received on this receipt (empty: not acknowledged).
+    ``received_from`` the statuses the domain moves to ``received`` on this receipt (empty: not acknowledged).
     True when that made it received."""
     params: dict[str, Any] = {"outbox_id": entry.id, "adapter": adapter, "remote_id": remote_id, "now": now}
     if entry.kind != "referral":
@@ -221,6 +223,7 @@ async def record_delivered(
     params |= {
         "referral_id": entry.referral_id,
         "received_from": list(received_from),
+        "received": received,
         "event_id": event_id,
         "event_outbox_id": uuid.uuid4(),
         "event_key": f"event:{event_id}",
@@ -260,7 +263,8 @@ async def retry_dead(session: AsyncSession, outbox_ids: Sequence[uuid.UUID] | No
 
 
 async def abandon_pending(session: AsyncSession, referral_id: uuid.UUID, now: datetime, why: str) -> None:
-    """Nothing still queued for this referral is sent (it was cancelled before delivery)."""
+    """Nothing still queued to deliver this referral itself is sent: the domain decided so
+    (``Decided.abandon_delivery``: it ended before delivery) and ``why`` is its reason."""
     await session.execute(
         text(
             "update outbox set state = 'abandoned', last_error = :why, updated_at = :now, lease_until = null "

@@ -18,6 +18,7 @@ from hub.db import lawful
 from hub.db.engine import Statement
 from hub.db.referrals.rows import EventRow, OutboxRow, ReferralRow, _fields
 from hub.domain.audit import AuditRecord, genesis_hash
+from hub.domain.referrals import Purge
 
 
 async def insert_referral(session: AsyncSession, row: ReferralRow) -> None:
@@ -321,14 +322,16 @@ async def event_by_key(session: AsyncSession, referral_id: uuid.UUID, organisati
     return None if row is None else EventRow(*row)
 
 
-async def purge_payloads(session: AsyncSession, *, before: datetime, now: datetime, terminal: Sequence[str]) -> int:
-    """Drop personal data of referrals finished before ``before``; metadata stays for follow-up."""
+async def purge_payloads(session: AsyncSession, purge: Purge) -> int:
+    """Apply the domain's retention rule (``hub.domain.referrals.Purge``: which referrals, what purging
+    drops and records) to every referral it names, set-wise: the rule's statuses and cut-off are parameters,
+    nothing here knows a status. Returns how many referrals were purged."""
     result = await session.execute(
         text(
-            "update referral set payload = null, payload_purged_at = :now "
-            "where payload is not null and updated_at < :before and status = any(:terminal)"
+            "update referral set payload = null, payload_purged_at = :at "
+            "where payload is not null and updated_at < :before and status = any(:statuses)"
         ),
-        {"before": before, "now": now, "terminal": list(terminal)},
+        {"before": purge.before, "at": purge.at, "statuses": sorted(purge.statuses)},
     )
     await session.execute(
         text(
@@ -338,7 +341,7 @@ async def purge_payloads(session: AsyncSession, *, before: datetime, now: dateti
     )
     await session.execute(
         text("delete from mailbox_message where acknowledged_at is not null and acknowledged_at < :before"),
-        {"before": before},
+        {"before": purge.before},
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -346,7 +349,8 @@ async def purge_payloads(session: AsyncSession, *, before: datetime, now: dateti
 async def open_received(
     session: AsyncSession, organisation_id: str, terminal: Sequence[str]
 ) -> list[tuple[uuid.UUID, str | None, str]]:
-    """Delivered, unfinished referrals an organisation received: (id, the receiver's id for it, status)."""
+    """Delivered, unfinished referrals an organisation received: (id, the receiver's id for it, status);
+    ``terminal``: the lifecycle's final statuses (``Lifecycle.terminal``)."""
     rows = await session.execute(
         text(
             """

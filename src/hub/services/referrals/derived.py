@@ -7,8 +7,8 @@ import functools
 import weakref
 
 from hub.domain.errors import FieldError
-from hub.domain.referrals import Lifecycle, Rule
-from hub.domain.vocabulary import CodeSystemBase, ReferralStatusesDoc, Vocabulary
+from hub.domain.referrals import Lifecycle
+from hub.domain.vocabulary import CodeSystemBase, Vocabulary
 from hub.services.codes import SYSTEMS, unknown_codes
 
 WHEEL = "wellbeing-wheel"
@@ -37,13 +37,7 @@ class _Derived:
 
     @functools.cached_property
     def lifecycle(self) -> Lifecycle:
-        doc = self.vocabulary.get("referral-statuses")
-        assert isinstance(doc, ReferralStatusesDoc)
-        rules = {
-            (t.from_, t.to): Rule(t.actor, t.reason_required, t.feedback_required)
-            for t in self.vocabulary.referral_transitions()
-        }
-        return Lifecycle(rules, terminal=[c.code for c in doc.concept if getattr(c, "terminal", False)])
+        return Lifecycle.of(self.vocabulary)
 
     @functools.cached_property
     def wheel(self) -> tuple[str, dict[str, str]]:

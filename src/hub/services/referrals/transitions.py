@@ -166,16 +166,17 @@ async def persist(
     cipher: Any = None,
     now: datetime | None = None,
 ) -> db.EventRow:
-    """Store what the domain decided (``Decided``): the referral's new state, its event and, when the
-    event names a party to tell, its outbox entry (closed loop). The caller holds the row lock and commits."""
+    """Store what the domain decided (``Decided``): the referral's new state, its event, the delivery it
+    stops (``abandon_delivery``) and, when the event names a party to tell, its outbox entry (closed loop).
+    The caller holds the row lock and commits."""
     at = now or (actor.now if actor else None)
     assert at is not None
     if decided.cancellation_requested:
         await db.update_referral(session, row.id, cancellation_requested_at=at, updated_at=at)
     elif decided.status != row.status:
         await db.update_referral(session, row.id, status=decided.status, updated_at=at)
-    if decided.abandon_delivery:
-        await db.abandon_pending(session, row.id, at, f"referral {decided.status} before delivery")
+    if decided.abandon_delivery is not None:
+        await db.abandon_pending(session, row.id, at, decided.abandon_delivery)
     spec = decided.event
     event_id = uuid.uuid4()
     texts = {k: v for k, v in (("reason_text", spec.reason_text), ("feedback", spec.feedback)) if v}
