@@ -17,13 +17,20 @@ vocab_app = typer.Typer(help="The shared vocabulary.", no_args_is_help=True)
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply all migrations as the tables' owner (HUB_MIGRATIONS_DATABASE_URL) and grant the runtime role
-    (HUB_DATABASE_URL's) what it needs."""
+    """Apply all migrations as the tables' owner (HUB_MIGRATIONS_DATABASE_URL), write the lifecycle's
+    status classes the flows read, and grant the runtime role (HUB_DATABASE_URL's) what it needs."""
     from hub.db import migrate
     from hub.db.engine import database_url, migrations_database_url
+    from hub.domain.referrals import Lifecycle
+    from hub.vocabulary import load_vocabulary
 
     settings = load_settings()
-    migrate.upgrade(migrations_database_url(settings), settings.migrations_dir, runtime_url=database_url(settings))
+    migrate.upgrade(
+        migrations_database_url(settings),
+        settings.migrations_dir,
+        runtime_url=database_url(settings),
+        status_classes=Lifecycle.of(load_vocabulary(settings.vocabulary_dirs)).classes(),
+    )
     typer.echo(f"database at revision {migrate.head_revision(settings.migrations_dir)}")
 
 
