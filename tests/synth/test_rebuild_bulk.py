@@ -83,7 +83,7 @@ async def test_the_monthly_rollup_is_the_weekly_one_summed_and_answers_the_same(
     # Whole months from flow_rollup_month and the weeks at either end from flow_rollup: the totals of a
     # grouping by month equal those of a grouping by week (read from flow_rollup alone).
     scope = flows_db.Scope(week_from=date(2025, 10, 13), week_to=date(2026, 2, 16))  # mid-October to mid-February
-    assert flows_db._whole_months(scope) == (date(2025, 11, 1), date(2026, 1, 1))
+    assert flows_db.whole_months(scope) == (date(2025, 11, 1), date(2026, 1, 1))
     async with runtime.sessions() as session:
         for measure in ("lead:received", "lead:accepted", "lead:completed"):
             by_month = await flows_db.cube(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Header, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from hub.api.deps import RuntimeDep
+from hub.api.problems import PROBLEM_JSON
 from hub.domain.errors import FieldError, InvalidInput
 from hub.fhir import search as fhir_search
 
@@ -21,9 +22,27 @@ UNSUPPORTED: dict[int | str, dict[str, Any]] = {
     }
 }
 
+FHIR_OK: dict[int | str, dict[str, Any]] = {
+    200: {"content": {FHIR_JSON: {}}},
+    304: {"description": "Not modified"},
+}
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    404: {"content": {PROBLEM_JSON: {}}},
+    422: {"content": {PROBLEM_JSON: {}}},
+}
+
+AcceptLanguage = Annotated[
+    str | None, Header(description="`sv` (default) or `en`: the language of displays and titles")
+]
+IdPath = Annotated[str, Path(description="The id: the vocabulary's name, e.g. `wellbeing-wheel`")]
+
 
 class FHIRResponse(JSONResponse):
     media_type = FHIR_JSON
+
+
+# The route options of a terminology read or $translate: FHIR JSON, or problem+json for 404 and 422.
+ROUTE: dict[str, Any] = {"response_class": FHIRResponse, "responses": {**FHIR_OK, **_PROBLEMS}}
 
 
 def base_url(request: Request, runtime: RuntimeDep) -> str:

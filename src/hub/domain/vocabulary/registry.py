@@ -275,32 +275,7 @@ class Vocabulary:
         assert isinstance(target, CodeSystemBase)
         variant_display = {c.code: c.display for c in variant.concepts()}
         target_display = {c.code: c.display for c in target.concepts()}
-        index: dict[str, list[TranslationMatch]] = {}
-        for element in spec.elements:
-            for t in element.targets:
-                if t.code is None or not t.equivalence.translates:
-                    continue
-                if reverse:
-                    key, match = (
-                        t.code,
-                        TranslationMatch(
-                            code=element.source,
-                            display=variant_display[element.source],
-                            equivalence=t.equivalence.inverse(),
-                            comment=t.comment,
-                        ),
-                    )
-                else:
-                    key, match = (
-                        element.source,
-                        TranslationMatch(
-                            code=t.code,
-                            display=target_display[t.code],
-                            equivalence=t.equivalence,
-                            comment=t.comment,
-                        ),
-                    )
-                index.setdefault(key, []).append(match)
+        index = _match_index(spec, variant_display, target_display, reverse=reverse)
         known = target_display if reverse else variant_display
         unknown = [(i, c) for i, c in enumerate(codes) if c not in known]
         if unknown:
@@ -329,3 +304,27 @@ class Vocabulary:
             results=results,
             unmatched=unmatched,
         )
+
+
+def _match_index(
+    spec: ConceptMapSpec,
+    variant_display: Mapping[str, LocalizedText],
+    target_display: Mapping[str, LocalizedText],
+    *,
+    reverse: bool,
+) -> dict[str, list[TranslationMatch]]:
+    """Every translating mapping of ``spec`` by the code it translates from: a variant code forward, a
+    target code in ``reverse`` (its equivalence inverted). Unmatched and disjoint mappings are left out."""
+    index: dict[str, list[TranslationMatch]] = {}
+    for element in spec.elements:
+        for t in element.targets:
+            if t.code is None or not t.equivalence.translates:
+                continue
+            if reverse:
+                key, code, display = t.code, element.source, variant_display[element.source]
+                equivalence = t.equivalence.inverse()
+            else:
+                key, code, display, equivalence = element.source, t.code, target_display[t.code], t.equivalence
+            match = TranslationMatch(code=code, display=display, equivalence=equivalence, comment=t.comment)
+            index.setdefault(key, []).append(match)
+    return index
