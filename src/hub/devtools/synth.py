@@ -119,15 +119,7 @@ async def _through_api(
             if r.child not in consented:
                 at = r.created_at - timedelta(days=1)
                 draft = _consent(r.child, pin=pin, recorder=r.sender, at=at)
-                await record_consent(
-                    session,
-                    actor=_actor(r.sender, at),
-                    draft=draft,
-                    vocabulary=runtime.vocabulary,
-                    policy=runtime.policy,
-                    pseudonymizer=runtime.pseudonymizer,
-                    cipher=runtime.cipher,
-                )
+                await record_consent(actor=_actor(r.sender, at), draft=draft, runtime=runtime)
                 consented.add(r.child)
             sent = await referral_service.send_referral(
                 actor=_actor(r.sender, r.created_at),

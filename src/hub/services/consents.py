@@ -18,10 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db.lawful import ConsentRepository, consents_shared_by
 from hub.db.repositories import OrganisationRepository
+from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction
 from hub.domain.errors import Conflict, FieldError, InvalidInput, NotFound, NotPermitted
-from hub.domain.identity import Pseudonymizer
-from hub.domain.policy import Policy
 from hub.domain.sharing import (
     Consent,
     ConsentAlreadyWithdrawn,
@@ -35,6 +34,7 @@ from hub.domain.sharing import (
 )
 from hub.domain.vocabulary import Vocabulary
 from hub.keys import PayloadCipher
+from hub.runtime import Runtime
 from hub.services.auditing import audit
 from hub.services.children import identify_child
 from hub.services.codes import unknown_codes
@@ -78,24 +78,35 @@ def _vocabulary_errors(draft: ConsentDraft, vocabulary: Vocabulary) -> list[Fiel
     return errors
 
 
-async def record_consent(
-    session: AsyncSession,
-    *,
-    actor: Actor,
-    draft: ConsentDraft,
-    vocabulary: Vocabulary,
-    policy: Policy,
-    pseudonymizer: Pseudonymizer,
-    cipher: PayloadCipher,
-) -> ConsentView:
-    """Record a consent; its free texts (grantor references, evidence, information given) encrypted."""
+async def record_consent(*, actor: Actor, draft: ConsentDraft, runtime: Runtime) -> ConsentView:
+    """Record a consent with its audit entry, one commit; its free texts (grantor references, evidence,
+    information given) encrypted."""
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        consent = await _new_consent(uow.session, actor, draft, runtime)
+        await ConsentRepository(uow.session, runtime.cipher).add(consent, created_by=actor.principal.subject)
+        await audit(
+            uow.session,
+            actor,
+            AuditAction.CONSENT_RECORDED,
+            child_pseudonym=consent.child_pseudonym,
+            legal_basis="consent",
+            entity_type="Consent",
+            entity_id=consent.id,
+            details={"categories": sorted(consent.data_categories), "purposes": sorted(consent.purposes)},
+        )
+        await uow.commit()
+    return ConsentView(consent, consent_state(consent, actor.now))
+
+
+async def _new_consent(session: AsyncSession, actor: Actor, draft: ConsentDraft, runtime: Runtime) -> Consent:
+    """The consent ``draft`` describes, checked against the vocabulary, the registry and the policy."""
     child = identify_child(
         draft.personal_identity_number,
-        pseudonymizer=pseudonymizer,
+        pseudonymizer=runtime.pseudonymizer,
         today=actor.today,
         pointer="/child/personal_identity_number",
     )
-    errors = _vocabulary_errors(draft, vocabulary)
+    errors = _vocabulary_errors(draft, runtime.vocabulary)
     orgs = OrganisationRepository(session)
     for side in ("from_parties", "to_parties"):
         for i, org_id in enumerate(getattr(draft, side).get("organisation_ids", [])):
@@ -124,25 +135,13 @@ async def record_consent(
         information_given=InformationGiven.model_validate(draft.information_given),
         evidence_reference=draft.evidence_reference,
     )
-    problems = check_consent(consent, policy=policy, now=actor.now)
+    problems = check_consent(consent, policy=runtime.policy, now=actor.now)
     if problems:
         raise InvalidInput(
             "The consent cannot be recorded: " + "; ".join(p.en for p in problems),
             errors=[FieldError(p.pointer, p.en, p.code) for p in problems],
         )
-    await ConsentRepository(session, cipher).add(consent, created_by=actor.principal.subject)
-    await audit(
-        session,
-        actor,
-        AuditAction.CONSENT_RECORDED,
-        child_pseudonym=consent.child_pseudonym,
-        legal_basis="consent",
-        entity_type="Consent",
-        entity_id=consent.id,
-        details={"categories": sorted(consent.data_categories), "purposes": sorted(consent.purposes)},
-    )
-    await session.commit()
-    return ConsentView(consent, consent_state(consent, actor.now))
+    return consent
 
 
 async def may_read(session: AsyncSession, consents: list[Consent], organisation_id: str) -> list[Consent]:
@@ -160,9 +159,17 @@ async def may_read(session: AsyncSession, consents: list[Consent], organisation_
     return [c for c in consents if c.id in readable]
 
 
-async def get_consent(session: AsyncSession, *, actor: Actor, consent_id: str, cipher: PayloadCipher) -> ConsentView:
-    """A consent the caller's organisation may read; 404 otherwise (even if it exists)."""
-    consent = await _visible(session, actor, consent_id, cipher)
+async def get_consent(*, actor: Actor, consent_id: str, runtime: Runtime) -> ConsentView:
+    """A consent the caller's organisation may read (the read audited, one commit); 404 otherwise (even
+    if it exists)."""
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        consent = await _visible(uow.session, actor, consent_id, runtime.cipher)
+        await _audit_read(uow.session, actor, consent)
+        await uow.commit()
+    return ConsentView(consent, consent_state(consent, actor.now))
+
+
+async def _audit_read(session: AsyncSession, actor: Actor, consent: Consent) -> None:
     await audit(
         session,
         actor,
@@ -172,8 +179,6 @@ async def get_consent(session: AsyncSession, *, actor: Actor, consent_id: str, c
         entity_type="Consent",
         entity_id=consent.id,
     )
-    await session.commit()
-    return ConsentView(consent, consent_state(consent, actor.now))
 
 
 async def _visible(
@@ -189,61 +194,72 @@ async def _visible(
     return consent
 
 
-async def list_consents(
-    session: AsyncSession,
-    *,
-    actor: Actor,
-    personal_identity_number: str,
-    pseudonymizer: Pseudonymizer,
-    cipher: PayloadCipher,
-) -> list[ConsentView]:
-    """The child's consents that the caller's organisation may read."""
+async def list_consents(*, actor: Actor, personal_identity_number: str, runtime: Runtime) -> list[ConsentView]:
+    """The child's consents that the caller's organisation may read (the search audited, one commit)."""
     child = identify_child(
         personal_identity_number,
-        pseudonymizer=pseudonymizer,
+        pseudonymizer=runtime.pseudonymizer,
         today=actor.today,
         pointer="/child/personal_identity_number",
     )
-    consents = await ConsentRepository(session, cipher).for_child(child.candidates)
-    found = await may_read(session, consents, actor.organisation_id)
-    await audit(
-        session,
-        actor,
-        AuditAction.CONSENT_LISTED,
-        child_pseudonym=child.pseudonym,
-        legal_basis="consent",
-        entity_type="Consent",
-        details={"count": len(found)},
-    )
-    await session.commit()
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        consents = await ConsentRepository(uow.session, runtime.cipher).for_child(child.candidates)
+        found = await may_read(uow.session, consents, actor.organisation_id)
+        await audit(
+            uow.session,
+            actor,
+            AuditAction.CONSENT_LISTED,
+            child_pseudonym=child.pseudonym,
+            legal_basis="consent",
+            entity_type="Consent",
+            details={"count": len(found)},
+        )
+        await uow.commit()
     return [ConsentView(c, consent_state(c, actor.now)) for c in found]
 
 
 async def withdraw(
-    session: AsyncSession,
     *,
     actor: Actor,
     consent_id: str,
     withdrawn_by: str,
     reason: str,
-    cipher: PayloadCipher,
+    runtime: Runtime,
     withdrawn_at: datetime | None = None,
 ) -> ConsentView:
     """Withdraw now (or at a past moment the source system recorded); effective for every later decision.
-    Only the recording organisation withdraws (a party that may read it is told so: 403)."""
+    Only the recording organisation withdraws (a party that may read it is told so: 403). One commit."""
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        withdrawn = await _withdraw(
+            uow.session, actor, consent_id, by=withdrawn_by, reason=reason, at=withdrawn_at, cipher=runtime.cipher
+        )
+        await uow.commit()
+    return ConsentView(withdrawn, consent_state(withdrawn, actor.now))
+
+
+async def _withdraw(
+    session: AsyncSession,
+    actor: Actor,
+    consent_id: str,
+    *,
+    by: str,
+    reason: str,
+    at: datetime | None,
+    cipher: PayloadCipher,
+) -> Consent:
     consent = await _visible(session, actor, consent_id, cipher, for_update=True)
     if consent.recording_organisation_id != actor.organisation_id:
         raise NotPermitted(
             "Only the organisation that recorded a consent may withdraw it; tell that organisation of the withdrawal."
         )
-    at = withdrawn_at or actor.now
+    at = at or actor.now
     if at > actor.now:
         raise InvalidInput(
             "A withdrawal cannot be dated in the future.",
             errors=[FieldError("/withdrawn_at", "must not be in the future")],
         )
     try:
-        withdrawn = withdraw_consent(consent, at=at, by=withdrawn_by, reason=reason)
+        withdrawn = withdraw_consent(consent, at=at, by=by, reason=reason)
     except ConsentAlreadyWithdrawn:
         raise Conflict("The consent is already withdrawn.") from None
     await ConsentRepository(session, cipher).save_withdrawal(withdrawn)
@@ -258,5 +274,4 @@ async def withdraw(
         # Not who withdrew (a free text about a person, sealed in the consent): when it takes effect.
         details={"withdrawn_at": at.isoformat()},
     )
-    await session.commit()
-    return ConsentView(withdrawn, consent_state(withdrawn, actor.now))
+    return withdrawn

@@ -307,30 +307,25 @@ class Worker:
     async def _recheck(self, row: db.ReferralRow, document: dict[str, Any]) -> list[str] | None:
         """The legal basis at send time. Withdrawn or expired → the referral fails and the sender is told.
 
-        The decision is recorded with its audit entry by a statement that commits by itself (a session
-        with no transaction open: ``decide_share``'s detached mode), so the sender's audit chain is locked
-        only while that statement runs, not until a later commit."""
+        The decision is recorded with its audit entry by a statement that commits by itself
+        (``decide_share``'s one commit), so the sender's audit chain is locked only while that statement
+        runs, not until a later commit."""
         hub_actor = Actor(
             Principal(subject="hub:delivery", organisation_id=row.sender_organisation, roles=frozenset({Role.SYSTEM}))
         )
-        async with UnitOfWork.of(self.runtime.sessions) as uow:
-            recorded = await decide_share(
-                uow.session,
-                actor=hub_actor,
-                question=ShareQuestion(
-                    to_organisation=row.recipient_organisation,
-                    personal_identity_number=document["child"]["personal_identity_number"],
-                    purpose=row.kind,
-                    data_categories=row.permitted_categories,
-                    legal_basis=row.legal_basis,
-                    basis_reference=row.basis_reference,
-                ),
-                vocabulary=self.runtime.vocabulary,
-                policy=self.runtime.policy,
-                pseudonymizer=self.runtime.pseudonymizer,
-                dry_run=False,
-                commit=True,
-            )
+        recorded = await decide_share(
+            actor=hub_actor,
+            question=ShareQuestion(
+                to_organisation=row.recipient_organisation,
+                personal_identity_number=document["child"]["personal_identity_number"],
+                purpose=row.kind,
+                data_categories=row.permitted_categories,
+                legal_basis=row.legal_basis,
+                basis_reference=row.basis_reference,
+            ),
+            runtime=self.runtime,
+            dry_run=False,
+        )
         permitted = sorted(set(row.permitted_categories) & set(recorded.decision.permitted_categories))
         if recorded.decision.allowed and permitted:
             return permitted

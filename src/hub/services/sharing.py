@@ -15,12 +15,11 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.db.engine import driver
 from hub.db.lawful import AssessmentRepository, SharingFacts, record_decision, sharing_facts
 from hub.db.repositories import OrganisationRepository
+from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord
 from hub.domain.errors import FieldError, InvalidInput, NotPermitted
-from hub.domain.identity import Pseudonymizer
 from hub.domain.policy import Policy
 from hub.domain.sharing import (
     Consent,
@@ -34,7 +33,7 @@ from hub.domain.sharing import (
     decide,
 )
 from hub.domain.vocabulary import Vocabulary
-from hub.keys import PayloadCipher
+from hub.runtime import Runtime
 from hub.services.auditing import audit, audit_record
 from hub.services.children import Child, identify_child
 from hub.services.codes import unknown_codes
@@ -81,7 +80,8 @@ def _registered(organisation_id: str, organisation_type: str | None, pointer: st
     return Party(organisation_id=organisation_id, organisation_type=organisation_type)
 
 
-def _explanation(decision: Decision) -> dict[str, object]:
+def explanation(decision: Decision) -> dict[str, object]:
+    """A decision's reasons and remedies as the decision row keeps them (JSON)."""
     return {"reasons": [_fields(r) for r in decision.reasons], "remedies": [_fields(r) for r in decision.remedies]}
 
 
@@ -94,26 +94,64 @@ _FIELD_NAMES = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (
 
 
 async def decide_share(
-    session: AsyncSession,
     *,
     actor: Actor,
     question: ShareQuestion,
-    vocabulary: Vocabulary,
-    policy: Policy,
-    pseudonymizer: Pseudonymizer,
+    runtime: Runtime,
     dry_run: bool,
-    commit: bool = True,
     limits: SharingLimits | None = None,
 ) -> RecordedDecision:
-    """Decide, record the decision and audit it (refusals too). The sender is always the caller's org.
-    ``limits``: the caller's rate limits (``hub.services.rate_limits``); ``None`` for the hub's own
-    re-checks, which no caller asked for."""
+    """Decide, record the decision and audit it (refusals too): one use case, one commit. The sender is
+    always the caller's org. ``limits``: the caller's rate limits (``hub.services.rate_limits``); ``None``
+    for the hub's own re-checks, which no caller asked for."""
     child = identify_child(
         question.personal_identity_number,
-        pseudonymizer=pseudonymizer,
+        pseudonymizer=runtime.pseudonymizer,
         today=actor.today,
         pointer="/child/personal_identity_number",
     )
+    _check_codes(question, runtime.vocabulary)
+    # One round trip for every fact, one more for the decision and its audit entry (hub.db.lawful), on a
+    # connection of the pool's: that statement commits by itself (the use case's one commit), so the
+    # chain head is locked for that statement only.
+    async with UnitOfWork.of(runtime.sessions) as uow, uow.statement() as connection:
+        facts = await sharing_facts(
+            connection, sender=actor.organisation_id, recipient=question.to_organisation, candidates=child.candidates
+        )
+        decision_id = uuid.uuid4()
+        decision, entry = decide_on_facts(
+            facts,
+            actor=actor,
+            child=child,
+            to_organisation=question.to_organisation,
+            purpose=question.purpose,
+            data_categories=question.data_categories,
+            legal_basis=question.legal_basis,
+            basis_reference=question.basis_reference,
+            policy=runtime.policy,
+            decision_id=decision_id,
+            dry_run=dry_run,
+            limits=limits,
+        )
+        await record_decision(
+            connection,
+            decision_id=decision_id,
+            decision=decision,
+            requested_by=actor.principal.subject,
+            from_org=actor.organisation_id,
+            to_org=question.to_organisation,
+            child=child.pseudonym,
+            purpose=question.purpose,
+            dry_run=dry_run,
+            explanation=explanation(decision),
+            audit=entry,
+        )
+    return RecordedDecision(
+        decision_id, actor.now, actor.organisation_id, question.to_organisation, question.purpose, decision
+    )
+
+
+def _check_codes(question: ShareQuestion, vocabulary: Vocabulary) -> None:
     errors = unknown_codes(vocabulary, "referral-kind", [question.purpose], "/purpose")
     errors += unknown_codes(vocabulary, "data-category", question.data_categories, "/data_categories")
     if question.legal_basis is not None:
@@ -128,48 +166,6 @@ async def decide_share(
                 for e in errors
             ],
         )
-    # One round trip for every fact, one more for the decision and its audit entry (hub.db.lawful). With
-    # commit and no transaction open on the session, both on a connection of the pool's ("detached").
-    detached = commit and not session.in_transaction()
-    async with driver(session, own_transaction=detached) as connection:
-        facts = await sharing_facts(
-            connection, sender=actor.organisation_id, recipient=question.to_organisation, candidates=child.candidates
-        )
-        decision_id = uuid.uuid4()
-        decision, entry = decide_on_facts(
-            facts,
-            actor=actor,
-            child=child,
-            to_organisation=question.to_organisation,
-            purpose=question.purpose,
-            data_categories=question.data_categories,
-            legal_basis=question.legal_basis,
-            basis_reference=question.basis_reference,
-            policy=policy,
-            decision_id=decision_id,
-            dry_run=dry_run,
-            limits=limits,
-        )
-        # Detached, the statement commits by itself, so the chain head is locked for that statement only.
-        # Otherwise in the session's transaction, committed here or, without commit, by the caller.
-        await record_decision(
-            connection if detached else session,
-            decision_id=decision_id,
-            decision=decision,
-            requested_by=actor.principal.subject,
-            from_org=actor.organisation_id,
-            to_org=question.to_organisation,
-            child=child.pseudonym,
-            purpose=question.purpose,
-            dry_run=dry_run,
-            explanation=_explanation(decision),
-            audit=entry,
-        )
-    if commit and not detached:
-        await session.commit()
-    return RecordedDecision(
-        decision_id, actor.now, actor.organisation_id, question.to_organisation, question.purpose, decision
-    )
 
 
 def decide_on_facts(
@@ -219,14 +215,7 @@ def decide_on_facts(
         assessments=_as_current(facts.assessments, child),
         policy=policy,
     )
-    details: dict[str, object] = {
-        "dry_run": dry_run,
-        "permitted": list(decision.permitted_categories),
-        "denied": list(decision.denied_categories),
-        "reasons": [r.code for r in decision.reasons],
-        "basis": cited_basis(decision),
-        "requested_basis": {"legal_basis": legal_basis, "basis_reference": _as_reference(basis_reference)},
-    }
+    details = _details(decision, dry_run=dry_run, legal_basis=legal_basis, basis_reference=basis_reference)
     if limits is not None and not decision.allowed:
         flagged = limits.refused(actor.organisation_id, child.pseudonym)
         if flagged:
@@ -245,6 +234,20 @@ def decide_on_facts(
         details=details,
     )
     return decision, entry
+
+
+def _details(
+    decision: Decision, *, dry_run: bool, legal_basis: str | None, basis_reference: str | None
+) -> dict[str, object]:
+    """What the decision's audit entry records of it."""
+    return {
+        "dry_run": dry_run,
+        "permitted": list(decision.permitted_categories),
+        "denied": list(decision.denied_categories),
+        "reasons": [r.code for r in decision.reasons],
+        "basis": cited_basis(decision),
+        "requested_basis": {"legal_basis": legal_basis, "basis_reference": _as_reference(basis_reference)},
+    }
 
 
 def cited_basis(decision: Decision) -> dict[str, object] | None:
@@ -295,56 +298,55 @@ class AssessmentDraft:
     decided_at: datetime | None = None
 
 
-async def record_assessment(
-    session: AsyncSession,
-    *,
-    actor: Actor,
-    draft: AssessmentDraft,
-    vocabulary: Vocabulary,
-    pseudonymizer: Pseudonymizer,
-    cipher: PayloadCipher,
-) -> NecessityAssessment:
-    """Record a named necessity assessment (OSL 10 kap. 2 §) made by the caller's organisation; its free
-    texts are stored encrypted with ``cipher``."""
+async def record_assessment(*, actor: Actor, draft: AssessmentDraft, runtime: Runtime) -> NecessityAssessment:
+    """Record a named necessity assessment (OSL 10 kap. 2 §) made by the caller's organisation, with its
+    audit entry, one commit; its free texts are stored encrypted with the runtime's cipher."""
     child = identify_child(
         draft.personal_identity_number,
-        pseudonymizer=pseudonymizer,
+        pseudonymizer=runtime.pseudonymizer,
         today=actor.today,
         pointer="/child/personal_identity_number",
     )
-    errors = unknown_codes(vocabulary, "data-category", draft.data_categories, "/data_categories")
+    errors = unknown_codes(runtime.vocabulary, "data-category", draft.data_categories, "/data_categories")
     if errors:
         raise InvalidInput("Unknown data categories.", errors=errors)
-    await _party(session, actor.organisation_id, None)
-    recipient = await _party(session, draft.recipient_organisation, "/recipient_organisation")
     decided_at = draft.decided_at or actor.now
     if decided_at > actor.now:
         raise InvalidInput(
             "An assessment cannot be dated in the future.",
             errors=[FieldError("/decided_at", "must not be in the future")],
         )
-    assessment = NecessityAssessment(
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        await _party(uow.session, actor.organisation_id, None)
+        recipient = await _party(uow.session, draft.recipient_organisation, "/recipient_organisation")
+        assessment = _assessment(actor, draft, child.pseudonym, recipient.organisation_id, decided_at)
+        await AssessmentRepository(uow.session, runtime.cipher).add(assessment, created_by=actor.principal.subject)
+        await audit(
+            uow.session,
+            actor,
+            AuditAction.NECESSITY_ASSESSMENT_RECORDED,
+            child_pseudonym=child.pseudonym,
+            legal_basis="necessary-disclosure",
+            counterpart_organisation=recipient.organisation_id,
+            entity_type="NecessityAssessment",
+            entity_id=assessment.id,
+            details={"categories": sorted(assessment.data_categories)},
+        )
+        await uow.commit()
+    return assessment
+
+
+def _assessment(
+    actor: Actor, draft: AssessmentDraft, pseudonym: str, recipient: str, decided_at: datetime
+) -> NecessityAssessment:
+    return NecessityAssessment(
         id=str(uuid.uuid4()),
-        child_pseudonym=child.pseudonym,
+        child_pseudonym=pseudonym,
         organisation_id=actor.organisation_id,
-        recipient_organisation_id=recipient.organisation_id,
+        recipient_organisation_id=recipient,
         decided_by=DecisionMaker(person=draft.decided_by_person, role=draft.decided_by_role),
         justification=draft.justification,
         case_reference=draft.case_reference,
         data_categories=frozenset(draft.data_categories),
         decided_at=decided_at,
     )
-    await AssessmentRepository(session, cipher).add(assessment, created_by=actor.principal.subject)
-    await audit(
-        session,
-        actor,
-        AuditAction.NECESSITY_ASSESSMENT_RECORDED,
-        child_pseudonym=child.pseudonym,
-        legal_basis="necessary-disclosure",
-        counterpart_organisation=recipient.organisation_id,
-        entity_type="NecessityAssessment",
-        entity_id=assessment.id,
-        details={"categories": sorted(assessment.data_categories)},
-    )
-    await session.commit()
-    return assessment

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
-from hub.api.deps import RuntimeDep, Session, actor_for
+from hub.api.deps import RuntimeDep, actor_for
 from hub.api.rest.schemas import ChildRef, Instant
 from hub.domain.principal import Principal, Role
 from hub.services import consents as svc
@@ -138,7 +138,7 @@ def to_read(view: ConsentView) -> ConsentRead:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ConsentRead, summary="Record a consent")
-async def create(body: ConsentCreate, principal: Recorder, session: Session, runtime: RuntimeDep) -> ConsentRead:
+async def create(body: ConsentCreate, principal: Recorder, runtime: RuntimeDep) -> ConsentRead:
     draft = ConsentDraft(
         personal_identity_number=body.child.personal_identity_number,
         guardian_count=body.guardian_count,
@@ -152,15 +152,7 @@ async def create(body: ConsentCreate, principal: Recorder, session: Session, run
         information_given=body.information_given.model_dump(),
         evidence_reference=body.evidence_reference,
     )
-    view = await svc.record_consent(
-        session,
-        actor=actor_for(principal),
-        draft=draft,
-        vocabulary=runtime.vocabulary,
-        policy=runtime.policy,
-        pseudonymizer=runtime.pseudonymizer,
-        cipher=runtime.cipher,
-    )
+    view = await svc.record_consent(actor=actor_for(principal), draft=draft, runtime=runtime)
     return to_read(view)
 
 
@@ -169,24 +161,20 @@ async def create(body: ConsentCreate, principal: Recorder, session: Session, run
     response_model=ConsentList,
     summary="The child's consents the caller's organisation may read",
 )
-async def search(body: ConsentSearch, principal: Recorder, session: Session, runtime: RuntimeDep) -> ConsentList:
+async def search(body: ConsentSearch, principal: Recorder, runtime: RuntimeDep) -> ConsentList:
     """A POST so the personal identity number travels in the body, never in a URL or an access log.
     Readable: consents your organisation recorded or that name it by id, and consents that name its
     type under which it sent or received a referral."""
     views = await svc.list_consents(
-        session,
-        actor=actor_for(principal),
-        personal_identity_number=body.child.personal_identity_number,
-        pseudonymizer=runtime.pseudonymizer,
-        cipher=runtime.cipher,
+        actor=actor_for(principal), personal_identity_number=body.child.personal_identity_number, runtime=runtime
     )
     return ConsentList(items=[to_read(v) for v in views])
 
 
 @router.get("/{consent_id}", response_model=ConsentRead, summary="One consent (404 unless the caller may read it)")
-async def read(consent_id: str, principal: Recorder, session: Session, runtime: RuntimeDep) -> ConsentRead:
+async def read(consent_id: str, principal: Recorder, runtime: RuntimeDep) -> ConsentRead:
     """As `/search` says who may read; any other caller is told 404, as for an id that does not exist."""
-    view = await svc.get_consent(session, actor=actor_for(principal), consent_id=consent_id, cipher=runtime.cipher)
+    view = await svc.get_consent(actor=actor_for(principal), consent_id=consent_id, runtime=runtime)
     return to_read(view)
 
 
@@ -195,18 +183,15 @@ async def read(consent_id: str, principal: Recorder, session: Session, runtime: 
     response_model=ConsentRead,
     summary="Withdraw a consent, effective at once (the recording organisation only)",
 )
-async def withdraw(
-    consent_id: str, body: WithdrawalIn, principal: Withdrawer, session: Session, runtime: RuntimeDep
-) -> ConsentRead:
+async def withdraw(consent_id: str, body: WithdrawalIn, principal: Withdrawer, runtime: RuntimeDep) -> ConsentRead:
     """Only the organisation that recorded the consent (a system, professional or admin of it): a party
     that may read it is answered 403, anyone else 404."""
     view = await svc.withdraw(
-        session,
         actor=actor_for(principal),
         consent_id=consent_id,
         withdrawn_by=body.withdrawn_by,
         reason=body.reason,
-        cipher=runtime.cipher,
+        runtime=runtime,
         withdrawn_at=body.withdrawn_at,
     )
     return to_read(view)

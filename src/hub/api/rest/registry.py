@@ -217,16 +217,14 @@ async def put_organisation(
     organisation_id: str,
     body: OrganisationPut,
     principal: Admin,
-    session: Session,
     runtime: RuntimeDep,
     response: Response,
 ) -> OrganisationRead:
     org, created = await svc.put_organisation(
-        session,
         actor=actor_for(principal),
-        vocabulary=runtime.vocabulary,
         organisation_id=organisation_id,
         draft=svc.OrganisationDraft(**body.model_dump()),
+        runtime=runtime,
     )
     if created:
         response.status_code = status.HTTP_201_CREATED
@@ -247,16 +245,13 @@ async def get_endpoint(organisation_id: str, principal: Admin, session: Session)
     response_model=EndpointRead,
     summary="Set the organisation's endpoint: adapter and config, validated against the adapter",
 )
-async def put_endpoint(
-    organisation_id: str, body: EndpointPut, principal: Admin, session: Session, runtime: RuntimeDep
-) -> EndpointRead:
+async def put_endpoint(organisation_id: str, body: EndpointPut, principal: Admin, runtime: RuntimeDep) -> EndpointRead:
     endpoint = await svc.put_endpoint(
-        session,
         actor=actor_for(principal),
         organisation_id=organisation_id,
         adapter=body.adapter,
         config=body.config,
-        addresses=runtime.address_policy,
+        runtime=runtime,
     )
     return _endpoint(endpoint)
 
@@ -307,15 +302,13 @@ async def search_services(
     response_model=ServiceRead,
     summary="Register a service (the organisation's admin, or a regional admin)",
 )
-async def create_service(body: ServiceCreate, principal: Admin, session: Session, runtime: RuntimeDep) -> ServiceRead:
+async def create_service(body: ServiceCreate, principal: Admin, runtime: RuntimeDep) -> ServiceRead:
     view = await svc.create_service(
-        session,
         actor=actor_for(principal),
-        vocabulary=runtime.vocabulary,
         organisation_id=body.organisation_id or principal.organisation_id,
         service_id=body.id,
         draft=body.draft(),
-        max_age_days=_max_age(runtime),
+        runtime=runtime,
     )
     return _service(view)
 
@@ -330,16 +323,9 @@ async def get_service(service_id: str, principal: Caller, session: Session, runt
     response_model=ServiceRead,
     summary="Replace a service's description (its waiting time has its own endpoint)",
 )
-async def update_service(
-    service_id: str, body: ServiceBody, principal: Admin, session: Session, runtime: RuntimeDep
-) -> ServiceRead:
+async def update_service(service_id: str, body: ServiceBody, principal: Admin, runtime: RuntimeDep) -> ServiceRead:
     view = await svc.update_service(
-        session,
-        actor=actor_for(principal),
-        vocabulary=runtime.vocabulary,
-        service_id=service_id,
-        draft=body.draft(),
-        max_age_days=_max_age(runtime),
+        actor=actor_for(principal), service_id=service_id, draft=body.draft(), runtime=runtime
     )
     return _service(view)
 
@@ -349,8 +335,8 @@ async def update_service(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Take a service out of the directory (it is kept, inactive, for the referrals that name it)",
 )
-async def deactivate_service(service_id: str, principal: Admin, session: Session) -> Response:
-    await svc.deactivate_service(session, actor=actor_for(principal), service_id=service_id)
+async def deactivate_service(service_id: str, principal: Admin, runtime: RuntimeDep) -> Response:
+    await svc.deactivate_service(actor=actor_for(principal), service_id=service_id, runtime=runtime)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -360,14 +346,10 @@ async def deactivate_service(service_id: str, principal: Admin, session: Session
     summary="Report the current waiting time; confirms it as of now (the organisation's system or admin)",
 )
 async def confirm_waiting_time(
-    service_id: str, body: WaitingTimeIn, principal: AdminOrSystem, session: Session, runtime: RuntimeDep
+    service_id: str, body: WaitingTimeIn, principal: AdminOrSystem, runtime: RuntimeDep
 ) -> ServiceRead:
     view = await svc.confirm_waiting_time(
-        session,
-        actor=actor_for(principal),
-        service_id=service_id,
-        waiting_days=body.waiting_days,
-        max_age_days=_max_age(runtime),
+        actor=actor_for(principal), service_id=service_id, waiting_days=body.waiting_days, runtime=runtime
     )
     return _service(view)
 

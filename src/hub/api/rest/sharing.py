@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
-from hub.api.deps import RuntimeDep, Session, actor_for
+from hub.api.deps import RuntimeDep, actor_for
 from hub.api.rest.schemas import ChildRef, Explanation, Instant
 from hub.domain.principal import Principal, Role
 from hub.services import sharing as svc
@@ -68,16 +68,13 @@ def to_read(recorded: svc.RecordedDecision) -> SharingDecisionRead:
 
 
 @router.post("/sharing-decisions", response_model=SharingDecisionRead, summary="May we send this? (dry run, audited)")
-async def sharing_decision(
-    body: SharingQuestion, principal: Sender, session: Session, runtime: RuntimeDep
-) -> SharingDecisionRead:
+async def sharing_decision(body: SharingQuestion, principal: Sender, runtime: RuntimeDep) -> SharingDecisionRead:
     """The sender is the caller's organisation. A refusal is an answer (200, `allowed: false`) with the
     reasons and what would make the share lawful; it is recorded in the audit trail like an allowance.
     The reasons describe only consents your organisation recorded or is named in (by id); another
     organisation's consent may still allow the share, unnamed. Rate limited per organisation and per
     organisation and child (429 with `Retry-After`)."""
     recorded = await svc.decide_share(
-        session,
         actor=actor_for(principal),
         question=svc.ShareQuestion(
             to_organisation=body.to_organisation,
@@ -87,9 +84,7 @@ async def sharing_decision(
             legal_basis=body.legal_basis,
             basis_reference=body.basis_reference,
         ),
-        vocabulary=runtime.vocabulary,
-        policy=runtime.policy,
-        pseudonymizer=runtime.pseudonymizer,
+        runtime=runtime,
         dry_run=True,
         limits=for_runtime(runtime),
     )
@@ -127,11 +122,8 @@ class AssessmentRead(BaseModel):
     response_model=AssessmentRead,
     summary="Record a necessity assessment (OSL 10 kap. 2 §) for one child and recipient",
 )
-async def create_assessment(
-    body: AssessmentCreate, principal: Sender, session: Session, runtime: RuntimeDep
-) -> AssessmentRead:
+async def create_assessment(body: AssessmentCreate, principal: Sender, runtime: RuntimeDep) -> AssessmentRead:
     a = await svc.record_assessment(
-        session,
         actor=actor_for(principal),
         draft=svc.AssessmentDraft(
             personal_identity_number=body.child.personal_identity_number,
@@ -143,9 +135,7 @@ async def create_assessment(
             data_categories=body.data_categories,
             decided_at=body.decided_at,
         ),
-        vocabulary=runtime.vocabulary,
-        pseudonymizer=runtime.pseudonymizer,
-        cipher=runtime.cipher,
+        runtime=runtime,
     )
     return AssessmentRead(
         id=a.id,

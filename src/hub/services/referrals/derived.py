@@ -16,7 +16,7 @@ WHEEL = "wellbeing-wheel"
 
 def lifecycle(vocabulary: Vocabulary) -> Lifecycle:
     """The referral lifecycle of the vocabulary's transition table (built once per vocabulary)."""
-    return _derived(vocabulary).lifecycle
+    return derived_for(vocabulary).lifecycle
 
 
 class _Derived:
@@ -75,7 +75,7 @@ class _Derived:
 _DERIVED: weakref.WeakKeyDictionary[Vocabulary, _Derived] = weakref.WeakKeyDictionary()
 
 
-def _derived(vocabulary: Vocabulary) -> _Derived:
+def derived_for(vocabulary: Vocabulary) -> _Derived:
     derived = _DERIVED.get(vocabulary)
     if derived is None:
         derived = _DERIVED[vocabulary] = _Derived(vocabulary)

@@ -10,7 +10,7 @@ from typing import Any
 from hub.domain.errors import FieldError, InvalidInput
 from hub.domain.referrals import CONCERN_TEXT
 from hub.domain.vocabulary import UnknownCode, Vocabulary
-from hub.services.referrals.derived import _derived
+from hub.services.referrals.derived import derived_for
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ReferralDraft:
     basis_reference: str | None = None
 
 
-def _request_hash(draft: ReferralDraft, child_pseudonym: str) -> str:
+def hash_request(draft: ReferralDraft, child_pseudonym: str) -> str:
     # The number itself is left out (it is matched through its pseudonym), so the hash cannot be tested
     # against guessed numbers.
     body = {**json.loads(json.dumps(draft, default=lambda o: o.__dict__)), "personal_identity_number": None}
@@ -50,10 +50,10 @@ def _request_hash(draft: ReferralDraft, child_pseudonym: str) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def _validate(draft: ReferralDraft, vocabulary: Vocabulary) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+def validate_draft(draft: ReferralDraft, vocabulary: Vocabulary) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Every code against the vocabulary, and what the referral carries against what it declares.
     Returns the concern's canonical dimensions and local codes (translated through the crosswalk)."""
-    derived = _derived(vocabulary)
+    derived = derived_for(vocabulary)
     errors = derived.unknown_codes("referral-kind", [draft.kind], "/kind")
     errors += derived.unknown_codes("data-category", draft.data_categories, "/data_categories")
     errors += derived.unknown_codes("wellbeing-indicator", draft.dimensions, "/concern/dimensions")

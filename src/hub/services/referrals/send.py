@@ -24,11 +24,11 @@ from hub.services.children import Child, identify_child
 from hub.services.codes import unknown_codes
 from hub.services.context import Actor
 from hub.services.referrals.derived import lifecycle
-from hub.services.referrals.draft import ReferralDraft, _request_hash, _validate
+from hub.services.referrals.draft import ReferralDraft, hash_request, validate_draft
 from hub.services.referrals.transitions import event_row
 
 # decide_share's own steps, shared so that a referral decides exactly as POST /v1/sharing-decisions does.
-from hub.services.sharing import _explanation, decide_on_facts
+from hub.services.sharing import decide_on_facts, explanation
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ async def _send(uow: UnitOfWork, *, actor: Actor, draft: ReferralDraft, idempote
         today=actor.today,
         pointer="/child/personal_identity_number",
     )
-    request_hash = _request_hash(draft, child.pseudonym)
+    request_hash = hash_request(draft, child.pseudonym)
     t = draft.target
     by_id = t.service_id is None and t.organisation_type is None and t.municipality_code is None
     if t.organisation_id is not None and by_id:
@@ -71,7 +71,7 @@ async def _send(uow: UnitOfWork, *, actor: Actor, draft: ReferralDraft, idempote
             )
             if existing is not None:
                 return _replay(existing, request_hash)
-            dimensions, local_codes = _validate(draft, runtime.vocabulary)
+            dimensions, local_codes = validate_draft(draft, runtime.vocabulary)
             if facts.recipient_type is not None:
                 return await _decide_and_store(
                     connection,
@@ -90,7 +90,7 @@ async def _send(uow: UnitOfWork, *, actor: Actor, draft: ReferralDraft, idempote
     existing = await db.referral_by_key(uow.session, actor.organisation_id, idempotency_key)
     if existing is not None:
         return _replay(existing, request_hash)
-    dimensions, local_codes = _validate(draft, runtime.vocabulary)
+    dimensions, local_codes = validate_draft(draft, runtime.vocabulary)
     resolved = await registry.resolve_target(
         uow.session,
         organisation_id=t.organisation_id,
@@ -197,7 +197,7 @@ async def _decide_and_store(
             basis_reference=decision.basis_reference,
             permitted_categories=list(decision.permitted_categories),
             denied_categories=list(decision.denied_categories),
-            explanation=json.dumps(_explanation(decision)),
+            explanation=json.dumps(explanation(decision)),
         ),
         referral=row,
         event=event,
@@ -235,7 +235,7 @@ async def _refuse(
         child=child.pseudonym,
         purpose=draft.kind,
         dry_run=False,
-        explanation=_explanation(decision),
+        explanation=explanation(decision),
         audit=decision_entry,
     )
     raise SharingDenied(
@@ -320,7 +320,7 @@ def _decide(
     decision_id: uuid.UUID,
 ) -> tuple[Decision, AuditRecord]:
     """``decide_share``'s step between its reads and its write (``decide_on_facts``), after the code check
-    it makes too, so that the referral's statement can write the decision. ``_validate`` has already
+    it makes too, so that the referral's statement can write the decision. ``validate_draft`` has already
     checked the kind and the categories against the same vocabularies ``decide_share`` checks."""
     if draft.legal_basis is not None:
         errors = unknown_codes(runtime.vocabulary, "legal-basis", [draft.legal_basis], "/legal_basis")
