@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import flows as db
+from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction
 from hub.domain.disclosure import TOTAL, ProtectedTable, Published, Statistic, protect
 from hub.domain.errors import Explanation
@@ -284,10 +285,10 @@ async def _answer(
     }
     filters = {name: value for name, value in filters.items() if value not in (None, [])}
     hidden = {"|".join(key): reason for p in protected for key, reason in p.suppression_log.items()}
-    await session.commit()
-    async with ctx.audit_sessions() as primary:
+    await session.rollback()  # the reads wrote nothing (and may be on a read-only replica)
+    async with UnitOfWork.of(ctx.audit_sessions) as uow:
         await audit(
-            primary,
+            uow.session,
             ctx.actor,
             AuditAction.FLOWS_READ,
             entity_type="FlowTable",
@@ -300,7 +301,7 @@ async def _answer(
                 "hidden": hidden,
             },
         )
-        await primary.commit()
+        await uow.commit()
     notes: dict[str, Explanation] = {}
     for p in protected:
         notes.update({note.code: note for note in p.notes})
