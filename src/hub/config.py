@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     migrations_database_url: SecretStr | None = None
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
+    # While PostgreSQL is unreachable: a connection attempt gives up after this many seconds (requests and
+    # /readyz answer 503 rather than hang), and each 503 asks the client to retry after this many (Retry-After).
+    database_connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    database_retry_after_seconds: int = Field(default=5, ge=1, le=3600)
     # Where coordinators' flow queries read: a streaming replica of the primary (docs/operations.md,
     # "When a county outgrows one PostgreSQL"). Connections there are read-only; their audit entries
     # are written on the primary. Unset: they read the primary.

@@ -68,7 +68,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings, sessions=lambda: app.state.runtime.sessions)  # opened in lifespan
     problems.install(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        database_retry_after=settings.database_retry_after_seconds,
+    )
     app.include_router(health.router)
     app.include_router(me.router)
     app.include_router(vocabulary.router)

@@ -1,5 +1,5 @@
-"""Pure ASGI middleware: request ids, input checks, body limit, media type, the 500 problem, response headers,
-access log and metrics.
+"""Pure ASGI middleware: request ids, input checks, body limit, media type, the 500 problem (503 when the
+database is unreachable), response headers, access log and metrics.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` because it sits on every request's hot path.
 """
@@ -22,8 +22,10 @@ from hub.api.problems import (
     HTTP_PROBLEMS,
     PROBLEM_JSON,
     BodyTooLarge,
+    database_unavailable_response,
     hub_error_response,
     internal_error_response,
+    is_database_unavailable,
     problem_body,
 )
 
@@ -46,9 +48,10 @@ class RequestContextMiddleware:
     """Sets the request id, refuses what no handler may see, answers every unexpected error with a problem,
     adds the response headers every answer carries, logs and measures."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, database_retry_after: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.database_retry_after = database_retry_after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,7 +80,11 @@ class RequestContextMiddleware:
         except Exception as exc:
             if status_holder["started"]:
                 raise  # half a response is out: nothing left to answer with
-            await internal_error_response(exc)(scope, receive, send_wrapper)
+            if is_database_unavailable(exc):
+                answer = database_unavailable_response(exc, retry_after=self.database_retry_after)
+            else:
+                answer = internal_error_response(exc)
+            await answer(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)

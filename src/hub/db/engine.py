@@ -6,9 +6,7 @@ instead of through SQLAlchemy's execution machinery.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -70,10 +68,42 @@ def make_engine(url: str, settings: Settings, *, read_only: bool = False) -> Asy
         url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
-        connect_args={"server_settings": server_settings},
+        # asyncpg waits 60 s for a server that does not answer: a request would hang that long.
+        connect_args={"server_settings": server_settings, "timeout": settings.database_connect_timeout},
     )
     _check_on_checkout(engine)
+    _connect_failures_are_operational(engine)
+    _connection_errors_are_disconnects(engine)
     return engine
+
+
+def _connection_errors_are_disconnects(engine: AsyncEngine) -> None:
+    """SQLAlchemy's asyncpg dialect calls an error a disconnect only once the driver has noticed the socket
+    closed; a statement the server ended (``pg_ctl stop`` sends each backend "terminating connection due
+    to administrator command" before it closes the socket) may fail before that, and the dead connection
+    would go back to the pool. Marked a disconnect, the connection is discarded, and the pool with it:
+    every connection older than the error is replaced before it is next used (a restarted server)."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _handle_error(context: Any) -> None:
+        if not context.is_disconnect and _ends_the_connection(context.original_exception):
+            context.is_disconnect = True
+
+
+def _connect_failures_are_operational(engine: AsyncEngine) -> None:
+    """A server that refuses, is not there or does not answer in time fails the connection attempt with
+    the DBAPI's ``OperationalError``, as every other driver does (psycopg, say), instead of the bare
+    ``ConnectionRefusedError``, ``FileNotFoundError`` (a unix socket gone) or ``TimeoutError`` asyncpg
+    raises: the API answers it as "database unavailable" (``hub.api.problems.database_unavailable``)
+    without mistaking an unrelated ``OSError`` for one. The message names the class only."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except (OSError, TimeoutError) as error:
+            unreachable = dialect.loaded_dbapi.OperationalError
+            raise unreachable(f"could not connect to the database ({type(error).__name__})", error) from error
 
 
 def _check_on_checkout(engine: AsyncEngine) -> None:
@@ -151,27 +181,62 @@ async def driver(session: AsyncSession, *, own_transaction: bool = False) -> Asy
     ``own_transaction``: a caller whose statements commit by themselves anyway gets, while the session
     has no transaction open, a connection straight from the engine's pool instead, returned on exit:
     opening and committing the ORM session around it costs more than a statement. It is discarded if
-    the block ends in cancellation or a connection error, when a statement may still be in flight."""
+    the block ends in cancellation or a connection error, when a statement may still be in flight.
+
+    Either way a connection the server closed or broke under a statement (``_broken``) is invalidated:
+    SQLAlchemy sees only the errors raised through it, and would hand the dead connection to the next
+    request (whose first statement then fails as "another operation is in progress")."""
     engine = session.bind
     if not own_transaction or session.in_transaction() or not isinstance(engine, AsyncEngine):
         connection = await session.connection()
-        yield (await connection.get_raw_connection()).driver_connection
+        raw = (await connection.get_raw_connection()).driver_connection
+        try:
+            yield raw
+        except Exception as error:
+            if _broken(raw, error):
+                await connection.invalidate()
+            raise
         return
     pooled = await engine.raw_connection()
     own = pooled.driver_connection
     assert own is not None  # a connection just checked out of the pool
     try:
         yield own
-    except (asyncio.CancelledError, asyncpg.InterfaceError, OSError, TimeoutError):
-        own.terminate()
-        await greenlet_spawn(pooled.invalidate)
-        raise
-    except BaseException:
-        if isinstance(sys.exc_info()[1], Exception):  # an error of the caller's, between statements
+    except BaseException as error:
+        # An error of the caller's, between statements, leaves the connection fit to reuse. Anything else
+        # (cancellation, KeyboardInterrupt, SystemExit, GeneratorExit) may leave a statement in flight.
+        if isinstance(error, Exception) and not _broken(own, error):
             await greenlet_spawn(pooled.close)
-        else:  # KeyboardInterrupt, SystemExit, GeneratorExit: anything may be in flight
+        else:
             own.terminate()
             await greenlet_spawn(pooled.invalidate)
         raise
     else:
         await greenlet_spawn(pooled.close)
+
+
+# Errors after which the connection cannot be reused: the server ended it (stopped, crashed, terminated the
+# backend), the socket failed, or the protocol was left mid-operation.
+_CONNECTION_ERRORS = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+    TimeoutError,
+)
+
+
+def _ends_the_connection(error: BaseException | None) -> bool:
+    """``error``, or the driver's error it was translated from, is one of ``_CONNECTION_ERRORS``."""
+    while error is not None:
+        if isinstance(error, _CONNECTION_ERRORS):
+            return True
+        error = error.__cause__
+    return False
+
+
+def _broken(connection: Any, error: BaseException) -> bool:
+    return _ends_the_connection(error) or bool(connection is None or connection.is_closed())

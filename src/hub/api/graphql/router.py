@@ -2,7 +2,7 @@
 
 The view is where every GraphQL answer passes, so errors become problems here (``errors.formatted``). A
 request refused as a whole (no data) answers with its problem's HTTP status instead of 200 (401 with
-``WWW-Authenticate``, 403, 422, 429 with ``Retry-After``, 500 for a masked internal error) and a body that
+``WWW-Authenticate``, 403, 422, 429 and 503 with ``Retry-After``, 500 for a masked internal error) and a body that
 is both: a problem+json document whose ``data`` and ``errors`` members are the GraphQL response. A request
 that produced data answers 200, its field errors beside the data, as GraphQL clients expect.
 
@@ -36,7 +36,7 @@ from hub.config import Settings
 
 
 class HubGraphQLRouter(GraphQLRouter[Context, None]):
-    def __init__(self, schema: HubSchema, *, dev_mode: bool) -> None:
+    def __init__(self, schema: HubSchema, *, dev_mode: bool, database_retry_after: int) -> None:
         super().__init__(
             schema,
             context_getter=get_context,
@@ -46,6 +46,7 @@ class HubGraphQLRouter(GraphQLRouter[Context, None]):
             subscription_protocols=(),
         )
         self.dev_mode = dev_mode
+        self.database_retry_after = database_retry_after
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         try:
@@ -64,7 +65,10 @@ class HubGraphQLRouter(GraphQLRouter[Context, None]):
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         response: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
-            response["errors"] = [formatted(e, dev_mode=self.dev_mode) for e in result.errors]
+            response["errors"] = [
+                formatted(e, dev_mode=self.dev_mode, database_retry_after=self.database_retry_after)
+                for e in result.errors
+            ]
         if result.extensions:
             response["extensions"] = result.extensions
         return response
@@ -85,7 +89,7 @@ def _refused_as_a_whole(response_data: GraphQLHTTPResponse, sub_response: Respon
     headers = {k: v for k, v in sub_response.headers.items() if not k.startswith("content-")}
     if worst["status"] == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="hub"'
-    if worst["status"] == 429 and "retry_after" in worst:
+    if worst["status"] in (429, 503) and "retry_after" in worst:
         headers["Retry-After"] = str(worst["retry_after"])
     body = {**worst, **response_data}
     return JSONResponse(body, status_code=worst["status"], media_type=PROBLEM_JSON, headers=headers)
@@ -111,4 +115,6 @@ def build_schema(settings: Settings) -> HubSchema:
 
 
 def graphql_router(settings: Settings) -> HubGraphQLRouter:
-    return HubGraphQLRouter(build_schema(settings), dev_mode=settings.dev_mode)
+    return HubGraphQLRouter(
+        build_schema(settings), dev_mode=settings.dev_mode, database_retry_after=settings.database_retry_after_seconds
+    )

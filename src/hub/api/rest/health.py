@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -9,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.adapters.registry import load_problems
 from hub.api.deps import RuntimeDep
-from hub.api.problems import ALL_PROBLEM_TYPES
+from hub.api.problems import ALL_PROBLEM_TYPES, is_database_unavailable
 from hub.domain.errors import NotFound
 
 router = APIRouter(tags=["operations"])
@@ -28,10 +30,14 @@ async def healthz() -> dict[str, str]:
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
-        revision = await runtime.current_revision()
+        # A server that accepted the connection but does not answer (frozen, cut off) must not hang the probe.
+        async with asyncio.timeout(runtime.settings.database_connect_timeout):
+            revision = await runtime.current_revision()
         checks["database"] = "ok"
         checks["migrations"] = "ok" if revision == runtime.head_revision else "behind"
-    except (SQLAlchemyError, OSError):
+    except Exception as exc:  # which failures mean "unreachable" is decided just below
+        if not isinstance(exc, SQLAlchemyError | OSError) and not is_database_unavailable(exc):
+            raise
         checks["database"] = "unreachable"
         checks["migrations"] = "unknown"
     # Only an app built around a runtime opened elsewhere gets here with an adapter that did not load:
