@@ -143,7 +143,7 @@ async def test_a_receiver_refusing_with_4xx_is_dead_lettered_not_retried_forever
 
             receiver.status = 200  # the receiver's system is fixed; an operator retries
             async with county.sessions() as session:
-                assert await db.retry_dead(session, None, utcnow()) == 1
+                assert len(await db.retry_dead(session, None, utcnow())) == 1
                 await session.commit()
             await worker.run_until_idle()
     [entry] = await outbox(county)
