@@ -233,7 +233,7 @@ async def test_a_stale_worker_cannot_overwrite_the_outcome_of_the_worker_that_to
 ) -> None:
     """Worker A stalls (its heartbeat does not run) while the receiver is slow; its lease runs out, worker
     B claims the entry again and delivers it. A's late failure must not turn B's delivery back."""
-    receiver = Scripted(status=503, delay=1.0)  # A's request: slow, and it fails
+    receiver = Scripted(status=503, delay=3.0)  # A's request: slow, and it fails
     with serve(receiver) as url:
         await set_endpoint(county, RECEIVER, "webhook", {"url": url, **WEBHOOK})
         rid = await sent(client, auth)
@@ -263,13 +263,13 @@ async def test_a_stale_worker_cannot_overwrite_the_outcome_of_the_worker_that_to
 
 
 async def test_a_heartbeat_keeps_the_lease_of_a_slow_delivery(client, auth, county) -> None:
-    receiver = Scripted(delay=1.2)  # four leases long
+    receiver = Scripted(delay=4.5)  # three leases long
     with serve(receiver) as url:
         await set_endpoint(county, RECEIVER, "webhook", {"url": url, **WEBHOOK})
         await sent(client, auth)
         async with httpx.AsyncClient() as http:
-            a = worker_for(county, http, worker_lease_seconds=0.3)
-            b = worker_for(county, http, worker_lease_seconds=0.3)
+            a = worker_for(county, http, worker_lease_seconds=1.5)
+            b = worker_for(county, http, worker_lease_seconds=1.5)
             delivering = asyncio.create_task(a.run_once())
             await until(lambda: receiver.in_flight > 0)
             [claimed] = await outbox(county)
@@ -279,7 +279,7 @@ async def test_a_heartbeat_keeps_the_lease_of_a_slow_delivery(client, auth, coun
                 [entry] = await outbox(county)
                 if entry.lease_until is not None:
                     leases.add(entry.lease_until)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.1)
     assert len(receiver.requests) == 1
     assert len(leases) >= 3, "the lease was extended while the delivery ran"
     [entry] = await outbox(county)
