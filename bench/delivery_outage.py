@@ -45,7 +45,8 @@ async def _state(url: str, since: datetime) -> dict[str, Any]:
             since,
         )
         breakers = await conn.fetchval("select count(*) from delivery_breaker where opened_at is not null")
-        return {**dict(row), "open_breakers": breakers}
+        pending = await conn.fetchval("select count(*) from outbox where state in ('queued', 'retrying')")
+        return {**dict(row), "open_breakers": breakers, "pending": pending}
     finally:
         await conn.close()
 
@@ -55,12 +56,18 @@ def state(hub: HubUnderTest, since: datetime) -> dict[str, Any]:
 
 
 def _until_delivered(hub: HubUnderTest, since: datetime, count: int, timeout: float) -> dict[str, Any]:
+    """Until every referral queued since ``since`` is delivered (or given up), then until nothing at all is
+    pending (their status events back to the senders), so the next phase starts from an empty queue."""
     deadline = time.perf_counter() + timeout
     now = state(hub, since)
     while now["delivered"] + now["dead"] < count and time.perf_counter() < deadline:
         time.sleep(0.1)
         now = state(hub, since)
-    return now
+    done = now
+    while now["pending"] and time.perf_counter() < deadline:
+        time.sleep(0.1)
+        now = state(hub, since)
+    return done
 
 
 def run_outage(args: argparse.Namespace, settings: dict[str, str]) -> int:
@@ -122,6 +129,12 @@ def _report(
         f"breakers open: {down['open_breakers']}; {down['dead']} dead-lettered"
     )
     drain = (after["last_at"] - back_at).total_seconds() if after["last_at"] else float("inf")
+    found = (after["first_at"] - back_at).total_seconds() if after["first_at"] else float("inf")
+    span = (after["last_at"] - after["first_at"]).total_seconds() if after["last_at"] else float("inf")
+    print(
+        f"the first delivery {found:.2f} s after its return (a probe found it back), then {count:,} in "
+        f"{span:.2f} s ({count / span:,.0f}/s)"
+    )
     print(
         f"after it came back: {after['delivered']:,} of {count:,} delivered ({after['dead']} dead-lettered), "
         f"the last {drain:.2f} s after its return; full speed needed {full_span:.2f} s "
