@@ -21,7 +21,11 @@ the two POSTs every referral and its status event need, whatever the worker does
 Target: ≥ 500 referrals/s delivered.
 
     python -m bench delivery [--referrals 5000] [--workers 2] [--batch-size 40] [--in-flight 8] [--pool-size 20]
-                             [--senders 4] [--no-verify] [--log-level INFO] [--yardstick]
+                             [--senders 4] [--no-verify] [--log-level INFO] [--yardstick] [--outage SECONDS]
+
+``--outage SECONDS`` measures a receiver that is down instead (``bench.delivery_outage``): the time the
+queue needs to drain once it is back against the time the same queue needs at full speed, and the
+attempts made while it was down.
 
 ``--yardstick`` starts as many ``bench.baseline_worker`` processes in place of ``hub worker``: the same
 claim, send-time decision with its audit entry, signed POSTs and outcome statements, and nothing else
@@ -141,8 +145,8 @@ def receive(port: int, verify: bool) -> None:
 
 
 class ReceiverProcess:
-    def __init__(self, *, verify: bool) -> None:
-        self.port = free_port()
+    def __init__(self, *, verify: bool, port: int | None = None) -> None:
+        self.port = port or free_port()  # a given port: a receiver coming back where it was
         cmd = [sys.executable, "-m", "bench.delivery", "receive", "--port", str(self.port)]
         if not verify:
             cmd.append("--no-verify")
@@ -315,6 +319,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="INFO", help="HUB_LOG_LEVEL of the workers (default INFO)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (600)")
     parser.add_argument(
+        "--outage",
+        type=float,
+        default=0.0,
+        help="SECONDS: measure a receiver down this long instead (bench.delivery_outage)",
+    )
+    parser.add_argument(
         "--yardstick",
         action="store_true",
         help="run the yardstick (bench.baseline_worker: the same statements and requests, nothing else) "
@@ -334,7 +344,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     for line in machine.describe():
         print(line)
-    settings = {
+    settings = worker_settings(args)
+    if args.outage:
+        from bench.delivery_outage import run_outage
+
+        return run_outage(args, settings)
+    return _throughput(args, settings)
+
+
+def worker_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The environment of the ``hub worker`` processes: the options given, the receiver's secret."""
+    return {
         "HUB_WORKER_BATCH_SIZE": str(args.batch_size),
         "HUB_WORKER_CONCURRENCY": str(args.in_flight),
         "HUB_DATABASE_POOL_SIZE": str(args.pool_size),
@@ -343,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "HUB_LOG_LEVEL": args.log_level,
         "HUB_SECRET_" + SECRET_REF.upper().replace("-", "_"): SECRET,
     }
+
+
+def _throughput(args: argparse.Namespace, settings: dict[str, str]) -> int:
     who = "yardstick worker (bench.baseline_worker)" if args.yardstick else "`hub worker`"
     print(
         f"delivery of {args.referrals:,} referrals: {args.workers} {who} process(es) with "

@@ -79,17 +79,27 @@ class Settings(BaseSettings):
 
     # Delivery: the outbox worker. `hub serve` runs one in-process when serve_runs_worker (default: dev mode).
     serve_runs_worker: bool | None = None
-    delivery_max_attempts: int = Field(default=8, ge=1, le=100)
+    # Retries: exponential backoff with full jitter from the base, capped, until the attempts run out or the
+    # horizon (hours since the entry was queued) has passed, whichever is first; then dead-lettered and the
+    # sender told. The defaults ride out a receiver down for 72 hours.
+    delivery_max_attempts: int = Field(default=100, ge=1, le=100_000)
+    delivery_horizon_hours: float = Field(default=96.0, gt=0)
     delivery_backoff_base_seconds: float = Field(default=2.0, gt=0)
-    delivery_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    delivery_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    # Circuit breaker per receiving organisation: after this many transient failures in a row it is down;
+    # then one probe at a time goes to it, about every delivery_breaker_probe_seconds (with jitter), and
+    # only the horizon gives its entries up (a failed probe says the receiver is down, not the message bad).
+    delivery_breaker_threshold: int = Field(default=5, ge=1)
+    delivery_breaker_probe_seconds: float = Field(default=1.0, gt=0)
     delivery_timeout_seconds: float = Field(default=10.0, gt=0)
     worker_batch_size: int = Field(default=20, ge=1, le=500)
     # Deliveries a worker has in flight at once (and its HTTP connections). More is slower, not faster:
     # httpx's pool checks every idle connection on each request.
     worker_concurrency: int = Field(default=8, ge=1, le=100)
     worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
-    # How long a claimed delivery is reserved; a worker that dies mid-delivery loses it after this.
-    worker_lease_seconds: float = Field(default=60.0, gt=0)
+    # How long a claimed delivery is reserved; a worker that dies mid-delivery loses it after this. A live
+    # worker's heartbeat extends it every third of it while the delivery runs.
+    worker_lease_seconds: float = Field(default=15.0, gt=0)
     # How often adapters that poll (fhir-r4) are asked for status changes made in the receiver's system.
     status_poll_interval_seconds: float = Field(default=60.0, gt=0)
     # Mailbox: an unacknowledged message becomes fetchable again after this many seconds.

@@ -99,7 +99,20 @@ def test_hub_made_changes_follow_the_lifecycle() -> None:
     assert received is not None and received.status == "received"
     assert received.event.notify == "s" and received.event.side == "hub"
     assert _referral("received").receipt() is None, "a repeated receipt changes nothing"
-    assert _referral("accepted").delivery_failed("gone") is None
+    assert _referral("accepted").delivery_failed("receiver-refused", "gone", final=False) is None
+
+
+def test_a_dead_letter_tells_the_sender_and_leaves_the_status_a_final_failure_fails_it() -> None:
+    dead = _referral("requested", delivered=False).delivery_failed("receiver-unreachable", "gone", final=False)
+    assert dead is not None and dead.status == "requested" and not dead.abandon_delivery
+    assert (dead.event.type, dead.event.notify, dead.event.reason_code) == (
+        "delivery-failed",
+        "s",
+        "receiver-unreachable",
+    )
+    final = _referral("requested", delivered=False).delivery_failed("no-legal-basis", "withdrawn", final=True)
+    assert final is not None and final.status == "failed" and final.event.type == "status"
+    assert final.event.notify == "s"
     with pytest.raises(Conflict):
         _referral("completed").hub_change("received")
     with pytest.raises(InvalidInput):

@@ -62,10 +62,16 @@ def test_ending_before_delivery_stops_the_delivery_whatever_the_final_status_is_
 
 
 def test_the_hub_giving_up_delivery_stops_it_with_its_reason() -> None:
-    failed = Referral("s", "r", "requested", False, False, LIFE).delivery_failed("Not delivered.")
+    failed = Referral("s", "r", "requested", False, False, LIFE).delivery_failed(
+        "no-legal-basis", "Not delivered.", final=True
+    )
     assert failed is not None and failed.status == "failed" and failed.event.notify == "s"
     assert failed.abandon_delivery == "no legal basis at send time"
-    assert Referral("s", "r", "cancelled", False, False, LIFE).delivery_failed("x") is None
+    assert (
+        Referral("s", "r", "cancelled", False, False, LIFE).delivery_failed("no-legal-basis", "x", final=True) is None
+    )
+    dead = Referral("s", "r", "requested", False, False, LIFE).delivery_failed("receiver-refused", "x", final=False)
+    assert dead is not None and dead.status == "requested" and dead.abandon_delivery is None, "it may be requeued"
     receipt = Referral("s", "r", "requested", False, False, LIFE).receipt()
     assert receipt is not None and receipt.abandon_delivery is None
 

@@ -38,7 +38,8 @@ def outbox_retry(
     ids: Annotated[list[str], typer.Argument(help="Dead-lettered entry ids.")] = [],  # noqa: B006
     all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead-lettered entry.")] = False,
 ) -> None:
-    """Queue dead-lettered entries again (their attempts start over)."""
+    """Queue dead-lettered entries again (their attempts and retry horizon start over; each referral's
+    delivery state follows)."""
     import uuid
 
     from hub.db import referrals as db
@@ -51,8 +52,8 @@ def outbox_retry(
 
     async def run() -> int:
         async with open_runtime(load_settings()) as rt, rt.sessions() as session:
-            count = await db.retry_dead(session, None if all_dead else [uuid.UUID(i) for i in ids], utcnow())
+            requeued = await db.retry_dead(session, None if all_dead else [uuid.UUID(i) for i in ids], utcnow())
             await session.commit()
-            return count
+            return len(requeued)
 
     typer.echo(f"{asyncio.run(run())} entr(y/ies) queued again")

@@ -53,6 +53,7 @@ def serve(
     if demo:
         load_demo_and_tokens(settings, all_tokens=False, tokens_for_tour=False)
     if workers == 1:
+        _stopping_exits_0()
         uvicorn.run(create_app(settings), host=host, port=port, **_UVICORN_OPTIONS)
         return
     _prepare_workers(settings)
@@ -139,12 +140,27 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _stopping_exits_0() -> None:
+    """SIGTERM and SIGINT end the process with status 0 once uvicorn has shut down gracefully (requests
+    finished, the in-process delivery worker stopped: ``running_worker``). Uvicorn handles both signals
+    itself and, after its shutdown, raises the signal again under the handlers it found on start: with
+    the default ones the process died of the signal (status -15), which a supervisor reads as a crash."""
+    import signal
+
+    def exit_0(signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, exit_0)
+
+
 def _worker_main(host: str, port: int) -> None:
     """One worker: its own listening socket on the shared port (SO_REUSEPORT), serving ``worker_app``."""
     import uvicorn
 
     config = uvicorn.Config("hub.cli.serve:worker_app", factory=True, host=host, port=port, **_UVICORN_OPTIONS)
     server = uvicorn.Server(config)
+    _stopping_exits_0()
     server.run(sockets=[_listening_socket(host, port)])
     if not server.started:
         sys.exit(_STARTUP_FAILURE)

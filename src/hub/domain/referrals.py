@@ -20,8 +20,10 @@ Side = Literal["sender", "receiver", "hub"]
 # The status a receipt from the receiver's system moves a referral to (``Referral.receipt``), when the
 # lifecycle lets the hub move it there.
 RECEIVED = "received"
-# The status the hub gives a referral it gives up delivering (``Referral.delivery_failed``).
+# The status the hub gives a referral it gives up delivering for good (``Referral.delivery_failed``), and the
+# event that tells the sender when the outbox gave up but an operator may still queue it again.
 FAILED = "failed"
+DELIVERY_FAILED = "delivery-failed"
 # The statuses whose first reaching is a milestone of the referral's way (the flows time it from sending),
 # and the refusal the flows count by its reason and the alternative it suggests.
 MILESTONES = frozenset({RECEIVED, "accepted", "completed"})
@@ -304,14 +306,23 @@ class Referral:
             return None
         return self.hub_change(RECEIVED)
 
-    def delivery_failed(self, reason_text: str) -> Decided | None:
-        """Delivery given up (no legal basis at send time): *failed* while the lifecycle allows it, and the
-        referral's queued delivery stops. None when the referral has moved on meanwhile (its sender
-        cancelled it, which stopped the delivery then)."""
+    def delivery_failed(self, reason_code: str, reason_text: str, *, final: bool) -> Decided | None:
+        """The hub gave up delivering the referral; the sender is told, with ``reason_code``, through its
+        own adapter. ``final`` (nothing may be sent any more: no legal basis at send time): the referral is
+        *failed* while the lifecycle allows it, and its queued delivery stops. Not final (the outbox
+        dead-lettered it: the receiver stayed unreachable past the retry horizon, or refused it for good,
+        and an operator may queue it again): the status stays as it is, the event is ``delivery-failed``,
+        and the referral's delivery state (the outbox's) says dead-lettered. None when there is nothing to
+        say any more: the referral has moved on meanwhile (received; its sender cancelled it, which stopped
+        the delivery then)."""
         if not self.lifecycle.allows(self.status, FAILED, "hub"):
             return None
-        failed = self.hub_change(FAILED, reason_code="no-legal-basis", reason_text=reason_text)
-        return replace(failed, abandon_delivery="no legal basis at send time")
+        if final:
+            failed = self.hub_change(FAILED, reason_code=reason_code, reason_text=reason_text)
+            # A final failure is found at send time (e.g. no-legal-basis: "no legal basis at send time").
+            return replace(failed, abandon_delivery=f"{reason_code.replace('-', ' ')} at send time")
+        event = EventToRecord(DELIVERY_FAILED, self.status, self.status, "hub", self.sender, reason_code, reason_text)
+        return Decided(self.status, event)
 
     @property
     def deliverable(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -61,6 +61,7 @@ class RecordedDecision:
     to_organisation: str
     purpose: str
     decision: Decision
+    recorded: bool = True
 
 
 async def _party(session: AsyncSession, organisation_id: str, pointer: str | None) -> Party:
@@ -100,10 +101,13 @@ async def decide_share(
     runtime: Runtime,
     dry_run: bool,
     limits: SharingLimits | None = None,
+    record_if: Callable[[Decision], bool] | None = None,
 ) -> RecordedDecision:
     """Decide, record the decision and audit it (refusals too): one use case, one commit. The sender is
     always the caller's org. ``limits``: the caller's rate limits (``hub.services.rate_limits``); ``None``
-    for the hub's own re-checks, which no caller asked for."""
+    for the hub's own re-checks, which no caller asked for. ``record_if``: the hub's send-time re-check
+    records a decision only when its outcome changed (``hub.services.delivery.messages``); a decision not
+    recorded has ``recorded`` False and its id is nowhere."""
     child = identify_child(
         question.personal_identity_number,
         pseudonymizer=runtime.pseudonymizer,
@@ -133,6 +137,16 @@ async def decide_share(
             dry_run=dry_run,
             limits=limits,
         )
+        if record_if is not None and not record_if(decision):
+            return RecordedDecision(
+                decision_id,
+                actor.now,
+                actor.organisation_id,
+                question.to_organisation,
+                question.purpose,
+                decision,
+                recorded=False,
+            )
         await record_decision(
             connection,
             decision_id=decision_id,

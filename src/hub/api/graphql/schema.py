@@ -118,6 +118,9 @@ class Referral:
     cancellation_requested: bool
     created_at: datetime
     updated_at: datetime
+    delivery_state: str = strawberry.field(
+        description="queued, retrying, delivered, dead-lettered (given up; the sender was told) or abandoned"
+    )
 
 
 @strawberry.type(description="One page of referrals, newest first; pass nextCursor as `after` for the next")

@@ -13,6 +13,7 @@ from hub.adapters.registry import load_problems
 from hub.api.deps import RuntimeDep
 from hub.api.problems import ALL_PROBLEM_TYPES, is_database_unavailable
 from hub.domain.errors import NotFound
+from hub.services.delivery.metrics import outbox_metrics
 
 router = APIRouter(tags=["operations"])
 
@@ -51,8 +52,16 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """The process's metrics, and the outbox's (every worker's, from the database): docs/operations.md."""
+    try:
+        async with asyncio.timeout(runtime.settings.database_connect_timeout):
+            outbox = await outbox_metrics(runtime)
+    except Exception as exc:  # the database is away: /readyz says so; the process's own metrics still answer
+        if not isinstance(exc, SQLAlchemyError | OSError) and not is_database_unavailable(exc):
+            raise
+        outbox = b"# the outbox: database unavailable\n"
+    return Response(generate_latest() + outbox, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/problems/{code}", summary="What a problem type means", tags=["operations"])

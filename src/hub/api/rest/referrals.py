@@ -116,6 +116,10 @@ class ReferralSummary(BaseModel):
     cancellation_requested: bool
     created_at: datetime
     updated_at: datetime
+    delivery_state: Literal["queued", "retrying", "delivered", "dead-lettered", "abandoned"] = Field(
+        description="The delivery of the referral itself, apart from its status: dead-lettered when the hub "
+        "gave up (the sender was told by a delivery-failed event; an operator may queue it again)"
+    )
 
 
 class ReferralRead(ReferralSummary):

@@ -1,18 +1,21 @@
 """Referrals in PostgreSQL, one room per capability: ``store`` (referrals and their events), ``outbox``
-(queued deliveries and their outcomes), ``mailbox`` (messages organisations fetch); ``rows`` as stored."""
+(queued deliveries and their outcomes), ``leases`` (claiming and holding entries), ``breaker`` (each
+receiver's circuit breaker), ``mailbox`` (messages organisations fetch); ``rows`` as stored."""
 
+from hub.db.referrals.leases import CLAIM, Claimed, claim_due, extend_leases, release
 from hub.db.referrals.mailbox import MailboxRow, mailbox_ack, mailbox_fetch, mailbox_put
 from hub.db.referrals.outbox import (
-    CLAIM,
     DELIVERED,
     REFERRAL_DELIVERED,
     TERMINAL_DELIVERY,
     BatchFacts,
+    Checked,
     abandon_pending,
     active_endpoints,
     batch_facts,
-    claim_due,
+    delivery_states,
     enqueue,
+    expire_pending,
     finish,
     outbox_entries,
     outbox_entries_by_id,
@@ -48,6 +51,8 @@ __all__ = [
     "REFERRAL_DELIVERED",
     "TERMINAL_DELIVERY",
     "BatchFacts",
+    "Checked",
+    "Claimed",
     "DecisionValues",
     "EventRow",
     "MailboxRow",
@@ -58,10 +63,13 @@ __all__ = [
     "active_endpoints",
     "batch_facts",
     "claim_due",
+    "delivery_states",
     "enqueue",
     "event",
     "event_by_key",
     "events",
+    "expire_pending",
+    "extend_leases",
     "facts_and_key_on",
     "finish",
     "insert_event",
@@ -80,6 +88,7 @@ __all__ = [
     "referral",
     "referral_by_key",
     "referral_by_key_on",
+    "release",
     "retry_dead",
     "status_event_entry",
     "store_sent",

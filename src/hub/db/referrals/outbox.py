@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db.engine import Statement
+from hub.db.referrals.leases import HELD, Claimed
 from hub.db.referrals.rows import EventRow, OutboxRow, ReferralRow, _fields
 from hub.domain.referrals import RECEIVED
 
@@ -58,34 +59,16 @@ def status_event_entry(referral_id: uuid.UUID, event_id: uuid.UUID, recipient: s
     return queued_entry(referral_id, recipient, f"event:{event_id}", at, event_id=event_id)
 
 
-# Reserve due entries for one worker: rows other workers hold are skipped, not waited for.
-CLAIM = Statement(
-    f"""
-    update outbox set lease_until = :now + make_interval(secs => :lease), attempts = attempts + 1, updated_at = :now
-    where id in (
-        select id from outbox
-        where state in ('queued', 'retrying') and next_attempt_at <= :now
-          and (lease_until is null or lease_until < :now)
-        order by next_attempt_at
-        limit :limit
-        for update skip locked
-    )
-    returning {_fields(OutboxRow)}
-    """
-)
-
-
-async def claim_due(session: AsyncSession, *, now: datetime, lease_seconds: float, limit: int) -> list[OutboxRow]:
-    """Reserve up to ``limit`` due entries for this worker. Rows other workers hold are skipped, not
-    waited for; a reservation (lease) that outlives its worker expires and the entry is claimed again."""
-    rows = await CLAIM.fetch(session, {"now": now, "lease": float(lease_seconds), "limit": limit})
-    return [OutboxRow(*r) for r in rows]
-
-
-async def finish(session: AsyncSession, outbox_id: uuid.UUID, **values: Any) -> None:
+async def finish(session: AsyncSession, held: Claimed | OutboxRow, **values: Any) -> bool:
+    """Record an outcome other than delivered (retrying, dead-lettered, abandoned) for an entry this worker
+    holds; False (nothing written) when it no longer does (fenced: see ``Claimed``)."""
+    entry = held.entry if isinstance(held, Claimed) else held
     values.setdefault("lease_until", None)
     sets = ", ".join(f"{k} = :{k}" for k in values)
-    await session.execute(text(f"update outbox set {sets} where id = :id"), {"id": outbox_id, **values})
+    result = await session.execute(
+        text(f"update outbox set {sets} where {HELD}"), {"id": entry.id, "attempt": entry.attempts, **values}
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -98,6 +81,7 @@ class BatchFacts:
     endpoints: dict[str, tuple[str, dict[str, Any]]]
     organisations: dict[str, dict[str, Any]]
     services: dict[str, dict[str, Any]]
+    troubled: frozenset[str] = frozenset()  # recipients with a breaker row: failing lately, or down
 
 
 _BATCH_REFERRALS = Statement(f"select {_fields(ReferralRow)} from referral where id = any(:ids)")
@@ -114,13 +98,15 @@ _BATCH_PARTIES = Statement(
            array(select json_build_object('organisation_id', organisation_id, 'adapter', adapter,
                                           'config', config)::text
                  from endpoint where active and organisation_id = any(:recipients)),
-           array(select json_build_object('id', id, 'name', name)::text from service where id = any(:services))
+           array(select json_build_object('id', id, 'name', name)::text from service where id = any(:services)),
+           array(select recipient_organisation from delivery_breaker where recipient_organisation = any(:recipients))
     """
 )
 
 
-async def batch_facts(connection: Any, entries: Sequence[OutboxRow]) -> BatchFacts:
+async def batch_facts(connection: Any, claimed: Sequence[Claimed]) -> BatchFacts:
     """Three round trips for the whole batch, on a driver connection (``hub.db.engine.driver``)."""
+    entries = [c.entry for c in claimed]
     referrals = {
         r[0]: ReferralRow(*r)
         for r in await connection.fetch(_BATCH_REFERRALS.native_sql, list({e.referral_id for e in entries}))
@@ -131,7 +117,7 @@ async def batch_facts(connection: Any, entries: Sequence[OutboxRow]) -> BatchFac
     )
     organisations = {o for r in referrals.values() for o in (r.sender_organisation, r.recipient_organisation)}
     services = {r.service_id for r in referrals.values() if r.service_id is not None}
-    orgs, endpoints, found = await _BATCH_PARTIES.fetchrow(
+    orgs, endpoints, found, troubled = await _BATCH_PARTIES.fetchrow(
         connection,
         {
             "organisations": sorted(organisations),
@@ -146,14 +132,20 @@ async def batch_facts(connection: Any, entries: Sequence[OutboxRow]) -> BatchFac
         endpoints={e["organisation_id"]: (e["adapter"], dict(e["config"])) for e in by_org},
         organisations={o["organisation_id"]: o for o in map(json.loads, orgs)},
         services={s["id"]: s for s in map(json.loads, found)},
+        troubled=frozenset(troubled),
     )
 
 
+_DELIVERED_SET = """state = 'delivered', adapter = :adapter, remote_id = :remote_id, delivered_at = :now,
+                      last_error = null, updated_at = :now, lease_until = null,
+                      checked_outcome = coalesce(:checked_outcome, checked_outcome),
+                      checked_decision_id = coalesce(:checked_decision_id, checked_decision_id)"""
+
 DELIVERED = Statement(
-    """
-    update outbox set state = 'delivered', adapter = :adapter, remote_id = :remote_id, delivered_at = :now,
-                      last_error = null, updated_at = :now, lease_until = null
-    where id = :outbox_id
+    f"""
+    update outbox set {_DELIVERED_SET}
+    where id = :outbox_id and attempts = :attempt and state in ('queued', 'retrying')
+    returning 1, 0
     """
 )
 
@@ -164,22 +156,24 @@ DELIVERED = Statement(
 # referral is the domain's rule (``hub.domain.referrals.Referral.receipt``); the domain gives its answer for
 # every status at once (``:received_from``, from ``received_from``) and the status it moves to (``:received``,
 # ``RECEIVED``), so the statement only applies it to the status it finds under the row lock. ``r`` locks the
-# referral first (everything else reads from it), as the event's number needs.
+# referral first (everything else reads from it), as the event's number needs. Fenced: nothing but the
+# referral's lock happens unless this worker still holds the entry (``delivered`` is empty otherwise).
 REFERRAL_DELIVERED = Statement(
-    """
+    f"""
     with r as (
         select id, status, sender_organisation from referral where id = :referral_id for update
     ), delivered as (
-        update outbox set state = 'delivered', adapter = :adapter, remote_id = :remote_id, delivered_at = :now,
-                          last_error = null, updated_at = :now, lease_until = null
-        where id = :outbox_id
+        update outbox set {_DELIVERED_SET}
+        where id = :outbox_id and attempts = :attempt and state in ('queued', 'retrying')
+        returning id
     ), received as (
-        select r.id, r.status, r.sender_organisation from r where r.status = any(:received_from)
+        select r.id, r.status, r.sender_organisation from r
+        where r.status = any(:received_from) and exists (select 1 from delivered)
     ), moved as (
         update referral set delivered_at = :now, updated_at = :now,
                             status = case when received.id is null then referral.status else :received end
         from r left join received on true
-        where referral.id = r.id
+        where referral.id = r.id and exists (select 1 from delivered)
     ), event as (
         insert into referral_event (id, referral_id, seq, type, from_status, to_status, by_organisation,
                                     by_subject, reason_code, suggested_organisation, suggested_service, details,
@@ -196,9 +190,17 @@ REFERRAL_DELIVERED = Statement(
                :event_key, 'queued', 0, :now, null, null, null, null, null, :now, :now
         from received
     )
-    select count(*) from received
+    select (select count(*) from delivered), (select count(*) from received)
     """
 )
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The send-time re-check to remember on the entry (``outbox.checked_*``); None fields: unchanged."""
+
+    outcome: str | None = None
+    decision_id: uuid.UUID | None = None
 
 
 async def record_delivered(
@@ -209,16 +211,26 @@ async def record_delivered(
     remote_id: str | None,
     received_from: Sequence[str],
     now: datetime,
+    checked: Checked | None = None,
     received: str = RECEIVED,
-) -> bool:
+) -> tuple[bool, bool]:
     """Record a successful hand-over in one statement that commits by itself (``connection``: a driver
     connection with no transaction open). For a referral also what its delivery changes (see above):
     ``received_from`` the statuses the domain moves to ``received`` on this receipt (empty: not acknowledged).
-    True when that made it received."""
-    params: dict[str, Any] = {"outbox_id": entry.id, "adapter": adapter, "remote_id": remote_id, "now": now}
+    Returns (recorded, received): recorded False when this worker no longer held the entry (fenced: the
+    outcome is refused), received True when the delivery made the referral received."""
+    params: dict[str, Any] = {
+        "outbox_id": entry.id,
+        "attempt": entry.attempts,
+        "adapter": adapter,
+        "remote_id": remote_id,
+        "now": now,
+        "checked_outcome": checked.outcome if checked else None,
+        "checked_decision_id": checked.decision_id if checked else None,
+    }
     if entry.kind != "referral":
-        await DELIVERED.fetchrow(connection, params)
-        return False
+        row = await DELIVERED.fetchrow(connection, params)
+        return row is not None, False
     event_id = uuid.uuid4()
     params |= {
         "referral_id": entry.referral_id,
@@ -228,7 +240,8 @@ async def record_delivered(
         "event_outbox_id": uuid.uuid4(),
         "event_key": f"event:{event_id}",
     }
-    return bool(await REFERRAL_DELIVERED.fetchval(connection, params))
+    recorded, received = await REFERRAL_DELIVERED.fetchrow(connection, params)
+    return bool(recorded), bool(received)
 
 
 async def outbox_entries(
@@ -249,17 +262,40 @@ async def outbox_entries(
     return [OutboxRow(*r) for r in rows.all()]
 
 
-async def retry_dead(session: AsyncSession, outbox_ids: Sequence[uuid.UUID] | None, now: datetime) -> int:
-    """Put dead-lettered entries back in the queue (all of them when ``outbox_ids`` is None)."""
+async def retry_dead(
+    session: AsyncSession, outbox_ids: Sequence[uuid.UUID] | None, now: datetime
+) -> list[tuple[uuid.UUID, str, uuid.UUID]]:
+    """Put dead-lettered entries back in the queue (all of them when ``outbox_ids`` is None): their
+    attempts and their retry horizon start over. Returns (entry id, kind, referral id) of each."""
     where = "state = 'dead-lettered'" + ("" if outbox_ids is None else " and id = any(:ids)")
     result = await session.execute(
         text(
             f"update outbox set state = 'queued', attempts = 0, next_attempt_at = :now, lease_until = null, "
-            f"updated_at = :now where {where}"
+            f"requeued_at = :now, updated_at = :now where {where} returning id, kind, referral_id"
         ),
         {"now": now, "ids": list(outbox_ids or [])},
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return [(r[0], r[1], r[2]) for r in result.all()]
+
+
+# The pending entries of a receiver that is down (its breaker open) whose retry horizon has passed: they
+# will not be claimed while it is down, so its probes' failures give them up.
+EXPIRE_PENDING = Statement(
+    f"""
+    update outbox set state = 'dead-lettered', lease_until = null, updated_at = :now,
+                      last_error = left('retry horizon passed; last: ' || coalesce(last_error, ''), 500)
+    where recipient_organisation = :recipient and state in ('queued', 'retrying')
+      and (lease_until is null or lease_until < :now) and coalesce(requeued_at, created_at) < :horizon_start
+    returning {_fields(OutboxRow)}
+    """
+)
+
+
+async def expire_pending(
+    session: AsyncSession, recipient: str, *, now: datetime, horizon_start: datetime
+) -> list[OutboxRow]:
+    rows = await EXPIRE_PENDING.fetch(session, {"recipient": recipient, "now": now, "horizon_start": horizon_start})
+    return [OutboxRow(*r) for r in rows]
 
 
 async def abandon_pending(session: AsyncSession, referral_id: uuid.UUID, now: datetime, why: str) -> None:
@@ -272,6 +308,16 @@ async def abandon_pending(session: AsyncSession, referral_id: uuid.UUID, now: da
         ),
         {"rid": referral_id, "now": now, "why": why},
     )
+
+
+async def delivery_states(session: AsyncSession, referral_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Each referral's delivery state: the state of its outbox entry (queued, retrying, delivered,
+    dead-lettered, abandoned), separate from its business status."""
+    rows = await session.execute(
+        text("select referral_id, state from outbox where kind = 'referral' and referral_id = any(:ids)"),
+        {"ids": list(referral_ids)},
+    )
+    return {r[0]: r[1] for r in rows.all()}
 
 
 async def outbox_entries_by_id(session: AsyncSession, outbox_id: uuid.UUID) -> OutboxRow | None:

@@ -96,8 +96,9 @@ async def list_referrals(session: AsyncSession, *, organisation_id: str, query: 
         ),
     )
     page = rows[: query.limit]
+    delivery = await db.delivery_states(session, [r.id for r in page])
     return ReferralListPage(
-        items=[referral_view(r, side_of(r, organisation_id) or "sender") for r in page],
+        items=[referral_view(r, side_of(r, organisation_id) or "sender", delivery.get(r.id)) for r in page],
         next_cursor=_cursor(page[-1]) if len(rows) > query.limit else None,
     )
 
@@ -156,8 +157,9 @@ async def _read(session: AsyncSession, *, actor: Actor, referral_id: str, runtim
     await audit_read(session, actor, row, side)
     events = await db.events(session, row.id)
     deliveries = await db.outbox_entries(session, referral_id=row.id)
+    state = next((d.state for d in deliveries if d.kind == "referral"), None)
     return ReferralDetail(
-        referral=referral_view(row, side),
+        referral=referral_view(row, side, state),
         data_categories=row.data_categories if side == "sender" else row.permitted_categories,
         basis_reference=row.basis_reference,
         decision_id=str(row.decision_id),

@@ -34,6 +34,9 @@ class ReferralView:
     cancellation_requested: bool
     created_at: datetime
     updated_at: datetime
+    # The delivery of the referral itself, apart from its status: queued, retrying, delivered,
+    # dead-lettered (given up; the sender was told; an operator may queue it again), abandoned (not sent).
+    delivery_state: str
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class ReferralDetail:
     deliveries: list[DeliveryView]
 
 
-def referral_view(row: db.ReferralRow, side: Side) -> ReferralView:
+def referral_view(row: db.ReferralRow, side: Side, delivery_state: str | None) -> ReferralView:
     codes = side == "sender" or WELLBEING in row.permitted_categories
     return ReferralView(
         id=str(row.id),
@@ -94,6 +97,7 @@ def referral_view(row: db.ReferralRow, side: Side) -> ReferralView:
         cancellation_requested=row.cancellation_requested_at is not None,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        delivery_state=delivery_state or ("delivered" if row.delivered_at else "queued"),
     )
 
 
