@@ -241,8 +241,8 @@ async def test_a_stale_worker_cannot_overwrite_the_outcome_of_the_worker_that_to
             a = worker_for(county, http, worker_lease_seconds=0.2)
             b = worker_for(county, http, worker_lease_seconds=0.2)
 
-            async def stalled() -> None:
-                await asyncio.Event().wait()
+            async def stalled(batch_done: asyncio.Event) -> None:  # extends nothing until the batch ends
+                await batch_done.wait()
 
             monkeypatch.setattr(a, "_heartbeat", stalled)
             stale = asyncio.create_task(a.run_once())

@@ -25,9 +25,9 @@ from hub.api.problems import (
     database_unavailable_response,
     hub_error_response,
     internal_error_response,
-    is_database_unavailable,
     problem_body,
 )
+from hub.database_availability import is_database_unavailable
 
 access_log = logging.getLogger("hub.access")
 

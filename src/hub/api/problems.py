@@ -11,12 +11,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import exc as sa
-from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.api.context import request_id_var
@@ -78,7 +75,7 @@ HTTP_PROBLEMS: dict[int, ProblemType] = {
     503: _t("unavailable", 503, "Temporarily unavailable"),
 }
 
-# Not a domain error: the database went away under a request (see ``is_database_unavailable``).
+# Not a domain error: the database went away under a request (see ``hub.database_availability``).
 DATABASE_UNAVAILABLE = _t("database-unavailable", 503, "The database is unavailable")
 # A commit whose answer was lost may have happened: the same Idempotency-Key makes the retry safe.
 DATABASE_UNAVAILABLE_DETAIL = (
@@ -200,42 +197,6 @@ def install(app: FastAPI) -> None:
     # Unexpected exceptions are answered by the request middleware (``internal_error_response``), inside
     # which the request id is still known: Starlette's handler for ``Exception`` runs outside every
     # middleware, where the id and the X-Request-ID header are gone.
-
-
-# Errors that say the database is not there (stopped, restarting, unreachable, out of connections), not
-# that the request or the hub is wrong: the same request may succeed once it is back.
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection closed under a statement
-    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down, in recovery
-    asyncpg.AdminShutdownError,  # 57P01: stopped (pg_ctl stop -m fast), or the connection terminated
-    asyncpg.CrashShutdownError,  # 57P02: another server process crashed
-    asyncpg.TooManyConnectionsError,  # 53300
-    sa.OperationalError,  # a connection attempt that failed (hub.db.engine makes every one an OperationalError)
-    AsyncAdapt_asyncpg_dbapi.OperationalError,  # the same, from a connection taken straight from the pool
-    sa.TimeoutError,  # no pooled connection came free in time
-    sa.DisconnectionError,
-)
-
-
-def is_database_unavailable(exc: BaseException) -> bool:
-    """True when ``exc`` (or what it wraps) says the database is unreachable rather than that something is
-    wrong with the request or the hub. Walks the chain of causes: SQLAlchemy wraps the driver's errors,
-    which wrap the socket's."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        link = todo.pop()
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
-        if isinstance(link, _UNAVAILABLE):
-            return True
-        if isinstance(link, sa.DBAPIError) and link.connection_invalidated:
-            return True
-        if isinstance(link, asyncpg.InterfaceError) and "connection is closed" in str(link):
-            return True
-        todo += [link.__cause__, link.__context__, getattr(link, "orig", None)]
-    return False
 
 
 def database_unavailable_response(exc: BaseException, *, retry_after: int) -> JSONResponse:

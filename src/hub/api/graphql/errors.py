@@ -6,7 +6,7 @@ One function (``problem_of``) classifies each error; the HTTP view applies it to
 - the client's document or variables at fault (syntax, validation, coercion): ``malformed-request`` (400)
   for syntax, ``invalid-input`` (422) otherwise, with graphql-core's message; its "Did you mean …"
   suggestions are cut outside dev mode, since they spell out the schema when introspection is off;
-- the database unreachable (``hub.api.problems.is_database_unavailable``): ``database-unavailable`` (503)
+- the database unreachable (``hub.database_availability``): ``database-unavailable`` (503)
   with ``retry_after``, which the view also sends as ``Retry-After``, as the REST middleware does;
 - anything else (a database error, a bug) is masked to ``internal-error`` (500) with the request id. Its
   message can hold SQL and bound parameters (personal data), so neither the client nor the log gets it:
@@ -28,10 +28,10 @@ from hub.api.problems import (
     DATABASE_UNAVAILABLE,
     DATABASE_UNAVAILABLE_DETAIL,
     HTTP_PROBLEMS,
-    is_database_unavailable,
     problem_body,
     problem_for,
 )
+from hub.database_availability import is_database_unavailable
 from hub.domain.errors import HubError, RateLimited
 
 log = logging.getLogger("hub.api")

@@ -11,7 +11,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.adapters.registry import load_problems
 from hub.api.deps import RuntimeDep
-from hub.api.problems import ALL_PROBLEM_TYPES, is_database_unavailable
+from hub.api.problems import ALL_PROBLEM_TYPES
+from hub.database_availability import is_database_unavailable
 from hub.domain.errors import NotFound
 from hub.services.delivery.metrics import outbox_metrics
 

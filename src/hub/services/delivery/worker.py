@@ -28,6 +28,7 @@ from hub.adapters.addresses import pinned_transport
 from hub.adapters.base import Adapter, AdapterContext, DeliveryError, PermanentDeliveryError
 from hub.adapters.registry import UnknownAdapter, adapter_class
 from hub.config import Settings
+from hub.database_availability import is_database_unavailable
 from hub.db import referrals as db
 from hub.db.uow import UnitOfWork
 from hub.domain.referrals import received_from
@@ -55,6 +56,7 @@ class Worker:
         self._in_flight = asyncio.Semaphore(self.settings.worker_concurrency)
         self._held: dict[uuid.UUID, int] = {}  # entries claimed and not yet recorded: id → attempt (fence)
         self.breakers = Breakers(self.settings, self.rng)
+        self._database_away = False  # set by a round the database's absence stopped (run_forever)
 
     @functools.cached_property
     def _received_from(self) -> list[str]:
@@ -86,13 +88,15 @@ class Worker:
         self.breakers.saw(batch.troubled)
         self._held.update((c.entry.id, c.entry.attempts) for c in claimed)
         unstarted: list[db.Claimed] = []
-        heartbeat = asyncio.create_task(self._heartbeat())
+        # Ended by an event, not cancelled: a cancellation inside its statement would hand the pool a
+        # connection with an operation still in flight ("another operation is in progress" for the next user).
+        batch_done = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(batch_done))
         try:
             await asyncio.gather(*(self._limited(c, batch, unstarted) for c in claimed))
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            batch_done.set()
+            await heartbeat
         if unstarted:
             await self._release(unstarted)
         return len(claimed)
@@ -107,11 +111,13 @@ class Worker:
             finally:
                 self._held.pop(claimed.entry.id, None)
 
-    async def _heartbeat(self) -> None:
-        """Every third of a lease, the leases of what this worker still delivers run on."""
+    async def _heartbeat(self, batch_done: asyncio.Event) -> None:
+        """Every third of a lease, the leases of what this worker still delivers run on, until the batch is done."""
         every = self.settings.worker_lease_seconds / 3
         while True:
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(batch_done.wait(), timeout=every)
+                return
             held = list(self._held.items())
             if not held:
                 continue
@@ -144,8 +150,10 @@ class Worker:
     async def run_forever(self) -> None:
         """Deliver until ``stop`` is set; the round in progress finishes (see the module docstring)."""
         last_purge = last_poll = 0.0
+        away = 0  # rounds in a row the database was unavailable
         loop = asyncio.get_running_loop()
         while not self.stop.is_set():
+            self._database_away = False
             try:
                 handled = await self.run_once()
                 if loop.time() - last_poll > self.settings.status_poll_interval_seconds:
@@ -155,11 +163,30 @@ class Worker:
                     await self.purge()
                     last_purge = loop.time()
             except Exception as exc:  # keep the worker alive; the entry's lease brings it back
-                log.error("worker round failed", extra={"error_class": type(exc).__name__})
                 handled = 0
-            if not handled:
+                if is_database_unavailable(exc):
+                    self._database_away = True
+                else:
+                    log.error("worker round failed", extra={"error_class": type(exc).__name__})
+            away = self._note_outage(away)
+            if not handled or away:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), timeout=self.settings.worker_poll_interval_seconds)
+                    await asyncio.wait_for(self.stop.wait(), timeout=self._pause(away))
+
+    def _note_outage(self, away: int) -> int:
+        """One warning when the database goes away and one line when it is back, not one per round."""
+        if self._database_away:
+            if not away:
+                log.warning("database unavailable: deliveries wait for it")
+            return away + 1
+        if away:
+            log.info("database available again: deliveries resume", extra={"rounds_waited": away})
+        return 0
+
+    def _pause(self, away: int) -> float:
+        """The poll interval; while the database is away, doubling each round up to 30 s."""
+        poll = self.settings.worker_poll_interval_seconds
+        return poll if not away else min(30.0, poll * 2 ** min(away, 16))
 
     async def poll_statuses(self) -> int:
         return await polling.poll_statuses(self.runtime, self._adapter)
@@ -170,6 +197,17 @@ class Worker:
     # --- one entry -------------------------------------------------------------------------------------------
 
     async def _handle(self, claimed: db.Claimed, batch: db.BatchFacts) -> None:
+        try:
+            await self._deliver(claimed, batch)
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            # Not the receiver's fault, and nothing can be recorded now: the lease lapses and the entry comes
+            # back once the database does, this attempt not counted (a message already handed over goes
+            # again with the same idempotency key).
+            self._database_away = True
+
+    async def _deliver(self, claimed: db.Claimed, batch: db.BatchFacts) -> None:
         entry, checked = claimed.entry, db.Checked()
         try:
             built = await messages.build(self.runtime, claimed, batch)
@@ -183,6 +221,8 @@ class Worker:
         except DeliveryError as exc:
             await self._failed(claimed, exc, permanent=False, checked=checked)
         except Exception as exc:  # an adapter bug must not lose the entry: retry it like a failure
+            if is_database_unavailable(exc):
+                raise
             log.error("adapter raised", extra={"error_class": type(exc).__name__, "outbox_id": str(entry.id)})
             failure = DeliveryError(f"adapter error: {type(exc).__name__}")
             await self._failed(claimed, failure, permanent=False, checked=checked)
