@@ -16,7 +16,7 @@ import base64
 import json
 import re
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -39,6 +39,7 @@ from hub.db.repositories import OrganisationRepository
 from hub.db.tables import Organisation
 from hub.domain.audit import AuditAction
 from hub.domain.errors import Conflict, FieldError, InvalidInput, NotFound, NotPermitted
+from hub.domain.hsa import InvalidHsaId, InvalidOrganisationNumber, parse_hsa_id, parse_organisation_number
 from hub.domain.principal import Role
 from hub.domain.vocabulary import InterventionLevelsDoc, Vocabulary
 from hub.services.auditing import audit
@@ -106,8 +107,9 @@ class OrganisationDraft:
     municipality_code: str | None  # None: a county-wide unit of the region
     region_code: str
     parent_id: str | None = None
-    hsa_id: str | None = None
+    hsa_id: str | None = None  # Inera's format (hub.domain.hsa); one organisation per HSA-id
     active: bool = True  # False: its tokens are refused, referral routing skips it (history kept)
+    organisation_number: str | None = None  # NNNNNN-NNNN or ten digits; stored as ten digits
 
 
 @dataclass(frozen=True)
@@ -196,14 +198,52 @@ async def _audit_change(
 
 
 # ------------------------------------------------------------------------------------- organisations
+def checked_identifiers(draft: OrganisationDraft) -> tuple[OrganisationDraft, list[FieldError]]:
+    """The draft with its organisation number as ten digits, and what is wrong with its HSA-id and
+    organisation number (each error says which part: country code, number, check digit, suffix)."""
+    errors: list[FieldError] = []
+    if draft.hsa_id is not None:
+        try:
+            parse_hsa_id(draft.hsa_id)
+        except InvalidHsaId as exc:
+            errors.append(FieldError("/hsa_id", exc.message, f"hsa-id-{exc.reason}"))
+    number = draft.organisation_number
+    if number is not None:
+        try:
+            number = parse_organisation_number(number)
+        except InvalidOrganisationNumber as exc:
+            errors.append(FieldError("/organisation_number", exc.message, f"organisation-number-{exc.reason}"))
+    return replace(draft, organisation_number=number), errors
+
+
+def _hsa_id_taken(organisation_id: str) -> Conflict:
+    return Conflict(
+        "Another organisation in the registry carries this HSA-id.",
+        errors=[FieldError("/hsa_id", f"already the HSA-id of {organisation_id}", "hsa-id-taken")],
+    )
+
+
 async def list_organisations(
-    session: AsyncSession, *, type: str | None, municipality_code: str | None, cursor: str | None, limit: int
+    session: AsyncSession,
+    *,
+    type: str | None,
+    municipality_code: str | None,
+    cursor: str | None,
+    limit: int,
+    hsa_id: str | None = None,
 ) -> Page[Organisation]:
+    """A page of organisations by id; ``hsa_id`` finds the one carrying it (a malformed one is a 422)."""
+    if hsa_id is not None:
+        try:
+            parse_hsa_id(hsa_id)
+        except InvalidHsaId as exc:
+            error = FieldError("hsa_id", exc.message, f"hsa-id-{exc.reason}")
+            raise InvalidInput("The HSA-id is not valid.", errors=[error]) from None
     after = _decode_cursor(cursor).get("after") if cursor is not None else None
     if cursor is not None and not isinstance(after, str):
         raise _bad_cursor()
     rows = await OrganisationDirectory(session).page(
-        type=type, municipality_code=municipality_code, after_id=after, limit=limit + 1
+        type=type, municipality_code=municipality_code, after_id=after, limit=limit + 1, hsa_id=hsa_id
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -223,7 +263,7 @@ async def put_organisation(
     """Create or replace an organisation (regional admins). Returns it and whether it was created."""
     if not await _is_regional_admin(session, actor):
         raise NotPermitted("Only an admin of a regional coordination organisation may change organisations.")
-    errors: list[FieldError] = []
+    draft, errors = checked_identifiers(draft)
     if not SLUG.match(organisation_id):
         errors.append(FieldError("organisation_id", "lower-case letters, digits and '-', 2 to 64 characters"))
     if draft.type not in vocabulary.codes("organisation-types"):
@@ -238,6 +278,9 @@ async def put_organisation(
         errors.append(FieldError("/active", "an organisation cannot deactivate itself (its admins would lose access)"))
     if errors:
         raise InvalidInput("The organisation cannot be registered as given.", errors=errors)
+    holder = await directory.by_hsa_id(draft.hsa_id) if draft.hsa_id is not None else None
+    if holder is not None and holder.id != organisation_id:
+        raise _hsa_id_taken(holder.id)
     created = await directory.lock(organisation_id) is None
     await OrganisationRepository(session).upsert(Organisation(id=organisation_id, **asdict(draft)))
     change = "organisation-created" if created else "organisation-updated"

@@ -1,0 +1,85 @@
+"""HSA-ids and organisation numbers in the registry: validated at the field, unique, found by HSA-id in
+REST and GraphQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from hub.runtime import Runtime
+from tests.api.test_auth_and_problems import assert_problem
+from tests.api.test_registry_http import REGION, SCHOOL, demo  # noqa: F401 (fixture)
+
+Auth = Callable[..., dict[str, str]]
+HSA = "SE2321000164-E77"
+
+
+def org(**over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "Elevhälsan Hagby (test)",
+        "type": "elevhalsa",
+        "municipality_code": "1884",
+        "region_code": "18",
+        "hsa_id": HSA,
+        "organisation_number": "232100-0164",
+    }
+    body.update(over)
+    return body
+
+
+async def test_hsa_id_and_organisation_number_are_stored_and_found(
+    client: httpx.AsyncClient, auth: Auth, demo: None  # noqa: F811
+) -> None:
+    r = await client.put("/v1/registry/organisations/hagby-elevhalsa", json=org(), headers=auth(REGION, "admin"))
+    assert r.status_code == 201, r.text
+    assert (r.json()["hsa_id"], r.json()["organisation_number"]) == (HSA, "2321000164")
+    found = await client.get("/v1/registry/organisations", params={"hsa_id": HSA}, headers=auth(SCHOOL))
+    assert [o["id"] for o in found.json()["items"]] == ["hagby-elevhalsa"]
+    none = await client.get(
+        "/v1/registry/organisations", params={"hsa_id": "SE2321000164-NOONE"}, headers=auth(SCHOOL)
+    )
+    assert none.json()["items"] == []
+    query = "query($h: String!) { organisationByHsaId(hsaId: $h) { __typename ... on Organisation { id hsaId "
+    query += "organisationNumber } ... on InvalidInputProblem { fields } } }"
+    r = await client.post("/graphql", json={"query": query, "variables": {"h": HSA}}, headers=auth(SCHOOL))
+    assert r.json()["data"]["organisationByHsaId"] == {
+        "__typename": "Organisation",
+        "id": "hagby-elevhalsa",
+        "hsaId": HSA,
+        "organisationNumber": "2321000164",
+    }
+    r = await client.post("/graphql", json={"query": query, "variables": {"h": "SE23-x"}}, headers=auth(SCHOOL))
+    assert r.json()["data"]["organisationByHsaId"] == {"__typename": "InvalidInputProblem", "fields": ["hsa_id"]}
+
+
+async def test_bad_identifiers_are_refused_at_their_field_saying_what_is_wrong(
+    client: httpx.AsyncClient, auth: Auth, demo: None  # noqa: F811
+) -> None:
+    admin = auth(REGION, "admin")
+    cases = [
+        ({"hsa_id": "NO2321000164-E77"}, "/hsa_id", "hsa-id-country"),
+        ({"hsa_id": "SE2321000165-E77"}, "/hsa_id", "hsa-id-check-digit"),
+        ({"hsa_id": "SE2321000164-Ö77"}, "/hsa_id", "hsa-id-suffix"),
+        ({"organisation_number": "232100-0165"}, "/organisation_number", "organisation-number-check-digit"),
+        ({"organisation_number": "23210"}, "/organisation_number", "organisation-number-format"),
+    ]
+    for over, pointer, code in cases:
+        r = await client.put("/v1/registry/organisations/hagby-elevhalsa", json=org(**over), headers=admin)
+        body = assert_problem(r, 422, "invalid-input")
+        assert [(e["pointer"], e["code"]) for e in body["errors"]] == [(pointer, code)], over
+    bad_query = await client.get("/v1/registry/organisations", params={"hsa_id": "SE1"}, headers=auth(SCHOOL))
+    assert [e["pointer"] for e in assert_problem(bad_query, 422, "invalid-input")["errors"]] == ["hsa_id"]
+
+
+async def test_an_hsa_id_belongs_to_one_organisation(
+    client: httpx.AsyncClient, auth: Auth, demo: None, runtime: Runtime  # noqa: F811
+) -> None:
+    admin = auth(REGION, "admin")
+    assert (await client.put("/v1/registry/organisations/hagby-a", json=org(), headers=admin)).status_code == 201
+    r = await client.put("/v1/registry/organisations/hagby-b", json=org(), headers=admin)
+    body = assert_problem(r, 409, "conflict")
+    assert [e["code"] for e in body["errors"]] == ["hsa-id-taken"]
+    again = await client.put("/v1/registry/organisations/hagby-a", json=org(name="Ny"), headers=admin)
+    assert again.status_code == 200, again.text  # its own HSA-id is no clash
