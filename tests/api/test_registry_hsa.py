@@ -7,13 +7,22 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
+from hub.devtools.demo import load_demo
 from hub.runtime import Runtime
 from tests.api.test_auth_and_problems import assert_problem
-from tests.api.test_registry_http import REGION, SCHOOL, demo  # noqa: F401 (fixture)
 
 Auth = Callable[..., dict[str, str]]
+SCHOOL, REGION = "nora-grundskola", "region-samordning"
 HSA = "SE2321000164-E77"
+CHILD = "20150311-2383"
+
+
+@pytest.fixture
+async def demo(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    async with runtime.sessions() as session:
+        await load_demo(session)
 
 
 def org(**over: Any) -> dict[str, Any]:
@@ -30,16 +39,16 @@ def org(**over: Any) -> dict[str, Any]:
 
 
 async def test_hsa_id_and_organisation_number_are_stored_and_found(
-    client: httpx.AsyncClient, auth: Auth, demo: None  # noqa: F811
+    client: httpx.AsyncClient,
+    auth: Auth,
+    demo: None,
 ) -> None:
     r = await client.put("/v1/registry/organisations/hagby-elevhalsa", json=org(), headers=auth(REGION, "admin"))
     assert r.status_code == 201, r.text
     assert (r.json()["hsa_id"], r.json()["organisation_number"]) == (HSA, "2321000164")
     found = await client.get("/v1/registry/organisations", params={"hsa_id": HSA}, headers=auth(SCHOOL))
     assert [o["id"] for o in found.json()["items"]] == ["hagby-elevhalsa"]
-    none = await client.get(
-        "/v1/registry/organisations", params={"hsa_id": "SE2321000164-NOONE"}, headers=auth(SCHOOL)
-    )
+    none = await client.get("/v1/registry/organisations", params={"hsa_id": "SE2321000164-NOONE"}, headers=auth(SCHOOL))
     assert none.json()["items"] == []
     query = "query($h: String!) { organisationByHsaId(hsaId: $h) { __typename ... on Organisation { id hsaId "
     query += "organisationNumber } ... on InvalidInputProblem { fields } } }"
@@ -55,7 +64,9 @@ async def test_hsa_id_and_organisation_number_are_stored_and_found(
 
 
 async def test_bad_identifiers_are_refused_at_their_field_saying_what_is_wrong(
-    client: httpx.AsyncClient, auth: Auth, demo: None  # noqa: F811
+    client: httpx.AsyncClient,
+    auth: Auth,
+    demo: None,
 ) -> None:
     admin = auth(REGION, "admin")
     cases = [
@@ -74,7 +85,9 @@ async def test_bad_identifiers_are_refused_at_their_field_saying_what_is_wrong(
 
 
 async def test_an_hsa_id_belongs_to_one_organisation(
-    client: httpx.AsyncClient, auth: Auth, demo: None, runtime: Runtime  # noqa: F811
+    client: httpx.AsyncClient,
+    auth: Auth,
+    demo: None,
 ) -> None:
     admin = auth(REGION, "admin")
     assert (await client.put("/v1/registry/organisations/hagby-a", json=org(), headers=admin)).status_code == 201
@@ -83,3 +96,30 @@ async def test_an_hsa_id_belongs_to_one_organisation(
     assert [e["code"] for e in body["errors"]] == ["hsa-id-taken"]
     again = await client.put("/v1/registry/organisations/hagby-a", json=org(name="Ny"), headers=admin)
     assert again.status_code == 200, again.text  # its own HSA-id is no clash
+
+
+async def test_a_deciding_professionals_hsa_id_is_checked(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    demo: None,
+) -> None:
+    """A reference that is an HSA-id (it starts like one) must be a valid one; a local id passes."""
+    body = {
+        "child": {"personal_identity_number": CHILD},
+        "recipient_organisation": "region-bup",
+        "decided_by_person": "SE2321000017-ABCD",
+        "decided_by_role": "rektor",
+        "justification": "Akut risk; BUP behöver skolans bild i dag.",
+        "case_reference": "EH-2026-77",
+        "data_categories": ["identity", "school-situation"],
+    }
+    professional = auth("nora-elevhalsa", "professional")
+    r = await client.post("/v1/necessity-assessments", json=body, headers=professional)
+    errors = assert_problem(r, 422, "invalid-input")["errors"]
+    assert [(e["pointer"], e["code"]) for e in errors] == [("/decided_by_person", "hsa-id-check-digit")]
+    assert "SE2321000017" not in r.text
+    for fine in ("SE2321000016-ABCD", "elevhalsa-rektor-7"):
+        r = await client.post(
+            "/v1/necessity-assessments", json={**body, "decided_by_person": fine}, headers=professional
+        )
+        assert r.status_code == 201, r.text

@@ -11,6 +11,7 @@ from hub.domain.hsa import (
     InvalidOrganisationNumber,
     parse_hsa_id,
     parse_organisation_number,
+    professional_reference_problem,
     require_hsa_id,
 )
 
@@ -87,3 +88,20 @@ def test_invalid_organisation_numbers_say_why(text: object, reason: str) -> None
     with pytest.raises(InvalidOrganisationNumber) as caught:
         parse_organisation_number(text)
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("reference", "reason"),
+    [
+        ("SE2321000016-ABCD", None),
+        ("hsa:SE2321000016-rektor1", None),
+        ("local-42", None),  # not an HSA-id: the source system's own id
+        ("Sara", None),
+        ("SE2321000017-ABCD", "check-digit"),  # starts like an HSA-id, so it must be one
+        ("hsa:2321000016-ABCD", "country"),
+        ("hsa:SE2321000016", "suffix"),
+    ],
+)
+def test_professional_references_are_checked_where_they_are_hsa_ids(reference: str, reason: str | None) -> None:
+    problem = professional_reference_problem(reference)
+    assert (problem.reason if problem else None) == reason

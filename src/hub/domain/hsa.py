@@ -46,6 +46,7 @@ __all__ = [
     "OrganisationNumberReason",
     "parse_hsa_id",
     "parse_organisation_number",
+    "professional_reference_problem",
     "require_hsa_id",
 ]
 
@@ -70,6 +71,12 @@ its check digit, or the suffix after the hyphen."""
 OrganisationNumberReason = Literal["format", "group", "check-digit"]
 """Why an organisation number was refused: not ten digits, a third digit below 2, or the check digit."""
 
+HSA_PREFIX = "hsa:"
+"""How a subject or a professional's reference says it is an HSA-id (``hsa:SE2321000016-ABCD``)."""
+
+# A reference that starts like an HSA-id (SE and a digit) is taken to be one: a typo in it is refused rather
+# than kept as some other kind of id no one can look up.
+_LOOKS_LIKE_HSA_ID = re.compile(r"SE[0-9]", re.ASCII)
 _ORG_NUMBER = re.compile(r"([0-9]{6})-?([0-9]{4})", re.ASCII)
 _SUFFIX = re.compile(r"[A-Za-z0-9]+", re.ASCII)
 
@@ -175,3 +182,19 @@ def require_hsa_id(text: object, *, field: str) -> HsaId:
             "The HSA-id is not valid.",
             errors=[FieldError(pointer=field, message=error.message, code=f"hsa-id-{error.reason}")],
         ) from None
+
+
+def professional_reference_problem(reference: str) -> InvalidHsaId | None:
+    """What is wrong with a professional's reference where it is an HSA-id, else None.
+
+    A reference is an HSA-id when it says so (``hsa:<id>``) or starts like one (``SE`` and a digit); any
+    other reference (a local id) is the source system's business and passes unchecked.
+    """
+    value = reference.removeprefix(HSA_PREFIX)
+    if value == reference and _LOOKS_LIKE_HSA_ID.match(reference) is None:
+        return None
+    try:
+        parse_hsa_id(value)
+    except InvalidHsaId as error:
+        return error
+    return None
