@@ -257,12 +257,11 @@ async def get_registered_organisation(session: AsyncSession, *, organisation_id:
     return org
 
 
-async def put_organisation(
+async def organisation_problems(
     session: AsyncSession, *, actor: Actor, vocabulary: Vocabulary, organisation_id: str, draft: OrganisationDraft
-) -> tuple[Organisation, bool]:
-    """Create or replace an organisation (regional admins). Returns it and whether it was created."""
-    if not await _is_regional_admin(session, actor):
-        raise NotPermitted("Only an admin of a regional coordination organisation may change organisations.")
+) -> tuple[OrganisationDraft, list[FieldError], Conflict | None]:
+    """The draft as it would be stored (organisation number as ten digits), what is wrong with it, and the
+    clash when another organisation carries its HSA-id. Shared by :func:`put_organisation` and the import."""
     draft, errors = checked_identifiers(draft)
     if not SLUG.match(organisation_id):
         errors.append(FieldError("organisation_id", "lower-case letters, digits and '-', 2 to 64 characters"))
@@ -276,15 +275,40 @@ async def put_organisation(
         errors.append(FieldError("/parent_id", "no such (other) organisation in the registry", "unknown-organisation"))
     if not draft.active and organisation_id == actor.organisation_id:
         errors.append(FieldError("/active", "an organisation cannot deactivate itself (its admins would lose access)"))
-    if errors:
-        raise InvalidInput("The organisation cannot be registered as given.", errors=errors)
-    holder = await directory.by_hsa_id(draft.hsa_id) if draft.hsa_id is not None else None
-    if holder is not None and holder.id != organisation_id:
-        raise _hsa_id_taken(holder.id)
-    created = await directory.lock(organisation_id) is None
+    holder = await directory.by_hsa_id(draft.hsa_id) if draft.hsa_id is not None and not errors else None
+    clash = _hsa_id_taken(holder.id) if holder is not None and holder.id != organisation_id else None
+    return draft, errors, clash
+
+
+async def write_organisation(
+    session: AsyncSession, *, actor: Actor, organisation_id: str, draft: OrganisationDraft
+) -> bool:
+    """Store a checked draft and audit the change, without committing; True when it was created."""
+    created = await OrganisationDirectory(session).lock(organisation_id) is None
     await OrganisationRepository(session).upsert(Organisation(id=organisation_id, **asdict(draft)))
     change = "organisation-created" if created else "organisation-updated"
     await _audit_change(session, actor, change, "Organisation", organisation_id, organisation_id, **asdict(draft))
+    return created
+
+
+async def require_regional_admin(session: AsyncSession, actor: Actor) -> None:
+    if not await _is_regional_admin(session, actor):
+        raise NotPermitted("Only an admin of a regional coordination organisation may change organisations.")
+
+
+async def put_organisation(
+    session: AsyncSession, *, actor: Actor, vocabulary: Vocabulary, organisation_id: str, draft: OrganisationDraft
+) -> tuple[Organisation, bool]:
+    """Create or replace an organisation (regional admins). Returns it and whether it was created."""
+    await require_regional_admin(session, actor)
+    draft, errors, clash = await organisation_problems(
+        session, actor=actor, vocabulary=vocabulary, organisation_id=organisation_id, draft=draft
+    )
+    if errors:
+        raise InvalidInput("The organisation cannot be registered as given.", errors=errors)
+    if clash is not None:
+        raise clash
+    created = await write_organisation(session, actor=actor, organisation_id=organisation_id, draft=draft)
     await session.commit()
     forget_standing(organisation_id)  # honoured at once here; other processes within their cache's TTL
     return await get_registered_organisation(session, organisation_id=organisation_id), created
