@@ -23,9 +23,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("organisation", sa.Column("organisation_number", sa.String(10), nullable=True))
-    op.create_check_constraint(
-        "organisation_number_digits", "organisation", "organisation_number ~ '^[0-9]{10}$'"
-    )
+    op.create_check_constraint("organisation_number_digits", "organisation", "organisation_number ~ '^[0-9]{10}$'")
     op.create_index(
         "organisation_hsa_id", "organisation", ["hsa_id"], unique=True, postgresql_where=sa.text("hsa_id is not null")
     )

@@ -33,6 +33,7 @@ from hub.domain.vocabulary import (
 )
 from hub.fhir import audit as fhir_audit
 from hub.fhir import search as fhir_search
+from hub.fhir.tasks import declare_referrals
 
 router = APIRouter(prefix=PREFIX, tags=["fhir"])
 
@@ -362,7 +363,7 @@ async def translate_post_id(
 @router.get("/metadata", response_class=FHIRResponse, responses=_FHIR_OK, summary="CapabilityStatement")
 async def metadata(request: Request, runtime: RuntimeDep) -> Response:
     """What this FHIR endpoint can do."""
-    body = fhir_audit.declare_audit_event(fhir.capability_statement(base_url(request, runtime)))
+    body = declare_referrals(fhir_audit.declare_audit_event(fhir.capability_statement(base_url(request, runtime))))
     etag = _etag(json.dumps(body, sort_keys=True))
     return _respond(request, body, etag, LATEST_CACHE, "en")
 
