@@ -6,6 +6,7 @@ issuer whose keys cannot be fetched (and only those)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -225,6 +226,12 @@ async def test_the_key_set_is_cached_and_unknown_kids_do_not_hammer_the_issuer(h
         r = await hub.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401, r.text
     assert machines.jwks_fetches == 1  # max-age=300, and refresh_seconds (30) bounds the unknown kids
+
+
+async def test_requests_arriving_while_the_keys_are_fetched_wait_for_them(hub, machines) -> None:
+    answers = await asyncio.gather(*(hub.get("/v1/me", headers=system(machines)) for _ in range(10)))
+    assert [r.status_code for r in answers] == [200] * 10
+    assert machines.jwks_fetches == 1
 
 
 def test_the_key_sets_cache_time_follows_its_headers() -> None:

@@ -235,6 +235,8 @@ class TokenVerifier:
         if not isinstance(alg, str) or alg not in config.algorithms:
             raise Unauthenticated(f"Tokens of {config.name} must be signed with one of {', '.join(config.algorithms)}.")
         for key in await keyset.keys(kid):
+            if key.get("alg", alg) != alg:
+                continue  # a key published for another algorithm (RFC 7517 4.4) does not verify this one
             try:
                 constructed = _jwk(json.dumps(key, sort_keys=True), alg)
             except JWTError:

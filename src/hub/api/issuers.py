@@ -148,22 +148,24 @@ class KeySet:
 
     async def keys(self, kid: str | None) -> list[dict[str, Any]]:
         """The keys that may have signed a token naming ``kid`` (every key when it names none)."""
-        now = time.monotonic()
-        stale = now >= self._expires_at
-        unknown = kid is not None and kid not in self._keys
-        wait = self.config.retry_seconds if stale else self.config.refresh_seconds
-        if (stale or unknown) and now - self._attempted_at >= wait:
-            async with self._lock:
-                if self._attempted_at < now:  # nobody fetched while this request waited for the lock
-                    await self._refresh()
-        if time.monotonic() >= self._expires_at:
+        fetched = False
+        if time.monotonic() >= self._expires_at or (kid is not None and kid not in self._keys):
+            async with self._lock:  # a fetch under way: wait for it rather than judge the keys it replaces
+                now = time.monotonic()
+                stale = now >= self._expires_at
+                unknown = kid is not None and kid not in self._keys
+                wait = self.config.retry_seconds if stale else self.config.refresh_seconds
+                if (stale or unknown) and now - self._attempted_at >= wait:
+                    fetched = await self._refresh()
+        if not fetched and time.monotonic() >= self._expires_at:
             raise _unavailable(self.config)  # fail closed: keys past their cache time are not trusted
         if kid is None:
             return list(self._keys.values())
         found = self._keys.get(kid)
         return [] if found is None else [found]
 
-    async def _refresh(self) -> None:
+    async def _refresh(self) -> bool:
+        """Fetch the key set; True when it was fetched (the keys are then used even with no cache time)."""
         self._attempted_at = time.monotonic()
         client = self._http or httpx.AsyncClient(timeout=5.0)
         try:
@@ -177,12 +179,13 @@ class KeySet:
         except (httpx.HTTPError, ValueError, TypeError):
             if self.config.jwks_url is None:
                 self._jwks_url = None  # discover again next time: the provider may have moved its keys
-            return  # the keys held stay trusted until their cache time ends, and not after
+            return False  # the keys held stay trusted until their cache time ends, and not after
         finally:
             if self._http is None:
                 await client.aclose()
         self._keys = keys
         self._expires_at = time.monotonic() + _cache_seconds(response, self.config)
+        return True
 
     async def _discover(self, client: httpx.AsyncClient) -> str:
         assert self.config.discovery_url is not None
