@@ -9,6 +9,7 @@ from hub.domain.hsa import (
     HsaId,
     InvalidHsaId,
     InvalidOrganisationNumber,
+    hsa_id_of_subject,
     parse_hsa_id,
     parse_organisation_number,
     professional_reference_problem,
@@ -105,3 +106,11 @@ def test_invalid_organisation_numbers_say_why(text: object, reason: str) -> None
 def test_professional_references_are_checked_where_they_are_hsa_ids(reference: str, reason: str | None) -> None:
     problem = professional_reference_problem(reference)
     assert (problem.reason if problem else None) == reason
+
+
+def test_a_subject_names_an_hsa_id_when_it_is_one() -> None:
+    assert hsa_id_of_subject("hsa:SE2321000016-1234") == "SE2321000016-1234"
+    assert hsa_id_of_subject("SE2321000016-1234") == "SE2321000016-1234"
+    assert hsa_id_of_subject("system-nora") is None
+    assert hsa_id_of_subject("hsa:SE2321000017-1234") is None
+    assert hsa_id_of_subject(None) is None

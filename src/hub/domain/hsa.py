@@ -44,6 +44,7 @@ __all__ = [
     "InvalidHsaId",
     "InvalidOrganisationNumber",
     "OrganisationNumberReason",
+    "hsa_id_of_subject",
     "parse_hsa_id",
     "parse_organisation_number",
     "professional_reference_problem",
@@ -198,3 +199,15 @@ def professional_reference_problem(reference: str) -> InvalidHsaId | None:
     except InvalidHsaId as error:
         return error
     return None
+
+
+def hsa_id_of_subject(subject: str | None) -> str | None:
+    """The HSA-id a caller's subject is (``hsa:<id>`` or the id itself), else None: a professional
+    signed in through a federated issuer is named by it in FHIR (an AuditEvent agent)."""
+    if not subject:
+        return None
+    value = subject.removeprefix(HSA_PREFIX)
+    try:
+        return parse_hsa_id(value).value
+    except InvalidHsaId:
+        return None
