@@ -3,6 +3,7 @@ REST and GraphQL."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -123,3 +124,13 @@ async def test_a_deciding_professionals_hsa_id_is_checked(
             "/v1/necessity-assessments", json={**body, "decided_by_person": fine}, headers=professional
         )
         assert r.status_code == 201, r.text
+
+
+async def test_two_organisations_racing_for_one_hsa_id_get_one_201_and_one_409(
+    client: httpx.AsyncClient, auth: Auth, demo: None
+) -> None:
+    admin = auth(REGION, "admin")
+    answers = await asyncio.gather(
+        *(client.put(f"/v1/registry/organisations/race-{n}", json=org(), headers=admin) for n in range(4))
+    )
+    assert sorted(r.status_code for r in answers) == [201, 409, 409, 409], [r.text for r in answers]

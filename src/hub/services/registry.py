@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.adapters.addresses import AddressPolicy, url_refusal
@@ -308,8 +309,14 @@ async def put_organisation(
         raise InvalidInput("The organisation cannot be registered as given.", errors=errors)
     if clash is not None:
         raise clash
-    created = await write_organisation(session, actor=actor, organisation_id=organisation_id, draft=draft)
-    await session.commit()
+    try:
+        created = await write_organisation(session, actor=actor, organisation_id=organisation_id, draft=draft)
+        await session.commit()
+    except IntegrityError as exc:  # another request registered the HSA-id since the check: still a 409
+        await session.rollback()
+        if "organisation_hsa_id" not in str(exc.orig):
+            raise
+        raise _hsa_id_taken("another organisation") from None
     forget_standing(organisation_id)  # honoured at once here; other processes within their cache's TTL
     return await get_registered_organisation(session, organisation_id=organisation_id), created
 
