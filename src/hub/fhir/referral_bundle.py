@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.domain.errors import FieldError, InvalidInput
-from hub.domain.hsa import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM, SAMORDNINGSNUMMER_SYSTEM, parse_hsa_id
+from hub.domain.hsa import (
+    HSA_ID_SYSTEM,
+    PERSONNUMMER_SYSTEM,
+    SAMORDNINGSNUMMER_SYSTEM,
+    InvalidHsaId,
+    parse_hsa_id,
+)
 from hub.domain.vocabulary import CANONICAL_BASE
 
 __all__ = [
@@ -140,8 +146,8 @@ def _recipient(sr: tuple[int, dict[str, Any]], task: tuple[int, dict[str, Any]],
         if system == HSA_ID_SYSTEM:
             try:
                 parse_hsa_id(value)
-            except ValueError as exc:
-                errors.add(f"{where}.identifier.value", str(exc), "hsa-id-invalid")
+            except InvalidHsaId as exc:
+                errors.add(f"{where}.identifier.value", exc.message, f"hsa-id-{exc.reason}")
                 return {}
             return {"recipient_hsa_id": value}
         if system == ORGANISATION_SYSTEM:
