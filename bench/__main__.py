@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "referrals": "bench.referrals",
     "delivery": "bench.delivery",
     "flows": "bench.flows",
+    "federated": "bench.federated",
 }
 
 

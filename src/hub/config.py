@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     jwks_cache_seconds: int = Field(default=300, ge=0)
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     dev_token_ttl_seconds: int = Field(default=8 * 3600, ge=60)
+    # Federated sign-in (hub.api.issuers; docs/operations.md, "Federated sign-in"): a JSON or TOML file
+    # listing the identity providers whose tokens the hub honours, each with its claim mapping.
+    trusted_issuers_file: Path | None = None
+    # Certificate-bound tokens (RFC 8705) behind a TLS-terminating proxy: the request header in which the
+    # proxy forwards the client certificate, honoured only from trusted_proxies (comma separated CIDR).
+    tls_client_cert_header: str | None = None
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
     # Strict tokens: a token's organisation must be registered and active, and the registry's answer is
     # cached this long per organisation. A deactivation takes effect at once in the process that made it
     # and within this many seconds in every other hub process. 0: ask the database on every request.
@@ -149,7 +156,7 @@ class Settings(BaseSettings):
     def _split_names(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
-    @field_validator("endpoint_allowed_networks", mode="before")
+    @field_validator("endpoint_allowed_networks", "trusted_proxies", mode="before")
     @classmethod
     def _split_networks(cls, value: object) -> object:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value

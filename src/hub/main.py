@@ -13,6 +13,7 @@ from hub import __version__
 from hub.api import dashboard, problems
 from hub.api.auth import TokenVerifier
 from hub.api.fhir import router as fhir_router
+from hub.api.fhir.referrals import router as fhir_referrals_router
 from hub.api.graphql import graphql_router
 from hub.api.middleware import RequestContextMiddleware
 from hub.api.rest import audit, consents, flows, health, me, referrals, registry, sharing, vocabulary
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(flows.router)
     app.include_router(graphql_router(settings))
     app.include_router(fhir_router)
+    app.include_router(fhir_referrals_router)  # FHIR referrals in: Bundle, Task, Organization
     app.include_router(dashboard.router)
 
     def openapi() -> dict[str, Any]:

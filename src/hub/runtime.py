@@ -64,8 +64,8 @@ def configuration_problems(settings: Settings) -> list[str]:
     if settings.dev_mode:
         return []
     problems = []
-    if settings.jwks_url is None and settings.jwt_public_key_file is None:
-        problems.append("the token issuer's keys: set HUB_JWKS_URL or HUB_JWT_PUBLIC_KEY_FILE")
+    if settings.jwks_url is None and settings.jwt_public_key_file is None and settings.trusted_issuers_file is None:
+        problems.append("the token keys: set HUB_TRUSTED_ISSUERS_FILE, HUB_JWKS_URL or HUB_JWT_PUBLIC_KEY_FILE")
     if settings.pseudonym_keys is None:
         problems.append("the pseudonym keys: set HUB_PSEUDONYM_KEYS")
     if settings.payload_keys is None:

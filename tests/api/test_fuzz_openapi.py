@@ -1,6 +1,7 @@
 """Property-based fuzzing of every operation in the OpenAPI document (schemathesis), with a token of each
 role and none: whatever the input, valid by the schema or not, the hub never answers 5xx, and every 4xx is
-a problem+json carrying the request id of its X-Request-ID header.
+a problem+json carrying the request id of its X-Request-ID header (on the FHIR referral surface, an
+OperationOutcome whose id is that request id).
 
 Schemathesis draws each request from the schema (positive and negative data); on top of that, three in
 four positive cases get one of their strings turned hostile the way an attacker would (a NUL, a lone
@@ -114,9 +115,15 @@ def offence(response: Any) -> str | None:
     if response.status_code < 400:
         return None
     headers = {name.lower(): values[0] for name, values in response.headers.items()}
+    request_id = headers.get("x-request-id")
+    if headers.get("content-type", "").startswith("application/fhir+json"):
+        # The FHIR referral surface answers OperationOutcome (docs/fhir.md); its id is the request id.
+        body = response.json()
+        if body.get("resourceType") != "OperationOutcome" or not request_id or body.get("id") != request_id:
+            return f"{response.status_code} FHIR answer that is not an OperationOutcome with the request id"
+        return None
     if not headers.get("content-type", "").startswith("application/problem+json"):
         return f"{response.status_code} is not problem+json"
-    request_id = headers.get("x-request-id")
     if not request_id or response.json().get("request_id") != request_id:
         return f"{response.status_code} problem without the request id of its X-Request-ID header"
     return None

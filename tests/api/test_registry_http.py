@@ -232,6 +232,7 @@ async def test_regional_admins_register_organisations(client: httpx.AsyncClient,
         "region_code": "18",
         "parent_id": None,
         "hsa_id": None,
+        "organisation_number": None,
     }
     r = await client.put("/v1/registry/organisations/nora-noraskolan", json=org, headers=admin)
     assert r.status_code == 201, r.text

@@ -280,7 +280,9 @@ def test_a_minimal_entry_renders_a_valid_audit_event() -> None:
     )
     resource = fhir_audit.audit_event(entry)
     AuditEvent.model_validate(resource)
-    assert [a["requestor"] for a in resource["agent"]] == [True]
+    assert [a["requestor"] for a in resource["agent"]] == [True, True]  # the organisation, the professional
+    hsa = {"system": "urn:oid:1.2.752.29.4.19", "value": "SE2321000016-1234"}
+    assert resource["agent"][1]["who"]["identifier"] == hsa
     assert "purposeOfEvent" not in resource
     [thing] = resource["entity"]  # no child, no request id: only the details of what was read
     assert thing["detail"] == [{"type": "count", "valueString": "0"}, {"type": "scope", "valueString": "all"}]

@@ -1,7 +1,11 @@
 """Bearer-token authentication. The only module that imports python-jose.
 
-Tokens are JWTs signed RS256 or ES256. Keys come from, in order: the dev key (``HUB_DEV_MODE``), a PEM
-file (``HUB_JWT_PUBLIC_KEY_FILE``), a JWKS URL (``HUB_JWKS_URL``, cached).
+Tokens are JWTs signed RS256 or ES256. The hub's own tokens (``iss`` = ``HUB_JWT_ISSUER``) verify with
+the dev key (``HUB_DEV_MODE``), a PEM file (``HUB_JWT_PUBLIC_KEY_FILE``) or a JWKS URL (``HUB_JWKS_URL``,
+cached). A token of a trusted identity provider (``HUB_TRUSTED_ISSUERS_FILE``, :mod:`hub.api.issuers`)
+verifies with that issuer's keys, its audience and algorithms, and its claims are mapped to the caller
+by the issuer's configuration (organisation by the unit's HSA-id, roles by a claim's mapping table, the
+subject by a claim such as the professional's HSA-id); a token naming any other issuer is refused.
 
 A token is honoured only when all of this holds, else the request is refused with a 401 or 403 problem
 whose ``errors`` name the claim (``pointer``) and why (``code``: ``missing-claim``, ``invalid-claim``,
@@ -15,18 +19,24 @@ whose ``errors`` name the claim (``pointer``) and why (``code``: ``missing-claim
   refuses the token: an identity provider that misspells a role should hear it, not lose the grant);
 - the organisation is registered and active, and ``coordinator`` is claimed only for an organisation of
   a coordinating type (:func:`hub.domain.principal.admit`; the registry's answer is cached for
-  ``HUB_ORGANISATION_CACHE_SECONDS``).
+  ``HUB_ORGANISATION_CACHE_SECONDS``);
+- a token with ``cnf`` is bound to a client certificate (RFC 8705 ``x5t#S256``, the only confirmation
+  method honoured) and is honoured only on a request that comes with it (:mod:`hub.api.tls`).
+
+Federated tokens meet the same rules with the issuer's claims in place of ``org_id``/``roles``/``sub``
+(codes also ``unknown-issuer``, ``issuer-unavailable`` and ``no-role-mapping``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -39,8 +49,11 @@ from jose import jwk, jwt
 from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hub.api.claims import federated_principal, hsa_claim, org_claim, own_principal, refused
+from hub.api.issuers import IssuerConfig, KeySet, load_issuers
+from hub.api.tls import check_binding
 from hub.config import Settings
-from hub.domain.errors import FieldError, NotPermitted, Unauthenticated, Unavailable
+from hub.domain.errors import NotPermitted, Unauthenticated, Unavailable
 from hub.domain.principal import Principal, Role, admit
 from hub.services.organisations import OrganisationStandings
 
@@ -99,6 +112,12 @@ def mint_dev_token(
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _jwk(key_json: str, alg: str) -> jwk.Key:
+    # Constructing a key parses it (tens of microseconds for RSA); an issuer's few keys are made once.
+    return jwk.construct(json.loads(key_json), alg)
+
+
 @functools.lru_cache(maxsize=4)
 def _signing_key(pem: bytes) -> jwk.Key:
     # Parsing an RSA private key checks it and costs tens of milliseconds; `hub demo` signs hundreds.
@@ -117,18 +136,8 @@ _VERIFIED_SECONDS = 60.0
 _MAX_TOKEN_CHARS = 16_384
 _REQUIRED = {"require_iss": True, "require_aud": True, "require_exp": True, "require_sub": True}
 _MISSING = re.compile(r'missing required key "(\w+)"')  # python-jose's words for a required claim absent
-_ORG_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,63}")  # the registry's organisation ids
-_MAX_SUBJECT = 256
-_MAX_TOKEN_ID = 128
-_MAX_ROLES = 16
-_ROLE_NAMES = frozenset(r.value for r in Role)
-_KNOWN_ROLES = ", ".join(r.value for r in Role)
 
 Sessions = Callable[[], async_sessionmaker[AsyncSession]]
-
-
-def _refused(detail: str, claim: str, code: str) -> Unauthenticated:
-    return Unauthenticated(detail, errors=[FieldError(claim, detail, code)] if claim else None)
 
 
 class TokenVerifier:
@@ -150,6 +159,10 @@ class TokenVerifier:
                 alg = "ES256" if b"EC " in block or _is_ec(block) else "RS256"
                 self._static.append(jwk.construct(block.decode(), alg))
         self._http = http
+        self._issuers: dict[str, KeySet] = {}
+        if settings.trusted_issuers_file is not None:
+            for config in load_issuers(settings.trusted_issuers_file, dev_mode=settings.dev_mode):
+                self._issuers[config.issuer] = KeySet(config, dev_mode=settings.dev_mode, http=http)
         self._jwks = _JwksCache()
         self._verified: dict[str, tuple[Principal, float]] = {}
         self._standings = (
@@ -157,10 +170,14 @@ class TokenVerifier:
             if sessions is None
             else OrganisationStandings(sessions, ttl_seconds=settings.organisation_cache_seconds)
         )
-        if not self._static and not settings.jwks_url:
-            raise ValueError("No token keys: set HUB_DEV_MODE, HUB_JWT_PUBLIC_KEY_FILE or HUB_JWKS_URL.")
+        if not self._static and not settings.jwks_url and not self._issuers:
+            raise ValueError(
+                "No token keys: set HUB_DEV_MODE, HUB_TRUSTED_ISSUERS_FILE, HUB_JWT_PUBLIC_KEY_FILE or HUB_JWKS_URL."
+            )
 
-    async def verify(self, token: str) -> Principal:
+    async def verify(self, token: str, *, scope: Mapping[str, Any] | None = None) -> Principal:
+        """The caller ``token`` names, admitted by the registry. ``scope`` (the request's ASGI scope) is
+        where a certificate-bound token's certificate is looked for; without it such a token is refused."""
         if len(token) > _MAX_TOKEN_CHARS:
             raise Unauthenticated(f"The bearer token is longer than {_MAX_TOKEN_CHARS} characters.")
         # A verified token is remembered briefly: RS256 verification costs ~0.1 ms per request. Bounded
@@ -178,6 +195,8 @@ class TokenVerifier:
         if self._standings is None:
             raise Unavailable("This hub has no registry to check the token's organisation against.")
         admit(principal, await self._standings.get(principal.organisation_id))
+        if principal.certificate_thumbprint is not None:
+            check_binding(scope or {}, self.settings, principal.certificate_thumbprint)
         return principal
 
     async def _verify(self, token: str) -> tuple[Principal, float]:
@@ -186,45 +205,88 @@ class TokenVerifier:
         except JWTError:
             raise Unauthenticated("The bearer token is not a well-formed JWT.") from None
         alg, kid = header.get("alg"), header.get("kid")
-        if not isinstance(alg, str) or alg not in self.settings.jwt_algorithms:
-            raise Unauthenticated(f"Tokens must be signed with one of {', '.join(self.settings.jwt_algorithms)}.")
         if kid is not None and not isinstance(kid, str):
             raise Unauthenticated("The bearer token's key id (kid) is not a string.")
+        if self._issuers:
+            try:
+                iss = jwt.get_unverified_claims(token).get("iss")
+            except (JWTError, AttributeError):
+                raise Unauthenticated("The bearer token is not a well-formed JWT.") from None
+            keyset = self._issuers.get(iss) if isinstance(iss, str) else None
+            if keyset is not None:
+                return await self._verify_federated(token, keyset, alg, kid)
+            if isinstance(iss, str) and iss != self.settings.jwt_issuer:
+                raise refused("The bearer token's issuer (iss) is not one this hub trusts.", "iss", "unknown-issuer")
+        if not isinstance(alg, str) or alg not in self.settings.jwt_algorithms:
+            raise Unauthenticated(f"Tokens must be signed with one of {', '.join(self.settings.jwt_algorithms)}.")
         candidates = list(self._static)
         if self.settings.jwks_url:
             candidates += await self._jwks_keys(kid)
         for key in candidates:
             claims = self._decode(token, key)
             if claims is not None:
-                return _principal(claims), _expiry(claims)
+                return own_principal(claims), _expiry(claims)
         raise Unauthenticated("The bearer token's signature does not verify with any trusted key.")
 
-    def _decode(self, token: str, key: Any) -> dict[str, Any] | None:
-        """The token's claims if ``key`` signed it and they are acceptable; None if another key signed it."""
+    async def _verify_federated(
+        self, token: str, keyset: KeySet, alg: object, kid: str | None
+    ) -> tuple[Principal, float]:
+        config = keyset.config
+        if not isinstance(alg, str) or alg not in config.algorithms:
+            raise Unauthenticated(f"Tokens of {config.name} must be signed with one of {', '.join(config.algorithms)}.")
+        for key in await keyset.keys(kid):
+            if key.get("alg", alg) != alg:
+                continue  # a key published for another algorithm (RFC 7517 4.4) does not verify this one
+            try:
+                constructed = _jwk(json.dumps(key, sort_keys=True), alg)
+            except JWTError:
+                continue  # a key of another type than the token's algorithm
+            claims = self._decode(token, constructed, issuer=config)
+            if claims is not None:
+                return await self._federated_principal(claims, config), _expiry(claims)
+        raise Unauthenticated(f"The bearer token's signature does not verify with any key of {config.name}.")
+
+    async def _federated_principal(self, claims: dict[str, Any], config: IssuerConfig) -> Principal:
+        if self._standings is None:
+            raise Unavailable("This hub has no registry to check the token's organisation against.")
+        unit = config.organisation_claim
+        if config.organisation_by == "id":
+            return federated_principal(claims, config, organisation_id=org_claim(claims, unit))
+        org = await self._standings.by_hsa_id(hsa_claim(claims, unit))
+        if org is None:
+            raise refused(
+                f"The bearer token's {unit} names no organisation in this hub's registry.", unit, "unknown-organisation"
+            )
+        return federated_principal(claims, config, organisation_id=org)
+
+    def _decode(self, token: str, key: Any, *, issuer: IssuerConfig | None = None) -> dict[str, Any] | None:
+        """The token's claims if ``key`` signed it and they are acceptable; None if another key signed it.
+        ``issuer``: a trusted identity provider's token (its audience and algorithms), else the hub's own."""
+        settings = self.settings
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
-                algorithms=self.settings.jwt_algorithms,
-                audience=self.settings.jwt_audience,
-                issuer=self.settings.jwt_issuer,
-                options={"leeway": self.settings.jwt_leeway_seconds, **_REQUIRED},
+                algorithms=issuer.algorithms if issuer else settings.jwt_algorithms,
+                audience=issuer.audience if issuer else settings.jwt_audience,
+                issuer=issuer.issuer if issuer else settings.jwt_issuer,
+                options={"leeway": settings.jwt_leeway_seconds, **_REQUIRED},
             )
             return claims
         except ExpiredSignatureError:
-            raise _refused("The bearer token has expired.", "exp", "invalid-claim") from None
+            raise refused("The bearer token has expired.", "exp", "invalid-claim") from None
         except JWTClaimsError as exc:
             reason, claim = _claims_reason(exc)
-            raise _refused(f"The bearer token's claims are not accepted: {reason}.", claim, "invalid-claim") from None
+            raise refused(f"The bearer token's claims are not accepted: {reason}.", claim, "invalid-claim") from None
         except JWTError as exc:
             missing = _MISSING.search(str(exc))  # raised only once the signature has verified
             if missing is None:
                 return None
             claim = missing.group(1)
-            raise _refused(f"The bearer token has no {claim} claim.", claim, "missing-claim") from None
+            raise refused(f"The bearer token has no {claim} claim.", claim, "missing-claim") from None
         except (TypeError, ValueError, OverflowError):  # python-jose on a time claim that is no number
             claim = _bad_time_claim(token)
-            raise _refused(f"The bearer token's {claim} claim is not a number.", claim, "invalid-claim") from None
+            raise refused(f"The bearer token's {claim} claim is not a number.", claim, "invalid-claim") from None
 
     async def _jwks_keys(self, kid: str | None) -> list[Any]:
         cache = self._jwks
@@ -294,47 +356,6 @@ def _expiry(claims: dict[str, Any]) -> float:
     return float(min(int(claims["exp"]), 2**53))
 
 
-def _text_claim(claims: dict[str, Any], claim: str, limit: int) -> str:
-    value = claims[claim]
-    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
-        raise _refused(f"The bearer token's {claim} must be 1 to {limit} printable characters.", claim, "invalid-claim")
-    return value
-
-
-def _roles(raw: object) -> frozenset[Role]:
-    if raw is None:
-        raise _refused("The bearer token has no roles claim.", "roles", "missing-claim")
-    if isinstance(raw, str) and len(raw) <= _MAX_ROLES * 16:
-        raw = raw.split()  # some identity providers write a space-separated list, as OAuth's scope
-    if not isinstance(raw, list) or len(raw) > _MAX_ROLES:
-        raise _refused(f"The bearer token's roles must be a list of at most {_MAX_ROLES}.", "roles", "invalid-claim")
-    if not raw:
-        raise _refused(f"The bearer token carries no role; one of: {_KNOWN_ROLES}.", "roles", "missing-claim")
-    roles: set[Role] = set()
-    for i, name in enumerate(raw):
-        if not isinstance(name, str) or name not in _ROLE_NAMES:
-            detail = f"The bearer token's roles[{i}] is not a role this hub knows ({_KNOWN_ROLES})."
-            raise _refused(detail, f"roles/{i}", "unknown-role")
-        roles.add(Role(name))
-    return frozenset(roles)
-
-
-def _principal(claims: dict[str, Any]) -> Principal:
-    """The caller a verified token's claims name; refused when a claim is missing, too long or unknown."""
-    org = claims.get("org_id")
-    if org is None:
-        raise _refused("The bearer token has no org_id claim.", "org_id", "missing-claim")
-    if not isinstance(org, str) or not _ORG_ID.fullmatch(org):
-        detail = "The bearer token's org_id is not an organisation id (2 to 64 of a-z, 0-9 and '-')."
-        raise _refused(detail, "org_id", "invalid-claim")
-    return Principal(
-        subject=_text_claim(claims, "sub", _MAX_SUBJECT),
-        organisation_id=org,
-        roles=_roles(claims.get("roles")),
-        token_id=_text_claim(claims, "jti", _MAX_TOKEN_ID) if "jti" in claims else None,
-    )
-
-
 _bearer = HTTPBearer(auto_error=False, description="A JWT from the hub's identity provider (or `hub token` in dev).")
 
 
@@ -344,7 +365,7 @@ async def current_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("This endpoint needs a bearer token (Authorization: Bearer <token>).")
     verifier: TokenVerifier = request.app.state.verifier
-    principal = await verifier.verify(credentials.credentials)
+    principal = await verifier.verify(credentials.credentials, scope=request.scope)
     request.state.principal = principal
     return principal
 

@@ -2,7 +2,7 @@
 
 One module per kind of command: ``serve`` (the API, its workers, the delivery worker), ``dev`` (trying
 the hub: demo, synth, token, demo-receiver), ``schema`` (db upgrade, vocab export, openapi), ``audit``,
-``outbox``, ``adapters``. A command group's sub-commands are registered in its own module
+``outbox``, ``adapters``, ``registry``. A command group's sub-commands are registered in its own module
 (``audit_app`` in ``audit.py``: add ``hub audit <name>`` there).
 """
 
@@ -16,6 +16,7 @@ from hub.cli.adapters import adapters_app
 from hub.cli.audit import audit_app
 from hub.cli.dev import demo, demo_receiver, synth, token
 from hub.cli.outbox import outbox_app
+from hub.cli.registry import registry_app
 from hub.cli.schema import db_app, openapi, vocab_app
 from hub.cli.serve import serve, worker
 
@@ -36,6 +37,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(vocab_app, name="vocab")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(adapters_app, name="adapters")
+app.add_typer(registry_app, name="registry")
 
 
 def main() -> None:  # pragma: no cover

@@ -32,6 +32,20 @@ def serve(
             help="Worker processes, each with its own event loop and connection pool: about one per core.",
         ),
     ] = 1,
+    tls_cert: Annotated[
+        str | None, typer.Option(help="Serve HTTPS with this certificate (PEM; the chain may follow it).")
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option(help="The certificate's private key (PEM).")] = None,
+    tls_ca: Annotated[
+        str | None, typer.Option(help="CA bundle (PEM) client certificates are verified against (mutual TLS).")
+    ] = None,
+    tls_client_certs: Annotated[
+        str,
+        typer.Option(
+            help="Ask clients for a certificate: none, optional (certificate-bound tokens need one) or "
+            "required (no connection without one)."
+        ),
+    ] = "none",
 ) -> None:
     """Run the API. Migrations are applied on start (HUB_APPLY_MIGRATIONS_ON_START)."""
     import uvicorn
@@ -41,6 +55,7 @@ def serve(
     from hub.main import create_app
     from hub.runtime import configuration_problems
 
+    tls = _tls_options(tls_cert, tls_key, tls_ca, tls_client_certs)
     settings = dev_settings("serve --demo") if demo else load_settings()
     configure_logging(settings.log_level)
     missing = configuration_problems(settings)
@@ -54,10 +69,10 @@ def serve(
         load_demo_and_tokens(settings, all_tokens=False, tokens_for_tour=False)
     if workers == 1:
         _stopping_exits_0()
-        uvicorn.run(create_app(settings), host=host, port=port, **_UVICORN_OPTIONS)
+        uvicorn.run(create_app(settings), host=host, port=port, **_UVICORN_OPTIONS, **_with_protocol(tls))
         return
     _prepare_workers(settings)
-    raise typer.Exit(_supervise_workers(host, port, workers))
+    raise typer.Exit(_supervise_workers(host, port, workers, tls))
 
 
 def worker() -> None:
@@ -125,6 +140,35 @@ def worker_app() -> FastAPI:
     return create_app(settings)
 
 
+_CLIENT_CERTS = {"none": 0, "optional": 1, "required": 2}  # ssl.CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED
+
+
+def _tls_options(cert: str | None, key: str | None, ca: str | None, client_certs: str) -> dict[str, Any]:
+    """uvicorn's TLS options from ``hub serve``'s, or exit 2 saying what does not fit together."""
+    if client_certs not in _CLIENT_CERTS:
+        typer.echo("hub serve: --tls-client-certs is none, optional or required.", err=True)
+        raise typer.Exit(2)
+    if cert is None:
+        if key or ca or client_certs != "none":
+            typer.echo("hub serve: --tls-key, --tls-ca and --tls-client-certs need --tls-cert.", err=True)
+            raise typer.Exit(2)
+        return {}
+    if client_certs != "none" and ca is None:
+        typer.echo("hub serve: client certificates are verified against --tls-ca; give the CA bundle.", err=True)
+        raise typer.Exit(2)
+    return {"ssl_certfile": cert, "ssl_keyfile": key, "ssl_ca_certs": ca, "ssl_cert_reqs": _CLIENT_CERTS[client_certs]}
+
+
+def _with_protocol(tls: dict[str, Any]) -> dict[str, Any]:
+    """The TLS options and uvicorn's HTTP protocol extended to hand each request the client certificate
+    and the TCP peer (hub.api.tls): uvicorn itself passes neither to the app."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    from hub.api.tls import certificate_protocol
+
+    return {**tls, "http": certificate_protocol(AutoHTTPProtocol)}
+
+
 # No `Server: uvicorn` banner: it tells an attacker which server (and which of its bugs) to try.
 _UVICORN_OPTIONS: dict[str, Any] = {"log_config": None, "proxy_headers": True, "server_header": False}
 
@@ -154,11 +198,12 @@ def _stopping_exits_0() -> None:
         signal.signal(signum, exit_0)
 
 
-def _worker_main(host: str, port: int) -> None:
+def _worker_main(host: str, port: int, tls: dict[str, Any]) -> None:
     """One worker: its own listening socket on the shared port (SO_REUSEPORT), serving ``worker_app``."""
     import uvicorn
 
-    config = uvicorn.Config("hub.cli.serve:worker_app", factory=True, host=host, port=port, **_UVICORN_OPTIONS)
+    options = {**_UVICORN_OPTIONS, **_with_protocol(tls)}
+    config = uvicorn.Config("hub.cli.serve:worker_app", factory=True, host=host, port=port, **options)
     server = uvicorn.Server(config)
     _stopping_exits_0()
     server.run(sockets=[_listening_socket(host, port)])
@@ -166,7 +211,7 @@ def _worker_main(host: str, port: int) -> None:
         sys.exit(_STARTUP_FAILURE)
 
 
-def _supervise_workers(host: str, port: int, workers: int) -> int:
+def _supervise_workers(host: str, port: int, workers: int, tls: dict[str, Any]) -> int:
     """Run ``workers`` worker processes until SIGTERM or SIGINT, replacing any that dies; exit status.
 
     Each worker listens on its own socket bound with SO_REUSEPORT, so the kernel spreads connections
@@ -187,7 +232,7 @@ def _supervise_workers(host: str, port: int, workers: int) -> int:
     stop: list[int] = []
 
     def start() -> multiprocessing.process.BaseProcess:
-        process = spawn.Process(target=_worker_main, args=(host, port), name="hub-worker")
+        process = spawn.Process(target=_worker_main, args=(host, port, tls), name="hub-worker")
         process.start()
         return process
 

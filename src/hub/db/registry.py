@@ -114,9 +114,17 @@ class OrganisationDirectory:
         self.session = session
 
     async def page(
-        self, *, type: str | None, municipality_code: str | None, after_id: str | None, limit: int
+        self,
+        *,
+        type: str | None,
+        municipality_code: str | None,
+        after_id: str | None,
+        limit: int,
+        hsa_id: str | None = None,
     ) -> list[Organisation]:
         stmt = select(Organisation).order_by(col(Organisation.id)).limit(limit)
+        if hsa_id is not None:
+            stmt = stmt.where(col(Organisation.hsa_id) == hsa_id)
         if type is not None:
             stmt = stmt.where(col(Organisation.type) == type)
         if municipality_code is not None:
@@ -124,6 +132,11 @@ class OrganisationDirectory:
         if after_id is not None:
             stmt = stmt.where(col(Organisation.id) > after_id)
         return list((await self.session.execute(stmt)).scalars())
+
+    async def by_hsa_id(self, hsa_id: str) -> Organisation | None:
+        """The organisation carrying this HSA-id (unique: migration 0013), else None."""
+        stmt = select(Organisation).where(col(Organisation.hsa_id) == hsa_id)
+        return (await self.session.execute(stmt.execution_options(populate_existing=True))).scalar_one_or_none()
 
     async def fresh(self, organisation_id: str) -> Organisation | None:
         """The organisation as the database has it now (not a copy the session loaded before a change)."""

@@ -19,7 +19,8 @@ class Organisation(SQLModel, table=True):
     municipality_code: str | None = Field(default=None, max_length=4, index=True)
     region_code: str = Field(max_length=2)
     parent_id: str | None = Field(default=None, foreign_key="organisation.id", max_length=64)
-    hsa_id: str | None = Field(default=None, max_length=64)
+    hsa_id: str | None = Field(default=None, max_length=64)  # unique; Inera's format (hub.domain.hsa)
+    organisation_number: str | None = Field(default=None, max_length=10)  # ten digits (migration 0013)
     # A deactivated organisation keeps its history but its tokens are refused (migration 0008).
     active: bool = True
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

@@ -20,12 +20,15 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Principal:
-    """A verified caller. ``subject`` is the token's ``sub``: a system id or a person's id in their org."""
+    """A verified caller. ``subject`` is a system id or a person's id (a federated personal token: the
+    professional's HSA-id). ``certificate_thumbprint``: the token is bound to the client certificate with
+    this SHA-256 thumbprint (RFC 8705 ``cnf.x5t#S256``) and is honoured only on requests that carry it."""
 
     subject: str
     organisation_id: str
     roles: frozenset[Role]
     token_id: str | None = None
+    certificate_thumbprint: str | None = None
 
     def has_any(self, *roles: Role) -> bool:
         return bool(self.roles.intersection(roles))

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from hub.domain.audit import AuditAction
+from hub.domain.hsa import HSA_ID_SYSTEM, hsa_id_of_subject
 from hub.domain.vocabulary import CANONICAL_BASE
 
 AUDIT_ACTION_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/audit-action"
@@ -170,6 +171,14 @@ def audit_event(entry: AuditEntryLike) -> dict[str, Any]:
                 "type": _concept(_DICOM, "110152", "Destination Role ID"),
                 "who": _organisation(counterpart),
                 "requestor": False,
+            }
+        )
+    professional = hsa_id_of_subject(c.get("actor_subject"))
+    if professional is not None:  # the person who acted, by HSA-id (HL7 Sweden's system)
+        agents.append(
+            {
+                "who": {"type": "Practitioner", "identifier": {"system": HSA_ID_SYSTEM, "value": professional}},
+                "requestor": True,
             }
         )
     purposes = []

@@ -38,6 +38,7 @@ class OrganisationStandings:
         self._sessions = sessions
         self._ttl = ttl_seconds
         self._entries: dict[str, tuple[OrganisationStanding, float]] = {}
+        self._hsa: dict[str, tuple[str, float]] = {}
         self._forgotten = 0  # a read that began before a forget must not store what it read
         _live.add(self)
 
@@ -56,8 +57,26 @@ class OrganisationStandings:
         self._entries[organisation_id] = (standing, now + self._ttl)
         return standing
 
+    async def by_hsa_id(self, hsa_id: str) -> str | None:
+        """The id of the organisation registered with ``hsa_id`` (federated tokens name their unit so),
+        remembered as standings are; an HSA-id no organisation has is not remembered."""
+        now = time.monotonic()
+        hit = self._hsa.get(hsa_id)
+        if hit is not None and now < hit[1]:
+            return hit[0]
+        forgotten = self._forgotten
+        async with self._sessions()() as session:
+            found = await OrganisationDirectory(session).by_hsa_id(hsa_id)
+        if found is None or forgotten != self._forgotten:
+            return None if found is None else found.id
+        if len(self._hsa) >= _MAX_ENTRIES:
+            self._hsa.clear()
+        self._hsa[hsa_id] = (found.id, now + self._ttl)
+        return found.id
+
     def forget(self, organisation_id: str | None = None) -> None:
         self._forgotten += 1
+        self._hsa.clear()  # an HSA-id may have moved to or from this organisation
         if organisation_id is None:
             self._entries.clear()
         else:

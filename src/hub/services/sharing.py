@@ -20,6 +20,7 @@ from hub.db.repositories import OrganisationRepository
 from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord
 from hub.domain.errors import FieldError, InvalidInput, NotPermitted
+from hub.domain.hsa import professional_reference_problem
 from hub.domain.policy import Policy
 from hub.domain.sharing import (
     Consent,
@@ -324,6 +325,10 @@ async def record_assessment(*, actor: Actor, draft: AssessmentDraft, runtime: Ru
     errors = unknown_codes(runtime.vocabulary, "data-category", draft.data_categories, "/data_categories")
     if errors:
         raise InvalidInput("Unknown data categories.", errors=errors)
+    hsa_problem = professional_reference_problem(draft.decided_by_person)
+    if hsa_problem is not None:
+        error = FieldError("/decided_by_person", hsa_problem.message, f"hsa-id-{hsa_problem.reason}")
+        raise InvalidInput("The deciding professional's HSA-id is not valid.", errors=[error])
     decided_at = draft.decided_at or actor.now
     if decided_at > actor.now:
         raise InvalidInput(

@@ -37,6 +37,7 @@ from hub.api.rest.vocabulary import conditional_response
 from hub.domain.vocabulary import Vocabulary
 from hub.fhir import audit as fhir_audit
 from hub.fhir import search as fhir_search
+from hub.fhir.tasks import declare_referrals
 
 router = APIRouter(prefix=PREFIX, tags=["fhir"])
 
@@ -146,7 +147,7 @@ def _read_handlers(rtype: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
 @router.get("/metadata", response_class=FHIRResponse, responses=FHIR_OK, summary="CapabilityStatement")
 async def metadata(request: Request, runtime: RuntimeDep) -> Response:
     """What this FHIR endpoint can do."""
-    body = fhir_audit.declare_audit_event(fhir.capability_statement(base_url(request, runtime)))
+    body = declare_referrals(fhir_audit.declare_audit_event(fhir.capability_statement(base_url(request, runtime))))
     etag = _etag(json.dumps(body, sort_keys=True))
     return _respond(request, body, etag, LATEST_CACHE, "en")
 

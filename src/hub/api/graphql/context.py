@@ -26,7 +26,8 @@ class Context(BaseContext):
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token:
                 raise Unauthenticated("This field needs a bearer token (Authorization: Bearer <token>).")
-            self._principal = await self.http_request.app.state.verifier.verify(token.strip())
+            verifier = self.http_request.app.state.verifier
+            self._principal = await verifier.verify(token.strip(), scope=self.http_request.scope)
         return self._principal
 
 

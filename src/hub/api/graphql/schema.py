@@ -38,7 +38,7 @@ from hub.domain.principal import Role
 from hub.domain.vocabulary import CodeSystemBase, WellbeingWheelDoc
 from hub.services.organisations import get_organisation
 from hub.services.referrals import ReferralQuery, list_referrals
-from hub.services.registry import ServiceFilter, ServiceView, search_services
+from hub.services.registry import ServiceFilter, ServiceView, list_organisations, search_services
 
 
 @strawberry.type
@@ -47,6 +47,8 @@ class Organisation:
     name: str
     type: str
     municipality_code: str | None
+    hsa_id: str | None = None
+    organisation_number: str | None = None
 
 
 @strawberry.type(description="How the hub sees the caller's token")
@@ -96,6 +98,10 @@ def _directory_service(view: ServiceView) -> DirectoryService:
 
 
 CodeSystemResult = Annotated[CodeSystem | NotFoundProblem, strawberry.union("CodeSystemResult")]
+OrganisationResult = Annotated[
+    Organisation | NotFoundProblem | InvalidInputProblem | AuthenticationProblem,
+    strawberry.union("OrganisationResult"),
+]
 TranslationOutcome = Annotated[
     Translation | NotFoundProblem | InvalidInputProblem, strawberry.union("TranslationOutcome")
 ]
@@ -295,6 +301,35 @@ class Query(FlowsQuery):
             organisation=Organisation(id=org.id, name=org.name, type=org.type, municipality_code=org.municipality_code)
             if org
             else None,
+        )
+
+    @strawberry.field(
+        description="The registry organisation carrying an HSA-id, as GET /v1/registry/organisations?hsa_id= "
+        "(needs a token)",
+        metadata=guarded(cost=5),
+    )
+    async def organisation_by_hsa_id(self, info: strawberry.Info[Context, None], hsa_id: str) -> OrganisationResult:
+        try:
+            await info.context.principal()
+        except HubError as exc:
+            return AuthenticationProblem(detail=exc.detail)
+        try:
+            async with info.context.runtime.sessions() as session:
+                page = await list_organisations(
+                    session, type=None, municipality_code=None, cursor=None, limit=1, hsa_id=hsa_id
+                )
+        except InvalidInput as exc:
+            return InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
+        if not page.items:
+            return NotFoundProblem(detail="No organisation in the registry carries this HSA-id.", field="hsaId")
+        o = page.items[0]
+        return Organisation(
+            id=o.id,
+            name=o.name,
+            type=o.type,
+            municipality_code=o.municipality_code,
+            hsa_id=o.hsa_id,
+            organisation_number=o.organisation_number,
         )
 
     @strawberry.field(

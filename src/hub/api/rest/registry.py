@@ -31,7 +31,8 @@ class OrganisationRead(BaseModel):
     municipality_code: str | None = Field(description="SCB municipality code; null for a county-wide unit")
     region_code: str
     parent_id: str | None
-    hsa_id: str | None
+    hsa_id: str | None = Field(description="The unit's HSA-id (Inera's catalogue), e.g. SE2321000164-E1")
+    organisation_number: str | None = Field(description="The legal entity's organisation number, ten digits")
     active: bool = Field(description="False: deactivated; its tokens are refused and referral routing skips it")
 
 
@@ -49,7 +50,16 @@ class OrganisationPut(BaseModel):
     )
     region_code: str = Field(pattern=r"^[0-9]{2}$", examples=["18"])
     parent_id: str | None = None
-    hsa_id: str | None = Field(default=None, max_length=64)
+    hsa_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="HSA-id: SE, the catalogue owner's organisation number (check digit), '-', a suffix of "
+        "A-Z/a-z/0-9; unique in the registry",
+        examples=["SE2321000164-E1"],
+    )
+    organisation_number: str | None = Field(
+        default=None, max_length=11, description="NNNNNN-NNNN or ten digits (check digit); stored as ten digits"
+    )
     active: bool = Field(
         default=True,
         description="false deactivates the organisation: its tokens are refused (at once on this hub process, "
@@ -195,10 +205,13 @@ async def list_organisations(
     session: Session,
     type: Annotated[str | None, Query(description="organisation-types code")] = None,
     municipality: Annotated[str | None, Query(pattern=_CODES, description="SCB municipality code")] = None,
+    hsa_id: Annotated[str | None, Query(description="The organisation carrying this HSA-id (at most one)")] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> OrganisationPage:
-    page = await svc.list_organisations(session, type=type, municipality_code=municipality, cursor=cursor, limit=limit)
+    page = await svc.list_organisations(
+        session, type=type, municipality_code=municipality, cursor=cursor, limit=limit, hsa_id=hsa_id
+    )
     return OrganisationPage(items=[_org(o) for o in page.items], next_cursor=page.next_cursor)
 
 
