@@ -311,7 +311,8 @@ class Worker:
         (``decide_share``'s one commit), so the sender's audit chain is locked only while that statement
         runs, not until a later commit."""
         hub_actor = Actor(
-            Principal(subject="hub:delivery", organisation_id=row.sender_organisation, roles=frozenset({Role.SYSTEM}))
+            Principal(subject="hub:delivery", organisation_id=row.sender_organisation, roles=frozenset({Role.SYSTEM})),
+            now=self.runtime.clock(),  # the law and policy in force when the hub delivers
         )
         recorded = await decide_share(
             actor=hub_actor,

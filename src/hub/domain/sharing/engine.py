@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from hub.domain.policy import LegalBasis, Policy
+from hub.domain.policy import LegalBasis, Policy, swedish_day
 from hub.domain.sharing.bases import assessment_permits, consent_permits, report_permits
 from hub.domain.sharing.evaluation import NOTHING, Evaluation, make_reason, unique_remedies
 from hub.domain.sharing.evaluation import sorted_categories as _cats
@@ -138,7 +138,11 @@ def decide(
     subset and the rest denied, explained and remedied. A fully allowed decision carries the chosen
     basis' reasons only; a denied or partial one carries the reasons of every candidate (the chosen
     one first) and the remedies of all of them.
+
+    The policy applies as it is in force on the Swedish calendar day of ``request.at``
+    (:meth:`Policy.in_force`): a county's dated rule takes effect on its day, for shares made that day.
     """
+    policy = policy.in_force(swedish_day(request.at))  # the rules in force on the day of the share
     requested = request.requested_categories
     if not requested:
         return Decision(False, None, None, (), (), (make_reason("no-categories-requested", None, None),))

@@ -128,6 +128,16 @@ REASON_TEXTS: dict[str, tuple[str, str]] = {
         "Policyn tillåter aldrig att {basis_sv} omfattar: {categories}.",
         "The policy never lets {basis_en} carry: {categories}.",
     ),
+    "statute-cited": (
+        "Grunden ({basis_sv}) vilar på {statute_sv} (rättsliga grunder, version {version}).",
+        "The basis ({basis_en}) rests on {statute_en} (legal bases, version {version}).",
+    ),
+    "statute-cited-provision-unconfirmed": (
+        "Grunden ({basis_sv}) vilar på {statute_sv} (rättsliga grunder, version {version}); kapitel och "
+        "paragraf är inte bekräftade i hubbens källor och anges inte.",
+        "The basis ({basis_en}) rests on {statute_en} (legal bases, version {version}); the chapter and "
+        "section are not confirmed in the hub's sources and are not given.",
+    ),
     "categories-denied": (
         "Följande kategorier får inte delas: {categories}.",
         "These categories may not be shared: {categories}.",
