@@ -103,6 +103,8 @@ class Policy(BaseModel):
     - ``report_of_concern_purpose``: the referral kind a report of concern is sent as.
     - ``report_of_concern_recipient_types``: organisation types that may receive a report of concern.
     - ``necessity_assessment_max_age_days``: a necessity assessment older than this is stale.
+    - ``consent_refusal_stands_days``: for this many days after a refused consent request, decisions of
+      the requesting organisation about that child and purpose point to other bases, not to consent.
     - ``statute_provisions``: per statute reference id of the ``legal-bases`` vocabulary, the provision
       (chapter and section) a county has confirmed where the vocabulary names the act only (a policy
       switch: without it the citation names the act and says the provision is unconfirmed).
@@ -123,6 +125,7 @@ class Policy(BaseModel):
         default_factory=lambda: frozenset({"socialtjanst-myndighet"})
     )
     necessity_assessment_max_age_days: int = Field(default=30, ge=1)
+    consent_refusal_stands_days: int = Field(default=90, ge=0)
     statute_provisions: dict[str, StatuteProvision] = Field(default_factory=dict)
     dated_rules: tuple[DatedRule, ...] = ()
 

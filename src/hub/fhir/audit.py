@@ -42,6 +42,9 @@ ACTION_CODES: dict[AuditAction, str] = {
     AuditAction.CONSENT_WITHDRAWN: "U",  # a consent is never deleted, only marked withdrawn
     AuditAction.CONSENT_READ: "R",
     AuditAction.CONSENT_LISTED: "E",  # R4: a query/search is "E"
+    AuditAction.CONSENT_REQUESTED: "C",
+    AuditAction.CONSENT_REQUEST_ANSWERED: "U",  # an answer is added to the request
+    AuditAction.CONSENT_REQUEST_READ: "R",
     AuditAction.NECESSITY_ASSESSMENT_RECORDED: "C",
     AuditAction.AUDIT_READ: "E",  # every audit read is a search, also a read by id
     AuditAction.ADMIN_CHANGE: "U",

@@ -23,6 +23,7 @@ from hub.domain.errors import FieldError, InvalidInput, NotPermitted
 from hub.domain.policy import Policy, swedish_day
 from hub.domain.sharing import (
     Consent,
+    ConsentRefusal,
     Decision,
     DecisionMaker,
     NecessityAssessment,
@@ -42,7 +43,7 @@ from hub.services.codes import unknown_codes
 from hub.services.context import Actor
 from hub.services.rate_limits import SharingLimits
 
-_Fact = TypeVar("_Fact", Consent, NecessityAssessment)
+_Fact = TypeVar("_Fact", Consent, NecessityAssessment, ConsentRefusal)
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,7 @@ def decide_on_facts(
         consents=_as_current(facts.consents, child),
         assessments=_as_current(facts.assessments, child),
         policy=policy,
+        refusals=_as_current(facts.refusals, child),
     )
     if decision.allowed and decision.legal_basis is not None:
         day = swedish_day(actor.now)

@@ -138,6 +138,20 @@ class Consent(BaseModel):
         return copied
 
 
+class ConsentRefusal(BaseModel):
+    """A consent request an organisation made that a guardian or the child refused
+    (:mod:`hub.domain.sharing.requests`): while it stands (``Policy.consent_refusal_stands_days``) the
+    engine points that organisation to other bases for the purposes it asked, not to asking again."""
+
+    model_config = _MODEL
+
+    id: str = Field(min_length=1)
+    child_pseudonym: str = Field(min_length=1)
+    organisation_id: str = Field(min_length=1)
+    purposes: frozenset[str]
+    refused_at: AwareDatetime
+
+
 @dataclass(frozen=True, slots=True)
 class GrantorAgreement:
     """Derived from a consent's grantors: per agreeing guardian (by reference order) the categories they
