@@ -152,6 +152,38 @@ async def decide_share(client: httpx.AsyncClient, auth: Auth) -> Callable[[], Aw
     return lambda: client.post("/v1/sharing-decisions", json=question(), headers=auth(ELEVHALSA, "system"))
 
 
+def _request_body() -> dict[str, Any]:
+    body = {k: v for k, v in consent_body().items() if k not in ("grantors", "evidence_reference")}
+    return {**body, "guardians": ["vh1", "vh2"]}
+
+
+async def _request(client: httpx.AsyncClient, auth: Auth) -> str:
+    r = await client.post("/v1/consent-requests", json=_request_body(), headers=auth(ELEVHALSA, "system"))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def _answer(reference: str) -> dict[str, Any]:
+    return {"role": "guardian", "reference": reference, "agreed": True, "evidence_reference": "e:1", "method": "bankid"}
+
+
+async def request_consent(client: httpx.AsyncClient, auth: Auth) -> Callable[[], Awaitable[httpx.Response]]:
+    return lambda: client.post("/v1/consent-requests", json=_request_body(), headers=auth(ELEVHALSA, "system"))
+
+
+async def answer_completing_a_request(client: httpx.AsyncClient, auth: Auth) -> Callable[[], Awaitable[httpx.Response]]:
+    """The answer that completes a request: the answer, the consent and three audit entries, one commit."""
+    rid = await _request(client, auth)
+    r = await client.post(f"/v1/consent-requests/{rid}/answers", json=_answer("vh1"), headers=auth(ELEVHALSA))
+    assert r.status_code == 200, r.text
+    return lambda: client.post(f"/v1/consent-requests/{rid}/answers", json=_answer("vh2"), headers=auth(ELEVHALSA))
+
+
+async def read_consent_request(client: httpx.AsyncClient, auth: Auth) -> Callable[[], Awaitable[httpx.Response]]:
+    rid = await _request(client, auth)
+    return lambda: client.get(f"/v1/consent-requests/{rid}", headers=auth(ELEVHALSA))
+
+
 async def record_assessment(client: httpx.AsyncClient, auth: Auth) -> Callable[[], Awaitable[httpx.Response]]:
     return lambda: client.post("/v1/necessity-assessments", json=ASSESSMENT, headers=auth(ELEVHALSA, "professional"))
 
@@ -194,6 +226,9 @@ async def deactivate_service(client: httpx.AsyncClient, auth: Auth) -> Callable[
         read_consent,
         search_consents,
         withdraw_consent,
+        request_consent,
+        answer_completing_a_request,
+        read_consent_request,
         record_assessment,
         put_organisation,
         put_endpoint,
@@ -239,6 +274,8 @@ class Boom(Exception):
     [
         (record_consent, "consent"),
         (withdraw_consent, "consent"),
+        (request_consent, "consent_request"),
+        (answer_completing_a_request, "consent"),
         (record_assessment, "necessity_assessment"),
         (put_organisation, "organisation"),
         (put_endpoint, "endpoint"),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -31,6 +32,10 @@ from hub.vocabulary import load_vocabulary
 log = logging.getLogger("hub")
 
 
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -44,6 +49,10 @@ class Runtime:
     pseudonymizer: Pseudonymizer
     cipher: PayloadCipher
     head_revision: str | None
+    # The time the hub sees: each request's ``Actor.now`` (hub.api.deps.actor_for) and the delivery
+    # worker's re-checks read it. The system clock; tests set another to decide on a chosen day (which
+    # statute and dated policy rule were in force) without waiting for it.
+    clock: Callable[[], datetime] = system_clock
 
     @property
     def address_policy(self) -> AddressPolicy:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,46 @@ def test_derived_values_follow_copies() -> None:
     policy = Policy()
     assert policy.max_consent_duration.days == 365
     assert policy.model_copy(update={"max_consent_duration_days": 10}).max_consent_duration.days == 10
+
+
+def _dated(*rules: dict[str, object]) -> Policy:
+    return Policy.model_validate({"dated_rules": [{"source": "beslut", **r} for r in rules]})
+
+
+def test_a_dated_rule_applies_on_its_days_only() -> None:
+    policy = _dated(
+        {"valid_from": "2025-07-01", "valid_until": "2026-01-01", "rules": {"max_consent_duration_days": 180}}
+    )
+    assert policy.in_force(date(2025, 6, 30)) is policy
+    assert policy.in_force(date(2025, 7, 1)).max_consent_duration_days == 180
+    assert policy.in_force(date(2025, 12, 31)) is policy.in_force(date(2025, 7, 1))  # built once
+    assert policy.in_force(date(2026, 1, 1)).max_consent_duration_days == 365
+
+
+@pytest.mark.parametrize(
+    ("rules", "mentions"),
+    [
+        ([{"valid_from": "2025-07-01", "rules": {"dated_rules": []}}], "not a dated policy field"),
+        ([{"valid_from": "2025-07-01", "rules": {"shoe_size": 3}}], "not a dated policy field"),
+        (
+            [{"valid_from": "2025-07-01", "valid_until": "2025-07-01", "rules": {"max_consent_duration_days": 9}}],
+            "after",
+        ),
+        ([{"valid_from": "2025-07-01", "rules": {"max_consent_duration_days": 0}}], "greater than or equal"),
+        (
+            [
+                {"valid_from": "2025-01-01", "rules": {"max_consent_duration_days": 100}},
+                {"valid_from": "2025-07-01", "rules": {"max_consent_duration_days": 200}},
+            ],
+            "over the same days",
+        ),
+    ],
+)
+def test_invalid_dated_rules_are_rejected(rules: list[dict[str, object]], mentions: str) -> None:
+    with pytest.raises(ValueError, match=mentions):
+        _dated(*rules)
+
+
+def test_a_dated_rules_codes_are_checked_against_the_vocabulary() -> None:
+    policy = _dated({"valid_from": "2025-07-01", "rules": {"report_of_concern_recipient_types": ["pizzeria"]}})
+    assert "pizzeria" in policy.referenced_codes()["organisation-type"]

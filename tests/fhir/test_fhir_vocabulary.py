@@ -395,3 +395,25 @@ async def test_translate_unmatched_and_wrong_requests(client: httpx.AsyncClient)
     assert wrong_system["errors"][0]["pointer"] == "system"
     problem(await client.get("/fhir/r4/ConceptMap/no-such-map/$translate", params={"code": "safe"}), 404)
     problem(await client.post("/fhir/r4/ConceptMap/$translate", json={"resourceType": "Patient"}), 422)
+
+
+async def test_legal_bases_publishes_both_versions_and_v2_dates_the_statutes(client: httpx.AsyncClient) -> None:
+    """Issue #14: legal-bases 1.0.0 stays published unchanged, 2.0.0 is the default and its ``statute``
+    property lists each reference with its period, on the CodeSystem and the ValueSet alike."""
+    latest = fhir_body(await client.get("/fhir/r4/CodeSystem/legal-bases", headers={"Accept-Language": "sv"}))
+    old = fhir_body(await client.get("/fhir/r4/CodeSystem/legal-bases/_history/1.0.0"))
+    assert (latest["version"], old["version"]) == ("2.0.0", "1.0.0")
+
+    def statutes(cs: dict[str, Any]) -> list[str]:
+        (concept,) = [c for c in cs["concept"] if c["code"] == "report-of-concern"]
+        return [p["valueString"] for p in concept["property"] if p["code"] == "statute"]
+
+    assert statutes(latest) == [
+        "14 kap. 1 § socialtjänstlagen (2001:453), jfr 10 kap. 28 § offentlighets- och sekretesslagen (2009:400)"
+        " (gäller 2002-01-01–2025-07-01)",
+        "anmälningsskyldigheten i socialtjänstlagen (2025:400), jfr 10 kap. 28 § offentlighets- och "
+        "sekretesslagen (2009:400) (gäller 2025-07-01–)",
+    ]
+    assert len(statutes(old)) == 1 and "14 kap. 1 §" in statutes(old)[0]
+    search = fhir_body(await client.get("/fhir/r4/ValueSet?url=https://vocab.hub.se/fhir/ValueSet/legal-bases"))
+    assert sorted(e["resource"]["version"] for e in search["entry"]) == ["1.0.0", "2.0.0"]

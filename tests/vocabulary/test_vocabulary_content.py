@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from hub.domain.vocabulary import (
@@ -148,13 +150,32 @@ def test_organisation_sectors(vocab: Vocabulary) -> None:
 
 
 def test_legal_bases(vocab: Vocabulary) -> None:
-    doc = vocab.get("legal-bases")
+    doc = vocab.get("legal-bases", "1.0.0")  # published, never changed: one undated statute per basis
     assert isinstance(doc, LegalBasesDoc)
     bases = {c.code: c for c in doc.concept}
-    assert "12 kap. 2 §" in bases["consent"].statute.sv and bases["consent"].requires_consent
-    assert "14 kap. 1 §" in bases["report-of-concern"].statute.sv and bases["report-of-concern"].breaks_secrecy
+    consent, report = bases["consent"].statute, bases["report-of-concern"].statute
+    assert consent is not None and "12 kap. 2 §" in consent.sv and bases["consent"].requires_consent
+    assert report is not None and "14 kap. 1 §" in report.sv and bases["report-of-concern"].breaks_secrecy
     assert set(bases["report-of-concern"].recipient_organisation_types) <= vocab.codes("organisation-types")
     assert bases["necessary-disclosure"].requires_recorded_assessment
+
+
+def test_legal_bases_v2_dates_the_statutes(vocab: Vocabulary) -> None:
+    """Version 2 is the default; the duty to report concern cites SoL (2001:453) until 30 June 2025 and
+    SoL (2025:400) from 1 July 2025, whose chapter and section the hub's sources did not confirm."""
+    assert vocab.latest_version("legal-bases") == "2.0.0"
+    doc = vocab.get("legal-bases")
+    assert isinstance(doc, LegalBasesDoc)
+    report = doc.basis("report-of-concern")
+    assert report is not None and report.statute is None
+    before, after = report.statute_at(date(2025, 6, 30)), report.statute_at(date(2025, 7, 1))
+    assert before is not None and "14 kap. 1 § socialtjänstlagen (2001:453)" in before.citation.sv
+    assert before.provision_verified and before.valid_until == date(2025, 7, 1)
+    assert after is not None and "(2025:400)" in after.citation.sv and not after.provision_verified
+    assert report.statute_at(date(2001, 12, 31)) is None  # before SoL (2001:453) took effect
+    for basis in doc.concept:
+        assert basis.statutes and all(s.sources for s in basis.statutes)
+        assert basis.statute_at(date(2026, 1, 1)) is not None, basis.code
 
 
 def test_referral_lifecycle(vocab: Vocabulary) -> None:

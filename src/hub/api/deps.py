@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.api.context import request_id_var
+from hub.api.context import clock_var, request_id_var
 from hub.domain.principal import Principal
 from hub.domain.vocabulary import Vocabulary
 from hub.runtime import Runtime
-from hub.services.context import Actor
+from hub.services.context import Actor, utcnow
 
 
 async def get_runtime(request: Request) -> Runtime:  # async: no thread hop per request
@@ -42,4 +42,6 @@ VocabularyDep = Annotated[Vocabulary, Depends(get_vocabulary)]
 
 
 def actor_for(principal: Principal) -> Actor:
-    return Actor(principal=principal, request_id=request_id_var.get())
+    """Who acts in this request, at the time the hub sees (the runtime's clock, :class:`hub.runtime.Runtime`)."""
+    clock = clock_var.get()
+    return Actor(principal=principal, request_id=request_id_var.get(), now=utcnow() if clock is None else clock())

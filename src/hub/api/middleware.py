@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.api.context import request_id_var
+from hub.api.context import clock_var, request_id_var
 from hub.api.input_guard import check_headers, check_json_body, check_path, check_query, check_text_body
 from hub.api.problems import (
     HTTP_PROBLEMS,
@@ -61,6 +61,8 @@ class RequestContextMiddleware:
         incoming = headers.get("x-request-id", "")
         request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
+        clock_token = clock_var.set(None if runtime is None else runtime.clock)
         started = time.perf_counter()
         status_holder = {"status": 500, "started": False}
         method = scope["method"]
@@ -101,6 +103,7 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+            clock_var.reset(clock_token)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         method = scope["method"]

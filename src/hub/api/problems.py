@@ -55,6 +55,7 @@ DOMAIN_PROBLEMS: list[tuple[type[e.HubError], ProblemType]] = [
     (e.NotPermitted, _t("forbidden", 403, "Not permitted")),
     (e.NotFound, _t("not-found", 404, "Not found")),
     (e.Conflict, _t("conflict", 409, "Conflict with the current state")),
+    (e.Gone, _t("gone", 410, "No longer available")),
     (e.RateLimited, _t("rate-limited", 429, "Too many requests")),
     (e.Unavailable, _t("unavailable", 503, "Temporarily unavailable")),
 ]

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.db import audit as audit_db
 from hub.db.engine import Statement
 from hub.domain.audit import AuditRecord
-from hub.domain.sharing import Consent, Decision, NecessityAssessment
+from hub.domain.sharing import Consent, ConsentRefusal, Decision, NecessityAssessment
 
 
 class PayloadCipher(Protocol):
@@ -280,7 +280,14 @@ FACTS = Statement(
                  where child_pseudonym = any(:children) order by created_at, id) as consents,
            array(select document::text from necessity_assessment
                  where child_pseudonym = any(:children) and organisation_id = :sender
-                 order by decided_at, id) as assessments
+                 order by decided_at, id) as assessments,
+           array(select json_build_object('id', id, 'child_pseudonym', child_pseudonym,
+                                          'organisation_id', requesting_organisation, 'purposes', purposes,
+                                          'refused_at', refused_at)::text
+                 from consent_request
+                 where child_pseudonym = any(:children) and requesting_organisation = :sender
+                   and refused_at is not null
+                 order by refused_at, id) as refusals
     """
 )
 
@@ -294,13 +301,15 @@ class SharingFacts:
     recipient_type: str | None
     consents: list[Consent]
     assessments: list[NecessityAssessment]
+    refusals: list[ConsentRefusal]
 
 
 async def sharing_facts(
     on: AsyncSession | Any, *, sender: str, recipient: str, candidates: Sequence[str]
 ) -> SharingFacts:
-    """Both parties' organisation types, the child's consents (in recording order) and the sender's
-    necessity assessments about the child (in decision order), as ``ConsentRepository.for_child``,
+    """Both parties' organisation types, the child's consents (in recording order), the sender's
+    necessity assessments about the child (in decision order) and its refused consent requests about the
+    child (in refusal order), as ``ConsentRepository.for_child``,
     ``AssessmentRepository.for_child`` and ``OrganisationRepository.get`` would give them. ``on``: a
     session or a driver connection (``hub.db.engine.driver``)."""
     row = await FACTS.fetchrow(on, {"sender": sender, "recipient": recipient, "children": list(candidates)})
@@ -308,7 +317,7 @@ async def sharing_facts(
     return facts_of(row)
 
 
-FACTS_COLUMNS = 4
+FACTS_COLUMNS = 5
 """The columns of ``FACTS``, which other reads may put first in their rows (see :func:`facts_of`)."""
 
 
@@ -319,6 +328,7 @@ def facts_of(row: Sequence[Any]) -> SharingFacts:
         recipient_type=row[1],
         consents=[_consent(doc) for doc in row[2]],
         assessments=[NecessityAssessment.model_validate_json(doc) for doc in row[3]],
+        refusals=[ConsentRefusal.model_validate_json(doc) for doc in row[4]],
     )
 
 

@@ -70,6 +70,12 @@ class Conflict(HubError):
     code = "conflict"
 
 
+class Gone(HubError):
+    """The thing existed but can no longer be acted on (a consent request past its answer period)."""
+
+    code = "gone"
+
+
 class InvalidTransition(Conflict):
     """A status change the lifecycle does not allow now; ``allowed_transitions`` are the statuses the
     asking party may move the referral to from where it is (empty when the status is final)."""

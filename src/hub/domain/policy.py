@@ -10,13 +10,23 @@ the vocabulary here: services do that with :meth:`Policy.referenced_codes`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["LEGAL_BASES", "LegalBasis", "Policy"]
+__all__ = ["LEGAL_BASES", "DatedRule", "LegalBasis", "Policy", "StatuteProvision", "swedish_day"]
+
+# The law takes effect on a Swedish calendar day: a rule in force from 1 July applies from midnight in Sweden.
+_SWEDEN = ZoneInfo("Europe/Stockholm")
+
+
+def swedish_day(at: datetime) -> date:
+    """The Swedish calendar day of the instant ``at`` (the day a dated rule or statute is judged on)."""
+    return at.astimezone(_SWEDEN).date()
+
 
 LegalBasis = Literal["consent", "report-of-concern", "necessary-disclosure"]
 """The legal bases the engine knows: consent (OSL 12:2), the duty to report concern, necessary
@@ -49,6 +59,36 @@ _DEFAULT_BASIS_CATEGORIES: dict[LegalBasis, frozenset[str]] = {
 }
 
 
+class StatuteProvision(BaseModel):
+    """A county's reading of a statute reference the vocabulary could not confirm to the section (see
+    ``LegalBasis.statutes``' ``provision_verified``): the citation its lawyers confirmed, and where."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sv: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+    source: str = Field(min_length=1, description="Where the provision was confirmed (SFS, lagen.nu, a decision)")
+
+
+class DatedRule(BaseModel):
+    """Policy values in force from ``valid_from`` (inclusive) until ``valid_until`` (exclusive; None:
+    until further notice), Swedish calendar days; ``source`` says what puts them in force."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    valid_from: date
+    valid_until: date | None = None
+    source: str = Field(min_length=1)
+    rules: dict[str, Any] = Field(min_length=1)
+
+    def in_force(self, day: date) -> bool:
+        return self.valid_from <= day and (self.valid_until is None or day < self.valid_until)
+
+
+# What a dated rule may not set: the dated rules themselves and the county's statute readings.
+_UNDATED = frozenset({"dated_rules", "statute_provisions"})
+
+
 class Policy(BaseModel):
     """The lawful-sharing policy (immutable). Defaults equal the shipped ``default.yaml``.
 
@@ -63,6 +103,13 @@ class Policy(BaseModel):
     - ``report_of_concern_purpose``: the referral kind a report of concern is sent as.
     - ``report_of_concern_recipient_types``: organisation types that may receive a report of concern.
     - ``necessity_assessment_max_age_days``: a necessity assessment older than this is stale.
+    - ``consent_refusal_stands_days``: for this many days after a refused consent request, decisions of
+      the requesting organisation about that child and purpose point to other bases, not to consent.
+    - ``statute_provisions``: per statute reference id of the ``legal-bases`` vocabulary, the provision
+      (chapter and section) a county has confirmed where the vocabulary names the act only (a policy
+      switch: without it the citation names the act and says the provision is unconfirmed).
+    - ``dated_rules``: values of the fields above in force from a date (:meth:`in_force`), so a county
+      can put a change in force on its day; the undated values apply outside every rule's period.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -78,6 +125,9 @@ class Policy(BaseModel):
         default_factory=lambda: frozenset({"socialtjanst-myndighet"})
     )
     necessity_assessment_max_age_days: int = Field(default=30, ge=1)
+    consent_refusal_stands_days: int = Field(default=90, ge=0)
+    statute_provisions: dict[str, StatuteProvision] = Field(default_factory=dict)
+    dated_rules: tuple[DatedRule, ...] = ()
 
     @field_validator("child_consent_age")
     @classmethod
@@ -94,6 +144,22 @@ class Policy(BaseModel):
         missing = [basis for basis in LEGAL_BASES if basis not in self.legal_basis_categories]
         if missing:
             raise ValueError(f"legal_basis_categories must list every legal basis; missing: {missing}")
+        return self
+
+    @model_validator(mode="after")
+    def _dated_rules_valid(self) -> Policy:
+        for i, rule in enumerate(self.dated_rules):
+            if rule.valid_until is not None and rule.valid_until <= rule.valid_from:
+                raise ValueError(f"dated_rules[{i}]: valid_until must be after valid_from")
+            if bad := sorted(set(rule.rules) - (set(type(self).model_fields) - _UNDATED)):
+                raise ValueError(f"dated_rules[{i}]: not a dated policy field: {', '.join(bad)}")
+            for j, other in enumerate(self.dated_rules[:i]):
+                overlap = rule.valid_from < (other.valid_until or date.max) and other.valid_from < (
+                    rule.valid_until or date.max
+                )
+                if overlap and (same := sorted(set(rule.rules) & set(other.rules))):
+                    raise ValueError(f"dated_rules[{j}] and [{i}] set {', '.join(same)} over the same days")
+            self._with(frozenset({i}))  # each rule must give a valid policy on its own days
         return self
 
     # Derived values, computed once per policy (the decision engine's hot path reads them).
@@ -117,9 +183,34 @@ class Policy(BaseModel):
         """A copy (see pydantic); derived values are recomputed for the copy. Prefer
         ``Policy.model_validate({**policy.model_dump(), ...})``, which validates the changes."""
         copied = super().model_copy(update=update, deep=deep)
-        for name in ("max_consent_duration", "necessity_assessment_max_age", "youngest_child_consent_age"):
+        for name in (
+            "max_consent_duration",
+            "necessity_assessment_max_age",
+            "youngest_child_consent_age",
+            "_in_force",
+        ):
             copied.__dict__.pop(name, None)
         return copied
+
+    def in_force(self, day: date) -> Policy:
+        """The policy as it applies on ``day``: the undated values with every dated rule in force that day
+        laid over them. Without dated rules (the common case) the policy itself; otherwise one policy per
+        combination of rules, built once."""
+        if not self.dated_rules:
+            return self
+        return self._with(frozenset(i for i, r in enumerate(self.dated_rules) if r.in_force(day)))
+
+    def _with(self, rules: frozenset[int]) -> Policy:
+        if not rules:
+            return self
+        cache: dict[frozenset[int], Policy] = self.__dict__.setdefault("_in_force", {})
+        found = cache.get(rules)
+        if found is None:
+            values = self.model_dump(exclude={"dated_rules"})
+            for i in sorted(rules):
+                values.update(self.dated_rules[i].rules)
+            found = cache[rules] = Policy.model_validate(values)
+        return found
 
     def child_consent_age_for(self, category: str) -> int:
         """The age from which the child's own consent is required for ``category``."""
@@ -135,8 +226,12 @@ class Policy(BaseModel):
         categories = {c for c in self.child_consent_age if c != "default"}
         for listed in self.legal_basis_categories.values():
             categories |= listed
-        return {
+        codes = {
             "data-category": frozenset(categories),
             "organisation-type": self.report_of_concern_recipient_types,
             "referral-kind": frozenset({self.report_of_concern_purpose}),
         }
+        for i in range(len(self.dated_rules)):  # a dated rule's codes are checked when the hub starts too
+            for system, more in self._with(frozenset({i})).referenced_codes().items():
+                codes[system] |= more
+        return codes

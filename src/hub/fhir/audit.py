@@ -43,6 +43,9 @@ ACTION_CODES: dict[AuditAction, str] = {
     AuditAction.CONSENT_WITHDRAWN: "U",  # a consent is never deleted, only marked withdrawn
     AuditAction.CONSENT_READ: "R",
     AuditAction.CONSENT_LISTED: "E",  # R4: a query/search is "E"
+    AuditAction.CONSENT_REQUESTED: "C",
+    AuditAction.CONSENT_REQUEST_ANSWERED: "U",  # an answer is added to the request
+    AuditAction.CONSENT_REQUEST_READ: "R",
     AuditAction.NECESSITY_ASSESSMENT_RECORDED: "C",
     AuditAction.AUDIT_READ: "E",  # every audit read is a search, also a read by id
     AuditAction.ADMIN_CHANGE: "U",
@@ -144,7 +147,7 @@ def _cited_basis(basis: Any) -> list[dict[str, Any]]:
     of another organisation is not cited by id, so it has none; the basis stays in the object's detail)."""
     if not isinstance(basis, Mapping):
         return []
-    return [
+    cited = [
         {
             "what": {"identifier": {"system": f"{CANONICAL_BASE}/sid/{kind}", "value": basis[key]}},
             "type": _coding(_ENTITY_TYPE, "2", "System Object"),
@@ -153,6 +156,27 @@ def _cited_basis(basis: Any) -> list[dict[str, Any]]:
         for key, kind in _CITED.items()
         if basis.get(key)
     ]
+    return cited + _cited_statute(basis.get("statute"))
+
+
+def _cited_statute(statute: Any) -> list[dict[str, Any]]:
+    """The statute the decision cited on its day (``hub.domain.sharing.citation``), as an entity: its id in
+    the legal-bases vocabulary version it was read from, and the citation in Swedish and English."""
+    if not isinstance(statute, Mapping):
+        return []
+    entity: dict[str, Any] = {
+        "type": _coding(_ENTITY_TYPE, "2", "System Object"),
+        "name": statute.get("sv"),
+        "description": statute.get("en"),
+        "detail": [
+            _detail(key, statute[key])
+            for key in ("vocabulary_version", "valid_from", "valid_until", "provision_verified", "provision_source")
+            if statute.get(key) is not None
+        ],
+    }
+    if statute.get("statute_id"):
+        entity["what"] = {"identifier": {"system": f"{LEGAL_BASIS_SYSTEM}/statute", "value": statute["statute_id"]}}
+    return [entity]
 
 
 def audit_event(entry: AuditEntryLike) -> dict[str, Any]:
@@ -183,7 +207,11 @@ def audit_event(entry: AuditEntryLike) -> dict[str, Any]:
         )
     purposes = []
     if c.get("legal_basis"):
-        purposes.append(_concept(LEGAL_BASIS_SYSTEM, c["legal_basis"]))
+        basis = _concept(LEGAL_BASIS_SYSTEM, c["legal_basis"])
+        statute = ((c.get("details") or {}).get("basis") or {}).get("statute")
+        if isinstance(statute, Mapping) and statute.get("vocabulary_version"):
+            basis["coding"][0]["version"] = statute["vocabulary_version"]  # the version the decision cited
+        purposes.append(basis)
     if c.get("purpose"):
         purposes.append(_concept(REFERRAL_KIND_SYSTEM, c["purpose"]))
     resource: dict[str, Any] = {

@@ -21,6 +21,7 @@ from hub.db.repositories import OrganisationRepository
 from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction
 from hub.domain.errors import Conflict, FieldError, InvalidInput, NotFound, NotPermitted
+from hub.domain.policy import swedish_day
 from hub.domain.sharing import (
     Consent,
     ConsentAlreadyWithdrawn,
@@ -106,20 +107,7 @@ async def _new_consent(session: AsyncSession, actor: Actor, draft: ConsentDraft,
         today=actor.today,
         pointer="/child/personal_identity_number",
     )
-    errors = _vocabulary_errors(draft, runtime.vocabulary)
-    orgs = OrganisationRepository(session)
-    for side in ("from_parties", "to_parties"):
-        for i, org_id in enumerate(getattr(draft, side).get("organisation_ids", [])):
-            if await orgs.get(org_id) is None:
-                errors.append(
-                    FieldError(
-                        f"/{side}/organisation_ids/{i}",
-                        f"no organisation {org_id!r} in the registry",
-                        "unknown-organisation",
-                    )
-                )
-    if errors:
-        raise InvalidInput(f"The consent names {len(errors)} unknown code(s) or organisation(s).", errors=errors)
+    await check_parties(session, draft, runtime.vocabulary)
     consent = Consent(
         id=str(uuid.uuid4()),
         child_pseudonym=child.pseudonym,
@@ -135,13 +123,33 @@ async def _new_consent(session: AsyncSession, actor: Actor, draft: ConsentDraft,
         information_given=InformationGiven.model_validate(draft.information_given),
         evidence_reference=draft.evidence_reference,
     )
-    problems = check_consent(consent, policy=runtime.policy, now=actor.now)
+    policy = runtime.policy.in_force(swedish_day(actor.now))  # its dated rules, on the day the hub sees
+    problems = check_consent(consent, policy=policy, now=actor.now)
     if problems:
         raise InvalidInput(
             "The consent cannot be recorded: " + "; ".join(p.en for p in problems),
             errors=[FieldError(p.pointer, p.en, p.code) for p in problems],
         )
     return consent
+
+
+async def check_parties(session: AsyncSession, draft: ConsentDraft, vocabulary: Vocabulary) -> None:
+    """``InvalidInput`` naming every unknown code (categories, purposes, organisation types) and every
+    organisation id not in the registry; what a consent and a consent request both check."""
+    errors = _vocabulary_errors(draft, vocabulary)
+    orgs = OrganisationRepository(session)
+    for side in ("from_parties", "to_parties"):
+        for i, org_id in enumerate(getattr(draft, side).get("organisation_ids", [])):
+            if await orgs.get(org_id) is None:
+                errors.append(
+                    FieldError(
+                        f"/{side}/organisation_ids/{i}",
+                        f"no organisation {org_id!r} in the registry",
+                        "unknown-organisation",
+                    )
+                )
+    if errors:
+        raise InvalidInput(f"The consent names {len(errors)} unknown code(s) or organisation(s).", errors=errors)
 
 
 async def may_read(session: AsyncSession, consents: list[Consent], organisation_id: str) -> list[Consent]:

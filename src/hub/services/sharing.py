@@ -21,9 +21,10 @@ from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord
 from hub.domain.errors import FieldError, InvalidInput, NotPermitted
 from hub.domain.hsa import professional_reference_problem
-from hub.domain.policy import Policy
+from hub.domain.policy import Policy, swedish_day
 from hub.domain.sharing import (
     Consent,
+    ConsentRefusal,
     Decision,
     DecisionMaker,
     NecessityAssessment,
@@ -31,9 +32,11 @@ from hub.domain.sharing import (
     Reason,
     Remedy,
     ShareRequest,
+    cite,
+    cited,
     decide,
 )
-from hub.domain.vocabulary import Vocabulary
+from hub.domain.vocabulary import LegalBasesDoc, Vocabulary
 from hub.runtime import Runtime
 from hub.services.auditing import audit, audit_record
 from hub.services.children import Child, identify_child
@@ -41,7 +44,7 @@ from hub.services.codes import unknown_codes
 from hub.services.context import Actor
 from hub.services.rate_limits import SharingLimits
 
-_Fact = TypeVar("_Fact", Consent, NecessityAssessment)
+_Fact = TypeVar("_Fact", Consent, NecessityAssessment, ConsentRefusal)
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,22 @@ def _registered(organisation_id: str, organisation_type: str | None, pointer: st
 
 
 def explanation(decision: Decision) -> dict[str, object]:
-    """A decision's reasons and remedies as the decision row keeps them (JSON)."""
-    return {"reasons": [_fields(r) for r in decision.reasons], "remedies": [_fields(r) for r in decision.remedies]}
+    """A decision's reasons and remedies, and the statute it cited, as the decision row keeps them (JSON)."""
+    kept: dict[str, object] = {
+        "reasons": [_fields(r) for r in decision.reasons],
+        "remedies": [_fields(r) for r in decision.remedies],
+    }
+    if decision.citation is not None:
+        kept["citation"] = decision.citation.as_json()
+    return kept
+
+
+def legal_bases(vocabulary: Vocabulary) -> LegalBasesDoc:
+    """The default version of the ``legal-bases`` vocabulary, which new decisions cite."""
+    doc = vocabulary.get("legal-bases")
+    if not isinstance(doc, LegalBasesDoc):  # the vocabulary loader guarantees the kind
+        raise TypeError("legal-bases is not a legal-bases document")
+    return doc
 
 
 def _fields(item: Reason | Remedy) -> dict[str, object]:
@@ -134,6 +151,7 @@ async def decide_share(
             legal_basis=question.legal_basis,
             basis_reference=question.basis_reference,
             policy=runtime.policy,
+            legal_bases=legal_bases(runtime.vocabulary),
             decision_id=decision_id,
             dry_run=dry_run,
             limits=limits,
@@ -194,6 +212,7 @@ def decide_on_facts(
     legal_basis: str | None,
     basis_reference: str | None,
     policy: Policy,
+    legal_bases: LegalBasesDoc,
     decision_id: uuid.UUID,
     dry_run: bool,
     limits: SharingLimits | None = None,
@@ -202,7 +221,9 @@ def decide_on_facts(
     between the reads and the write that :func:`decide_share` and a referral share, so both decide alike.
 
     With ``limits``, the attempt is counted first (``RateLimited`` when over: nothing is decided or
-    written), and a refusal beyond a threshold is flagged in the audit entry (``details.flagged``)."""
+    written), and a refusal beyond a threshold is flagged in the audit entry (``details.flagged``).
+    An allowed decision cites the statute of its basis in force on the Swedish day of ``actor.now`` (the
+    time the hub sees), read from ``legal_bases``."""
     sender = _registered(actor.organisation_id, facts.sender_type, None)
     recipient = _registered(to_organisation, facts.recipient_type, "/to_organisation")
     try:
@@ -229,7 +250,11 @@ def decide_on_facts(
         consents=_as_current(facts.consents, child),
         assessments=_as_current(facts.assessments, child),
         policy=policy,
+        refusals=_as_current(facts.refusals, child),
     )
+    if decision.allowed and decision.legal_basis is not None:
+        day = swedish_day(actor.now)
+        decision = cited(decision, cite(legal_bases, decision.legal_basis, day, policy.in_force(day)))
     details = _details(decision, dry_run=dry_run, legal_basis=legal_basis, basis_reference=basis_reference)
     if limits is not None and not decision.allowed:
         flagged = limits.refused(actor.organisation_id, child.pseudonym)
@@ -272,13 +297,16 @@ def cited_basis(decision: Decision) -> dict[str, object] | None:
     basis = decision.legal_basis
     if not decision.allowed or basis is None:
         return None
+    cited: dict[str, object] = {"legal_basis": basis}
+    if decision.citation is not None:  # the statute in force that day, as cited then
+        cited["statute"] = decision.citation.as_json()
     if basis == "consent":
         if not decision.basis_visible:
-            return {"legal_basis": basis, "consent_id": None, "consent_of_another_organisation": True}
-        return {"legal_basis": basis, "consent_id": decision.basis_reference}
+            return {**cited, "consent_id": None, "consent_of_another_organisation": True}
+        return {**cited, "consent_id": decision.basis_reference}
     if basis == "necessary-disclosure":
-        return {"legal_basis": basis, "necessity_assessment_id": decision.basis_reference}
-    return {"legal_basis": basis}  # report of concern: a duty of the policy, no record to cite
+        return {**cited, "necessity_assessment_id": decision.basis_reference}
+    return cited  # report of concern: a duty of the law, no record to cite
 
 
 def _as_reference(reference: str | None) -> str | None:

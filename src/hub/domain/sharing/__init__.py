@@ -15,12 +15,15 @@ The legal reading encoded here and in the policy is configuration, **not legal a
 
 from __future__ import annotations
 
+from hub.domain.sharing.citation import cite, cited
 from hub.domain.sharing.consents import check_consent, withdraw_consent
 from hub.domain.sharing.engine import consent_state, decide
 from hub.domain.sharing.facts import (
+    Citation,
     Consent,
     ConsentAlreadyWithdrawn,
     ConsentProblem,
+    ConsentRefusal,
     ConsentState,
     Decision,
     DecisionMaker,
@@ -40,9 +43,11 @@ __all__ = [
     "BASIS_LABELS",
     "REASON_TEXTS",
     "REMEDY_TEXTS",
+    "Citation",
     "Consent",
     "ConsentAlreadyWithdrawn",
     "ConsentProblem",
+    "ConsentRefusal",
     "ConsentState",
     "Decision",
     "DecisionMaker",
@@ -56,6 +61,8 @@ __all__ = [
     "Remedy",
     "ShareRequest",
     "check_consent",
+    "cite",
+    "cited",
     "consent_state",
     "decide",
     "withdraw_consent",

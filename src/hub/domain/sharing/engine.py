@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from hub.domain.policy import LegalBasis, Policy
+from hub.domain.policy import LegalBasis, Policy, swedish_day
 from hub.domain.sharing.bases import assessment_permits, consent_permits, report_permits
-from hub.domain.sharing.evaluation import NOTHING, Evaluation, make_reason, unique_remedies
+from hub.domain.sharing.evaluation import NOTHING, Evaluation, make_reason, make_remedy, unique_remedies
 from hub.domain.sharing.evaluation import sorted_categories as _cats
-from hub.domain.sharing.facts import Consent, ConsentState, Decision, NecessityAssessment, Reason, ShareRequest
+from hub.domain.sharing.facts import (
+    Consent,
+    ConsentRefusal,
+    ConsentState,
+    Decision,
+    NecessityAssessment,
+    Reason,
+    Remedy,
+    ShareRequest,
+)
 
 
 def consent_state(consent: Consent, at: datetime) -> ConsentState:
@@ -116,6 +126,7 @@ def decide(
     consents: Iterable[Consent],
     assessments: Iterable[NecessityAssessment],
     policy: Policy,
+    refusals: Iterable[ConsentRefusal] = (),
 ) -> Decision:
     """Decide whether a proposed share is lawful under ``policy``, given the facts.
 
@@ -138,7 +149,15 @@ def decide(
     subset and the rest denied, explained and remedied. A fully allowed decision carries the chosen
     basis' reasons only; a denied or partial one carries the reasons of every candidate (the chosen
     one first) and the remedies of all of them.
+
+    The policy applies as it is in force on the Swedish calendar day of ``request.at``
+    (:meth:`Policy.in_force`): a county's dated rule takes effect on its day, for shares made that day.
+
+    ``refusals``: the sender's refused consent requests. While one for this child and purpose stands, a
+    decision that is not fully allowed says so and its remedies point to other bases, never to asking
+    for consent again (:func:`_after_refusal`).
     """
+    policy = policy.in_force(swedish_day(request.at))  # the rules in force on the day of the share
     requested = request.requested_categories
     if not requested:
         return Decision(False, None, None, (), (), (make_reason("no-categories-requested", None, None),))
@@ -154,7 +173,50 @@ def decide(
             (_success_reason(best, best_permitted),),
             basis_visible=best[3],
         )
-    return _explained_decision(candidates, best, best_permitted, request, policy, requested)
+    decision = _explained_decision(candidates, best, best_permitted, request, policy, requested)
+    return _after_refusal(decision, request, refusals, policy)
+
+
+# Remedies that ask the guardians or the child for a consent (again): not offered while a refusal stands.
+_ASKING_FOR_CONSENT = frozenset(
+    {
+        "record-consent",
+        "new-consent",
+        "renew-consent",
+        "consent-within-max-duration",
+        "consent-covering-sender",
+        "consent-covering-recipient",
+        "consent-covering-purpose",
+        "consent-covering-categories",
+        "consent-from-second-guardian",
+        "consent-from-guardian",
+        "child-consent",
+    }
+)
+
+
+def _after_refusal(
+    decision: Decision, request: ShareRequest, refusals: Iterable[ConsentRefusal], policy: Policy
+) -> Decision:
+    """``decision`` as it stands after the sender's latest refusal for this child and purpose: the refusal
+    as a reason, the remedies that would ask for consent again dropped, and one pointing to other bases."""
+    stands = timedelta(days=policy.consent_refusal_stands_days)
+    standing = [
+        r
+        for r in refusals
+        if r.child_pseudonym == request.child_pseudonym
+        and r.organisation_id == request.from_party.organisation_id
+        and request.purpose in r.purposes
+        and r.refused_at <= request.at < r.refused_at + stands
+    ]
+    if not standing:
+        return decision
+    latest = max(standing, key=lambda r: r.refused_at)
+    ask_again_from = swedish_day(latest.refused_at + stands).isoformat()
+    reason = make_reason("consent-refused", "consent", None, purpose=request.purpose, refused_at=latest.refused_at)
+    remedies: tuple[Remedy, ...] = tuple(r for r in decision.remedies if r.code not in _ASKING_FOR_CONSENT)
+    remedies = (*remedies, make_remedy("basis-other-than-consent", ask_again_from=ask_again_from))
+    return dataclasses.replace(decision, reasons=(*decision.reasons, reason), remedies=remedies)
 
 
 def _screen(

@@ -3,8 +3,10 @@ its outcomes (decisions, reasons, remedies)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from functools import cached_property
 from typing import Any, Literal
 
@@ -136,6 +138,20 @@ class Consent(BaseModel):
         return copied
 
 
+class ConsentRefusal(BaseModel):
+    """A consent request an organisation made that a guardian or the child refused
+    (:mod:`hub.domain.sharing.requests`): while it stands (``Policy.consent_refusal_stands_days``) the
+    engine points that organisation to other bases for the purposes it asked, not to asking again."""
+
+    model_config = _MODEL
+
+    id: str = Field(min_length=1)
+    child_pseudonym: str = Field(min_length=1)
+    organisation_id: str = Field(min_length=1)
+    purposes: frozenset[str]
+    refused_at: AwareDatetime
+
+
 @dataclass(frozen=True, slots=True)
 class GrantorAgreement:
     """Derived from a consent's grantors: per agreeing guardian (by reference order) the categories they
@@ -226,6 +242,35 @@ class Remedy:
 
 
 @dataclass(frozen=True, slots=True)
+class Citation:
+    """The statute a decision rests on, as cited on the day of the decision.
+
+    ``statute_id`` is the vocabulary's id of the reference (None for an undated version-1 basis);
+    ``valid_from``/``valid_until`` its period; ``provision_verified`` false when neither the vocabulary
+    nor the county has confirmed the chapter and section; ``provision_source`` where the county did
+    (None: the text is the vocabulary's)."""
+
+    legal_basis: str
+    vocabulary: str
+    vocabulary_version: str
+    statute_id: str | None
+    sv: str
+    en: str
+    valid_from: date | None
+    valid_until: date | None
+    provision_verified: bool
+    provision_source: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        """The citation as the decision row and its audit entry keep it (dates as ISO strings)."""
+        data = dataclasses.asdict(self)
+        for key in ("valid_from", "valid_until"):
+            value = data[key]
+            data[key] = None if value is None else value.isoformat()
+        return data
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The outcome of :func:`decide`.
 
@@ -233,8 +278,9 @@ class Decision:
     ``basis_reference`` (consent or assessment id, ``None`` for a report of concern) name the single basis
     used and ``permitted_categories`` is exactly what may travel. ``denied_categories`` is the rest of the
     request. ``reasons`` explain the outcome (the chosen basis first); ``remedies`` list what would make
-    the denied part lawful (empty when everything requested is permitted). All tuples are sorted or in a
-    deterministic order: the same facts always give an equal decision.
+    the denied part lawful (empty when everything requested is permitted); ``citation`` the statute the
+    basis rested on that day, once the service has cited it (:func:`hub.domain.sharing.citation.cited`).
+    All tuples are sorted or in a deterministic order: the same facts always give an equal decision.
 
     ``basis_visible`` is false when the basis is a consent the sender may not see (another organisation
     recorded it and it names the sender by type only): ``basis_reference`` is then kept for the record
@@ -248,6 +294,7 @@ class Decision:
     reasons: tuple[Reason, ...]
     remedies: tuple[Remedy, ...] = ()
     basis_visible: bool = True
+    citation: Citation | None = None  # the statute in force on the day (hub.domain.sharing.citation)
 
     @property
     def shown_reference(self) -> str | None:

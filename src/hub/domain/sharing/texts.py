@@ -128,6 +128,22 @@ REASON_TEXTS: dict[str, tuple[str, str]] = {
         "Policyn tillåter aldrig att {basis_sv} omfattar: {categories}.",
         "The policy never lets {basis_en} carry: {categories}.",
     ),
+    "statute-cited": (
+        "Grunden ({basis_sv}) vilar på {statute_sv} (rättsliga grunder, version {version}).",
+        "The basis ({basis_en}) rests on {statute_en} (legal bases, version {version}).",
+    ),
+    "statute-cited-provision-unconfirmed": (
+        "Grunden ({basis_sv}) vilar på {statute_sv} (rättsliga grunder, version {version}); kapitel och "
+        "paragraf är inte bekräftade i hubbens källor och anges inte.",
+        "The basis ({basis_en}) rests on {statute_en} (legal bases, version {version}); the chapter and "
+        "section are not confirmed in the hub's sources and are not given.",
+    ),
+    "consent-refused": (
+        "Vårdnadshavare eller barnet avböjde samtycke till ändamålet {purpose} {refused_at} (er begäran); "
+        "att fråga igen direkt är inte en väg framåt.",
+        "A guardian or the child refused consent for the purpose {purpose} at {refused_at} (your request); "
+        "asking again at once is not a way forward.",
+    ),
     "categories-denied": (
         "Följande kategorier får inte delas: {categories}.",
         "These categories may not be shared: {categories}.",
@@ -246,6 +262,14 @@ REMEDY_TEXTS: dict[str, tuple[str, str]] = {
     "report-to-allowed-recipient-type": (
         "Skicka orosanmälan till en mottagare av typen: {types}.",
         "Send the report of concern to a recipient of type: {types}.",
+    ),
+    "basis-other-than-consent": (
+        "Samtycke avböjdes: pröva en annan grund. Misstänker ni att barnet far illa gäller anmälningsplikten "
+        "mot socialtjänsten; annars en dokumenterad prövning av nödvändigt utlämnande. Ny begäran om samtycke "
+        "tidigast {ask_again_from}.",
+        "Consent was refused: consider another basis. If you suspect the child is being harmed, the duty to "
+        "report concern to social services applies; otherwise a recorded necessity assessment. A new request "
+        "for consent not before {ask_again_from}.",
     ),
     "recorded-necessity-assessment": (
         "En dokumenterad prövning av nödvändigt utlämnande hos avsändaren för denna mottagare (vem som "

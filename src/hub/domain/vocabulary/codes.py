@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -71,14 +73,65 @@ class OrganisationTypesDoc(CodeSystemBase):
         return [c.entry({"sector": c.sector}) for c in self.concept]
 
 
-class LegalBasis(Concept):
-    """A legal basis for sharing, with its statute and what it demands of the share."""
+class StatuteReference(_Frozen):
+    """One statute a legal basis rests on, and the days it is in force: from ``valid_from`` (inclusive,
+    Swedish calendar) until ``valid_until`` (exclusive; None: still in force). ``sources`` say where the
+    reference was checked. ``provision_verified`` false: the act and its date are confirmed but not the
+    chapter and section, so the citation names the act only, and a county may supply the provision
+    through its policy (``Policy.statute_provisions``) once its lawyers have confirmed it."""
 
-    statute: LocalizedText
+    id: Code
+    citation: LocalizedText
+    valid_from: date
+    valid_until: date | None = None
+    sources: tuple[str, ...] = Field(min_length=1)
+    provision_verified: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> StatuteReference:
+        if self.valid_until is not None and self.valid_until <= self.valid_from:
+            raise ValueError(f"statute {self.id}: valid_until must be after valid_from")
+        return self
+
+    def in_force(self, day: date) -> bool:
+        return self.valid_from <= day and (self.valid_until is None or day < self.valid_until)
+
+    def label(self) -> LocalizedText:
+        """The citation with its period, as the FHIR CodeSystem's ``statute`` property shows it."""
+        until = "" if self.valid_until is None else self.valid_until.isoformat()
+        return LocalizedText(
+            sv=f"{self.citation.sv} (gäller {self.valid_from.isoformat()}–{until})",
+            en=f"{self.citation.en} (in force {self.valid_from.isoformat()}–{until})",
+        )
+
+
+class LegalBasis(Concept):
+    """A legal basis for sharing, with its statute and what it demands of the share.
+
+    Version 1 of ``legal-bases`` carries one undated ``statute`` per basis; from version 2 each basis
+    carries ``statutes``, dated, none overlapping, so a decision cites the one in force on its day."""
+
+    statute: LocalizedText | None = None
+    statutes: tuple[StatuteReference, ...] = ()
     breaks_secrecy: bool
     requires_consent: bool
     requires_recorded_assessment: bool
     recipient_organisation_types: tuple[Code, ...] = ()
+
+    @model_validator(mode="after")
+    def _check_statutes(self) -> LegalBasis:
+        if (self.statute is None) == (not self.statutes):
+            raise ValueError(f"legal basis {self.code}: give either 'statute' (undated) or 'statutes' (dated)")
+        _unique([s.id for s in self.statutes], "statute")
+        ordered = sorted(self.statutes, key=lambda s: s.valid_from)
+        for before, after in pairwise(ordered):
+            if before.valid_until is None or before.valid_until > after.valid_from:
+                raise ValueError(f"legal basis {self.code}: statutes {before.id} and {after.id} overlap")
+        return self
+
+    def statute_at(self, day: date) -> StatuteReference | None:
+        """The dated statute reference in force on ``day``; None when none is (or the basis is undated)."""
+        return next((s for s in self.statutes if s.in_force(day)), None)
 
 
 class LegalBasesDoc(CodeSystemBase):
@@ -92,11 +145,14 @@ class LegalBasesDoc(CodeSystemBase):
         _unique([c.code for c in self.concept], "concept")
         return self
 
+    def basis(self, code: str) -> LegalBasis | None:
+        return next((c for c in self.concept if c.code == code), None)
+
     def concepts(self) -> list[ConceptEntry]:
         return [
             c.entry(
                 {
-                    "statute": c.statute,
+                    "statute": c.statute if c.statute is not None else [s.label() for s in c.statutes],
                     "breaks-secrecy": c.breaks_secrecy,
                     "requires-consent": c.requires_consent,
                     "requires-recorded-assessment": c.requires_recorded_assessment,

@@ -124,7 +124,8 @@ async def recheck(
     one commit), so the sender's audit chain is locked only while that statement runs, and only when the
     outcome changed (module docstring)."""
     hub_actor = Actor(
-        Principal(subject="hub:delivery", organisation_id=row.sender_organisation, roles=frozenset({Role.SYSTEM}))
+        Principal(subject="hub:delivery", organisation_id=row.sender_organisation, roles=frozenset({Role.SYSTEM})),
+        now=runtime.clock(),  # the law and policy in force when the hub delivers
     )
 
     def changed(decision: Decision) -> bool:

@@ -28,7 +28,7 @@ from hub.services.referrals.draft import ReferralDraft, hash_request, validate_d
 from hub.services.referrals.transitions import event_row
 
 # decide_share's own steps, shared so that a referral decides exactly as POST /v1/sharing-decisions does.
-from hub.services.sharing import decide_on_facts, explanation
+from hub.services.sharing import decide_on_facts, explanation, legal_bases
 
 
 @dataclass(frozen=True)
@@ -339,6 +339,7 @@ def _decide(
         legal_basis=draft.legal_basis,
         basis_reference=draft.basis_reference,
         policy=runtime.policy,
+        legal_bases=legal_bases(runtime.vocabulary),
         decision_id=decision_id,
         dry_run=False,
         limits=rate_limits.for_runtime(runtime),  # every referral attempt counts, as a dry run does
