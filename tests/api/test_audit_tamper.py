@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -188,3 +189,48 @@ async def test_a_forged_checkpoint_file_is_refused(audited, settings: Settings, 
     assert code == 1 and "does not carry a valid signature" in out, out
     code, out = await hub(settings, "audit", "verify", "--checkpoint", str(kept), "--key-id", "0" * 16)
     assert code == 1 and "not " + "0" * 16 in out, out
+
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+VERIFIER = DOC.split("```python\n", 1)[1].split("```", 1)[0]
+EXPORT = (
+    "select l.seq, l.entry_id, e.canonical from audit_leaf l join audit_event e on e.id = l.entry_id order by l.seq"
+)
+
+
+async def documented_verifier(settings: Settings, directory: Path) -> tuple[int, str]:
+    """docs/audit.md's export and its Python verifier, run as an external auditor would."""
+    assert settings.database_url is not None
+    dsn = settings.database_url.get_secret_value().replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.copy_from_query(EXPORT, output=str(directory / "log.csv"), format="csv")
+    finally:
+        await conn.close()
+    (directory / "verify_log.py").write_text(VERIFIER)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "verify_log.py",
+        "checkpoint.json",
+        "log.csv",
+        cwd=directory,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+@pytest.mark.parametrize("attack", [_truncate, _rehash, _reorder], ids=["truncated", "rehashed", "reordered"])
+async def test_the_documented_verifier_needs_no_hub_code(
+    audited, runtime: Runtime, owner_runtime: Runtime, settings: Settings, tmp_path: Path, attack
+) -> None:  # type: ignore[no-untyped-def]
+    checkpoint = (await seal_all(runtime.engine, runtime.settings, checkpoint=True)).checkpoint
+    assert checkpoint is not None
+    (tmp_path / "checkpoint.json").write_text(json.dumps(checkpoint.to_json()))
+    code, out = await documented_verifier(settings, tmp_path)
+    assert code == 0 and out.strip() == "intact", out
+
+    await attack(owner_runtime)
+    code, out = await documented_verifier(settings, tmp_path)
+    assert code == 1 and ("BROKEN" in out or "entries were removed" in out), out
