@@ -8,18 +8,15 @@ straight into the tables as the owner (``generate_series``), then times the seal
 --checkpoint``'s work (``hub.services.audit_verify``: every leaf recomputed from its entry, the tree from
 the leaves, the indexed columns against the hashed content) — with the hub not running.
 
-Before issue #11:
-
-The audit trail is one hash chain per partition (the acting organisation). Appending an entry advances
-the partition's row in ``audit_chain_head``, which stays row-locked until the transaction commits: two
-appends to the same chain are serial, appends to different chains are not. This benchmark drives the
-hub's own statements (``hub.db.audit`` / ``hub.db.lawful``) on a fresh embedded PostgreSQL from
+Before issue #11 the audit trail was one hash chain per partition (the acting organisation): appending
+an entry advanced the partition's row in ``audit_chain_head``, row-locked until the transaction committed,
+so two appends to the same chain were serial (run this file from a tree of that time to see it). This
+benchmark drives the hub's own statements (``hub.db.audit`` / ``hub.db.lawful``) on a fresh embedded PostgreSQL from
 ``--clients`` asyncpg connections in a closed loop and prints statements per second:
 
 * ``append``: one audit append per statement (autocommit), all clients on 1 chain vs spread over many;
 * ``append-gap``: the same in an explicit transaction with ``--gap-ms`` of application time between the
-  append and COMMIT, the lock being held meanwhile: what a request that appends and then does more
-  work before committing costs its organisation's chain;
+  append and COMMIT (before issue #11 the chain head's lock was held meanwhile);
 * ``decision``: the sharing decision's write as the hub does it (the decision row and its audit entry
   in one statement) vs the decision row alone, i.e. the audit append's own cost in the decision path.
 
