@@ -15,7 +15,7 @@ old chains still verify, and new entries leave those columns empty. The leaf has
 ``sha256(0x01 || left || right)``, as ``hub.domain.merkle`` computes them as of this revision.
 
 Revision ID: 0011
-Revises: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
