@@ -4,8 +4,9 @@ consistency proofs an auditor checks with nothing but hashlib and an Ed25519 ver
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.domain.merkle import verify_consistency, verify_inclusion
+from hub.main import create_app
 from hub.runtime import Runtime
 from hub.services.audit_sealer import seal_all
 from tests.api.test_auth_and_problems import assert_problem
@@ -20,6 +22,17 @@ from tests.api.test_lawful_sharing_http import ask, record_consent
 
 Auth = Callable[..., dict[str, str]]
 ORG, OTHER, REGIONAL = "nora-elevhalsa", "orebro-grundskola", "region-samordning"
+
+
+@pytest.fixture
+async def client(db: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """An app of its own (so sharing-limit counters of its own) with limits above what these tests ask:
+    they ask about one child many times in a few seconds."""
+    tuned = dataclasses.replace(db, settings=db.settings.model_copy(update={"sharing_limit_per_child": 10_000}))
+    app = create_app(runtime=tuned)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as c:
+            yield c
 
 
 @pytest.fixture

@@ -5,23 +5,38 @@ recomputed to match."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from hub.config import Settings
 from hub.domain.merkle import Frontier, leaf_hash
+from hub.main import create_app
 from hub.runtime import Runtime
 from hub.services.audit_sealer import seal_all
 from tests.api.test_lawful_sharing_http import ask, record_consent
 
 HUB = Path(sys.executable).with_name("hub")
+
+
+@pytest.fixture
+async def client(db: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """An app of its own (so sharing-limit counters of its own) with limits above what these tests ask:
+    they ask about one child many times in a few seconds."""
+    tuned = dataclasses.replace(db, settings=db.settings.model_copy(update={"sharing_limit_per_child": 10_000}))
+    app = create_app(runtime=tuned)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as c:
+            yield c
 
 
 async def hub(settings: Settings, *args: str) -> tuple[int, str]:
