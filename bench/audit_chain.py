@@ -1,15 +1,22 @@
-"""Benchmark: the audit chain's cost, at the database (no HTTP, no web framework).
+"""Benchmark: the audit trail's cost, at the database (no HTTP, no web framework).
 
-The audit trail is one hash chain per partition (the acting organisation). Appending an entry advances
-the partition's row in ``audit_chain_head``, which stays row-locked until the transaction commits: two
-appends to the same chain are serial, appends to different chains are not. This benchmark drives the
-hub's own statements (``hub.db.audit`` / ``hub.db.lawful``) on a fresh embedded PostgreSQL from
+Since issue #11 an append is a plain insert queued for the sealer (``hub.db.audit``); the ``append`` cases
+below measure it "on 1 chain" (one organisation) and "on a chain each" as before, to show that one
+organisation no longer waits for itself. The ``log`` case loads ``--entries`` (default 10,000,000) entries
+straight into the tables as the owner (``generate_series``), then times the sealer sealing them all
+(``hub.services.audit_sealer``), a signed checkpoint of the whole log, and ``hub audit verify
+--checkpoint``'s work (``hub.services.audit_verify``: every leaf recomputed from its entry, the tree from
+the leaves, the indexed columns against the hashed content) — with the hub not running.
+
+Before issue #11 the audit trail was one hash chain per partition (the acting organisation): appending
+an entry advanced the partition's row in ``audit_chain_head``, row-locked until the transaction committed,
+so two appends to the same chain were serial (run this file from a tree of that time to see it). This
+benchmark drives the hub's own statements (``hub.db.audit`` / ``hub.db.lawful``) on a fresh embedded PostgreSQL from
 ``--clients`` asyncpg connections in a closed loop and prints statements per second:
 
 * ``append``: one audit append per statement (autocommit), all clients on 1 chain vs spread over many;
 * ``append-gap``: the same in an explicit transaction with ``--gap-ms`` of application time between the
-  append and COMMIT, the lock being held meanwhile: what a request that appends and then does more
-  work before committing costs its organisation's chain;
+  append and COMMIT (before issue #11 the chain head's lock was held meanwhile);
 * ``decision``: the sharing decision's write as the hub does it (the decision row and its audit entry
   in one statement) vs the decision row alone, i.e. the audit append's own cost in the decision path.
 
@@ -18,6 +25,7 @@ chain of its own (as many organisations). The figures include this process's own
 entry's canonical JSON, as the hub does) competing with PostgreSQL for the same cores.
 
     python -m bench audit [--seconds 3] [--clients 1,8,32] [--gap-ms 1] [--cases append,append-gap,decision]
+    python -m bench audit --cases log [--entries 10000000]
 """
 
 from __future__ import annotations
@@ -205,6 +213,81 @@ class Database:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+LOG_CHUNK = 1_000_000
+_GENERATE = """
+    insert into audit_event (partition, canonical, occurred_at, action, outcome, actor_organisation,
+                             counterpart_organisation, child_pseudonym, legal_basis, decision_id, request_id)
+    select org, jsonb_build_object(
+               'occurred_at', at, 'action', 'sharing-decision', 'outcome', '0', 'actor_subject', 'dev:' || org,
+               'actor_organisation', org, 'actor_roles', jsonb_build_array('system'),
+               'counterpart_organisation', 'region-bup', 'child_pseudonym', child, 'legal_basis', 'consent',
+               'decision_id', decision, 'request_id', request, 'entity_type', null, 'entity_id', null,
+               'purpose', 'remiss', 'details', jsonb_build_object('dry_run', false))::text,
+           at, 'sharing-decision', '0', org, 'region-bup', child, 'consent', decision, request
+    from (select 'org-' || lpad((g % 12)::text, 3, '0') as org,
+                 timestamptz '2026-01-01 00:00:00+00' + g * interval '3 seconds' as at,
+                 'k1:' || md5(g::text) || md5((g % 50000)::text) as child,
+                 md5('decision' || g) as decision, md5('request' || g) as request
+          from generate_series($1::bigint, $2::bigint) as g) as s
+"""
+
+
+async def _load_entries(dsn: str, entries: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for start in range(0, entries, LOG_CHUNK):
+            await conn.execute(_GENERATE, start, min(start + LOG_CHUNK, entries) - 1)
+        await conn.execute("insert into audit_pending (entry_id) select id from audit_event")
+        await conn.execute("vacuum analyze audit_event")
+        await conn.execute("vacuum analyze audit_pending")
+    finally:
+        await conn.close()
+
+
+async def _log_case(db: Database, entries: int) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.config import Settings
+    from hub.keys import audit_signer
+    from hub.services.audit_sealer import seal_round
+    from hub.services.audit_verify import verify_log
+
+    started = time.perf_counter()
+    await _load_entries(db.dsn, entries)
+    print(f"  loaded {entries:,} entries as the owner in {time.perf_counter() - started:,.1f} s")
+    settings = Settings(dev_mode=True, data_dir=db.tmp, audit_seal_batch_size=50_000)
+    signer = audit_signer(settings)
+    engine = create_async_engine(db.dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    try:
+        started, cpu = time.perf_counter(), time.process_time()
+        sealed = 0
+        while (done := await seal_round(engine, signer, settings, checkpoint=False)).sealed:
+            sealed += done.sealed
+            if sealed % LOG_CHUNK < done.sealed:  # a line per million: a rate even from a run cut short
+                print(f"    {sealed:,} sealed, {sealed / (time.perf_counter() - started):,.0f} entries/s", flush=True)
+        seconds = time.perf_counter() - started
+        print(
+            f"  sealed {sealed:,} entries in batches of 50,000: {seconds:,.1f} s = {sealed / seconds:,.0f} entries/s "
+            f"(the sealer's process {time.process_time() - cpu:,.1f} CPU s)"
+        )
+        started = time.perf_counter()
+        checkpoint = (await seal_round(engine, signer, settings, checkpoint=True)).checkpoint
+        assert checkpoint is not None
+        print(
+            f"  signed checkpoint of {checkpoint.head.size:,} entries: {(time.perf_counter() - started) * 1000:,.1f} ms"
+        )
+        started, cpu = time.perf_counter(), time.process_time()
+        report = await verify_log(engine, external=checkpoint)
+        seconds = time.perf_counter() - started
+        state = "intact" if report.intact else "BROKEN: " + "; ".join(report.problems)
+        print(
+            f"  verified against it ({state}): {seconds:,.1f} s = {report.sealed / seconds:,.0f} entries/s "
+            f"(the verifier's process {time.process_time() - cpu:,.1f} CPU s)"
+        )
+    finally:
+        await engine.dispose()
+
+
 def _row(name: str, rate: float, cpu: tuple[float, float, float], seconds: float) -> str:
     db_cpu, own_cpu, other_cpu = (c / seconds for c in cpu)
     return (
@@ -221,9 +304,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,8,32", help="comma-separated connection counts (default 1,8,32)")
     parser.add_argument("--gap-ms", type=float, default=1.0, help="append-gap: ms before COMMIT (default 1)")
     parser.add_argument("--cases", default="append,append-gap,decision", help="which cases (default all)")
+    parser.add_argument("--entries", type=int, default=10_000_000, help="log: entries to load (default 10M)")
     args = parser.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",") if c.strip()]
     cases = {c.strip() for c in args.cases.split(",")}
+    if "log" in cases:
+        print(f"Audit log of {args.entries:,} entries: seal, checkpoint, verify (hub not running)")
+        loop = new_event_loop()
+        try:
+            with Database() as db:
+                loop.run_until_complete(_log_case(db, args.entries))
+        finally:
+            loop.close()
+        cases.discard("log")
+        if not cases:
+            return 0
 
     plan: list[tuple[str, Callable[[int], Operation], bool]] = []  # (title, operation, uses chains)
     if "append" in cases:

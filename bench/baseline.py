@@ -3,7 +3,7 @@
 only the two statements a decision makes, and nothing else.
 
 Per request, in one transaction on a pooled asyncpg connection: the referral row, its first event, its
-outbox entry, the sharing decision row and one audit entry (appended to the sender's hash chain with the
+outbox entry, the sharing decision row and one audit entry (appended and queued for the sealer with the
 hub's own statement, ``hub.db.audit.APPEND_CTES`` + ``APPEND_INSERT``), each as the hub's SQL shapes, one
 statement each. No authentication (the sender is read from the token's claims unverified), no decision
 engine, no vocabulary checks, no encryption (the body is stored as the payload), no idempotency lookup.
@@ -41,7 +41,6 @@ from bench.server import HubUnderTest, pythonpath
 from hub.db import audit as audit_db
 from hub.db import lawful
 from hub.db.engine import Statement
-from hub.domain.audit import genesis_hash
 
 REFERRAL = Statement(
     """
@@ -83,10 +82,9 @@ AUDIT = Statement("with " + audit_db.APPEND_CTES + audit_db.APPEND_INSERT)
 def _audit(
     sender: str, recipient: str, child: str, decision_id: uuid.UUID, canonical: str, now: datetime, action: str
 ) -> dict[str, Any]:
-    """The bind parameters of the hub's chain append (``hub.db.audit.append_params``) for one entry."""
+    """The bind parameters of the hub's audit append (``hub.db.audit.append_params``) for one entry."""
     return {
         "partition": sender,
-        "genesis": genesis_hash(sender),
         "canonical": canonical,
         "occurred_at": now,
         "action": action,
@@ -265,7 +263,7 @@ def yardstick(*, workers: int, pool_size: int = 20) -> HubUnderTest:
     return HubUnderTest(workers=workers, extra_env=env, command=[sys.executable, "-m", "bench.baseline"])
 
 
-def _serve_one(host: str, port: int) -> None:
+def _serve_one(host: str, port: int, app: str = "bench.baseline:create_app") -> None:
     """One worker process: its own listening socket on the shared port (SO_REUSEPORT), like ``hub serve``."""
     import uvicorn
 
@@ -273,23 +271,25 @@ def _serve_one(host: str, port: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    config = uvicorn.Config(
-        "bench.baseline:create_app", factory=True, host=host, port=port, log_level="warning", access_log=False
-    )
+    config = uvicorn.Config(app, factory=True, host=host, port=port, log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve as ``hub serve --workers N`` does: N processes, each listening on the port (SO_REUSEPORT), so
-    the kernel spreads the clients' connections over them; until SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__.splitlines()[0])
+    return serve_main(argv, "bench.baseline:create_app", __doc__ or "")
+
+
+def serve_main(argv: Sequence[str] | None, app: str, doc: str) -> int:
+    """Serve ``app`` as ``hub serve --workers N`` does: N processes, each listening on the port
+    (SO_REUSEPORT), so the kernel spreads the clients' connections over them; until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m " + app.split(":")[0], description=doc.splitlines()[0])
     parser.add_argument("command", choices=["serve"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     spawn = multiprocessing.get_context("spawn")
-    processes = [spawn.Process(target=_serve_one, args=(args.host, args.port)) for _ in range(args.workers)]
+    processes = [spawn.Process(target=_serve_one, args=(args.host, args.port, app)) for _ in range(args.workers)]
     stop: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, _frame: stop.append(signum))

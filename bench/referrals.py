@@ -9,15 +9,20 @@ generator (``bench.load``): every request is a new referral with its own ``Idemp
 like ``tests/referrals/helpers.py::referral_body()``. It prints throughput, p50/p90/p99 latency with the
 concurrency of each, and where the CPU went.
 
-In the same run it starts the minimal FastAPI + asyncpg service of ``bench.baseline`` (the same five
-inserts, nothing else) the same way, on its own fresh database, measures it at 32 clients and prints the
-hub's throughput as a share of it.
+In the same run it starts two yardsticks the same way, each on its own fresh database, measures them at 32
+clients and prints the hub's throughput as a share of each, with CPU per request beside req/s: the hub's own
+statements without the hub's work around them (``bench.baseline``: the same five inserts, nothing else), and
+a truly minimal FastAPI + asyncpg service doing three plain inserts per POST — referral, event, outbox; no
+audit, no triggers (``bench.baseline_minimal``).
 
 Targets: ≥ 1,000 referrals/s at 32 concurrent clients; p99 ≤ 25 ms at 8 concurrent clients; the hub at
-≥ 40 % of the minimal service's throughput.
+≥ 40 % of the hub-statements yardstick and ≥ 50 % of the minimal service (issue #11); one sending
+organisation ≥ 90 % of twelve at 32 clients (issue #11: with ``--senders 1``, the default, 32 clients are
+measured again spread over twelve senders and then on one again, and the one-sender mean compared).
 
-With ``--senders N`` the clients are spread over N elevhälsa units (N audit chains: each sender's
-entries form one hash chain, appended under a row lock); the default, 1, is the hardest case.
+With ``--senders N`` the clients are spread over N elevhälsa units. Before issue #11 each sender's audit
+entries formed a hash chain appended under a row lock, so one sender was the hardest case; now appends are
+plain inserts sealed off the request path.
 
     python -m bench referrals [--seconds 5] [--warmup 2] [--concurrency 1,8,32] [--workers 2]
                               [--senders 1] [--children 1] [--pool-size 20] [--no-baseline]
@@ -37,12 +42,16 @@ import asyncpg
 
 from bench import load, machine
 from bench.baseline import yardstick
+from bench.baseline_minimal import COUNT as MINIMAL_COUNT
+from bench.baseline_minimal import minimal_service
 from bench.server import CpuMeter, HubUnderTest, personal_identity_number
 from bench.sharing import measure
 
 TARGET_THROUGHPUT = 1_000  # referrals/s at 32 clients
 TARGET_P99_MS = 25.0  # at 8 clients
-TARGET_SHARE_OF_BASELINE = 0.40  # of the minimal FastAPI + asyncpg service, at 32 clients
+TARGET_SHARE_OF_BASELINE = 0.40  # of the hub-statements yardstick (bench.baseline), at 32 clients
+TARGET_SHARE_OF_MINIMAL = 0.50  # of the three-insert minimal service (bench.baseline_minimal), at 32 clients
+TARGET_ONE_SENDER_SHARE = 0.90  # one sending organisation's throughput of twelve's, at 32 clients
 RECEIVER = "region-bup"
 MUNICIPALITIES = [
     "nora", "orebro", "kumla", "askersund", "degerfors", "hallsberg",
@@ -228,6 +237,14 @@ async def _counts(url: str) -> dict[str, int]:
         await conn.close()
 
 
+async def _count(url: str, sql: str) -> int:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
 def other_cores(meter: CpuMeter, result: load.LoadResult) -> float:
     """Cores that processes other than the server, PostgreSQL and the generator used in the window."""
     (h0, p0, s0), (h1, p1, s1) = meter.readings["start"], meter.readings["end"]
@@ -241,14 +258,15 @@ def measure_quiet(
     concurrency: int,
     args: argparse.Namespace,
     label: str = "",
+    count_sql: str = "select count(*) from referral",
 ) -> tuple[load.LoadResult, CpuMeter]:
     """``bench.sharing.measure``, again (up to ``--attempts`` in all) while other processes on the machine
     used more than ``--max-other`` cores in the window: a shared two-core machine is not always quiet.
     ``requests()`` makes each attempt's requests (new Idempotency-Keys every time)."""
     for attempt in range(1, args.attempts + 1):
-        before = asyncio.run(_counts(server.url))["referrals"]
+        before = asyncio.run(_count(server.owner_url, count_sql))
         result, meter = measure(server, requests(), concurrency, seconds=args.seconds, warmup=args.warmup)
-        written = asyncio.run(_counts(server.url))["referrals"] - before
+        written = asyncio.run(_count(server.owner_url, count_sql)) - before
         if written < result.completed - result.errors:
             raise RuntimeError(f"{result.completed} requests wrote only {written} referrals: replays?")
         other = other_cores(meter, result)
@@ -264,6 +282,12 @@ def measure_quiet(
 def report(result: load.LoadResult, meter: CpuMeter, seconds: float) -> None:
     print(result.summary())
     print("  " + meter.line(seconds, result.generator_cpu_seconds))
+    (h0, p0, _), (h1, p1, _) = meter.readings["start"], meter.readings["end"]
+    done = max(1, result.completed)
+    print(
+        f"  {result.throughput:,.0f} req/s; CPU per request: server {(h1 - h0) * 1000 / done:.2f} ms, "
+        f"postgres {(p1 - p0) * 1000 / done:.2f} ms"
+    )
     if result.errors:
         print(f"  first error: {result.first_error}")
 
@@ -292,19 +316,68 @@ def measure_baseline(args: argparse.Namespace, concurrencies: Sequence[int]) -> 
     return results
 
 
+def measure_minimal(args: argparse.Namespace, concurrencies: Sequence[int]) -> dict[int, load.LoadResult]:
+    """The three-insert minimal service (``bench.baseline_minimal``) on its own fresh database, same way."""
+    results: dict[int, load.LoadResult] = {}
+    with minimal_service(workers=args.workers, pool_size=args.pool_size or 20) as base:
+        tokens = [base.token(s, "system") for s in SENDERS[: args.senders]]
+        pins = children(args.children)
+        for c in concurrencies:
+            result, meter = measure_quiet(
+                base,
+                lambda: referral_requests(f"{base.host}:{base.port}", tokens, pins, tag="m"),
+                c,
+                args,
+                "minimal service: ",
+                count_sql=MINIMAL_COUNT,
+            )
+            print("minimal FastAPI + asyncpg, three plain inserts: ", end="")
+            report(result, meter, args.seconds)
+            results[c] = result
+    return results
+
+
+def compare_senders(hub: HubUnderTest, args: argparse.Namespace, first: load.LoadResult) -> bool:
+    """32 clients spread over twelve senders, then on one sender again (alternating with the first run):
+    one sender's mean as a share of twelve's. True when the target is met."""
+    pins = children(args.children)
+    runs: dict[int, list[float]] = {1: [first.throughput], len(SENDERS): []}
+    for senders in (len(SENDERS), 1):
+        tokens = [hub.token(org, "system") for org in SENDERS[:senders]]
+        result, meter = measure_quiet(
+            hub,
+            lambda tokens=tokens, senders=senders: referral_requests(
+                f"{hub.host}:{hub.port}", tokens, pins, tag=f"s{senders}"
+            ),
+            32,
+            args,
+        )
+        print(f"{senders} sender(s): ", end="")
+        report(result, meter, args.seconds)
+        runs[senders].append(result.throughput)
+    one, twelve = sum(runs[1]) / len(runs[1]), runs[len(SENDERS)][0]
+    met = one >= TARGET_ONE_SENDER_SHARE * twelve
+    print(
+        f"one sender / twelve senders at 32 clients: {one:,.0f} (mean of {len(runs[1])} runs) / {twelve:,.0f} "
+        f"referrals/s = {one / twelve:.0%} (target ≥ {TARGET_ONE_SENDER_SHARE:.0%}: {'met' if met else 'NOT met'})"
+    )
+    return met
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench referrals", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per concurrency (default 5)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each (default 2)")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts (default 1,8,32)")
     parser.add_argument("--workers", type=int, default=2, help="hub serve --workers (default 2)")
-    parser.add_argument("--senders", type=int, default=1, help="sending elevhälsa units = audit chains (default 1)")
+    parser.add_argument("--senders", type=int, default=1, help="sending elevhälsa units (default 1)")
     parser.add_argument(
         "--children", type=int, default=100, help="benchmark children, one consent each, in turn (default 100)"
     )
     parser.add_argument("--pool-size", type=int, default=20, help="HUB_DATABASE_POOL_SIZE per worker (default 20)")
     parser.add_argument("--max-overflow", type=int, default=10, help="HUB_DATABASE_MAX_OVERFLOW (default 10)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the minimal FastAPI + asyncpg service")
+    parser.add_argument("--no-baseline", action="store_true", help="skip both yardsticks")
+    parser.add_argument("--no-sender-comparison", action="store_true", help="skip one sender vs twelve at 32")
     parser.add_argument(
         "--baseline-concurrency", default="32", help="client counts for the minimal service (default 32)"
     )
@@ -339,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"POST /v1/referrals over HTTP/1.1 keep-alive on loopback; hub serve --workers {args.workers}, "
         f"HUB_DATABASE_POOL_SIZE={args.pool_size}, HUB_DATABASE_MAX_OVERFLOW={args.max_overflow}, "
         "in-process delivery worker off; embedded PostgreSQL; "
-        f"{args.senders} sending organisation(s) = {args.senders} audit chain(s); {args.children} child(ren), "
+        f"{args.senders} sending organisation(s); {args.children} child(ren), "
         f"one consent each; receiver's endpoint: mailbox; every request a new referral (own Idempotency-Key); "
         f"closed loop, {args.warmup:g} s warm-up + {args.seconds:g} s measured"
     )
@@ -376,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 met = result.percentile(99) * 1000 <= TARGET_P99_MS
                 ok &= met
                 print(f"  target p99 ≤ {TARGET_P99_MS:g} ms at 8 clients: {'met' if met else 'NOT met'}")
+        if args.senders == 1 and 32 in hub_results and not args.no_sender_comparison:
+            ok &= compare_senders(hub, args, hub_results[32])
         counts = asyncio.run(_counts(hub.url))
         print(
             f"written: {counts['referrals']:,} referrals, {counts['events']:,} events, {counts['outbox']:,} outbox "
@@ -401,6 +476,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     met = share >= TARGET_SHARE_OF_BASELINE
                     ok &= met
                     line += f" (target ≥ {TARGET_SHARE_OF_BASELINE:.0%}: {'met' if met else 'NOT met'})"
+                print(line)
+        for c, base in measure_minimal(args, baseline_cs).items():
+            if c in hub_results and base.throughput > 0:
+                share = hub_results[c].throughput / base.throughput
+                line = (
+                    f"hub / minimal three-insert service at {c} clients: {hub_results[c].throughput:,.0f} / "
+                    f"{base.throughput:,.0f} referrals/s = {share:.0%}"
+                )
+                if c == 32:
+                    met = share >= TARGET_SHARE_OF_MINIMAL
+                    ok &= met
+                    line += f" (target ≥ {TARGET_SHARE_OF_MINIMAL:.0%}: {'met' if met else 'NOT met'})"
                 print(line)
     return 0 if ok else 1
 

@@ -243,19 +243,21 @@ class HubUnderTest:
             conn.close()
 
     def verify_audit(self) -> str:
-        """Walk every audit chain (as ``hub audit verify``); a line saying it is intact, or raise."""
+        """Seal what is queued and verify the audit log against a fresh checkpoint (as ``hub audit
+        checkpoint`` then ``hub audit verify --checkpoint``); a line saying it is intact, or raise."""
         from hub.runtime import open_runtime
-        from hub.services.audit_log import verify_audit
+        from hub.services.audit_sealer import seal_all
+        from hub.services.audit_verify import LogReport, verify_log
 
-        async def run() -> tuple[int, int, object]:
+        async def run() -> LogReport:
             async with open_runtime(self.settings) as rt:
-                report = await verify_audit(rt.engine)
-                return report.entries, report.partitions, report.broken
+                sealed = await seal_all(rt.engine, rt.settings, checkpoint=True)
+                return await verify_log(rt.engine, external=sealed.checkpoint)
 
-        entries, chains, broken = asyncio.run(run())
-        if broken is not None:
-            raise RuntimeError(f"the audit trail is broken: {broken}")
-        return f"audit trail verified afterwards: {entries:,} entries in {chains} chain(s), intact"
+        report = asyncio.run(run())
+        if not report.intact:
+            raise RuntimeError(f"the audit trail is broken: {report.problems}")
+        return f"audit log verified afterwards against a checkpoint: {report.sealed:,} entries sealed, intact"
 
     # -- where the CPU went --------------------------------------------------------------------------------
     def server_cpu_seconds(self) -> float:

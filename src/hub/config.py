@@ -84,6 +84,19 @@ class Settings(BaseSettings):
     # Days after a referral's last change before its payload and free texts are purged (metadata stays).
     payload_retention_days: int = Field(default=90, ge=1)
 
+    # The audit log's sealer (docs/audit.md): one hub process at a time (an advisory lock) fixes the order
+    # of new audit entries and their Merkle tree every audit_seal_interval_seconds, at most
+    # audit_seal_batch_size entries a transaction, and signs a checkpoint every
+    # audit_checkpoint_interval_seconds when the log grew. The signing key: base64 of a 32-byte Ed25519
+    # private key (dev mode makes one in data_dir); audit_log_origin names the log in every checkpoint.
+    audit_signing_key: SecretStr | None = None
+    audit_log_origin: str = Field(default="hub-audit-log", min_length=1, pattern=r"^[^\n]+$")
+    audit_seal_interval_seconds: float = Field(default=0.5, gt=0)
+    audit_seal_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    audit_checkpoint_interval_seconds: float = Field(default=300.0, gt=0)
+    # Whether `hub serve` and `hub worker` run the sealer (the lock keeps it to one of them at a time).
+    audit_sealer: bool = True
+
     # Delivery: the outbox worker. `hub serve` runs one in-process when serve_runs_worker (default: dev mode).
     serve_runs_worker: bool | None = None
     # Retries: exponential backoff with full jitter from the base, capped, until the attempts run out or the
@@ -181,6 +194,10 @@ class Settings(BaseSettings):
     @property
     def dev_payload_key_file(self) -> Path:
         return self.data_dir / "dev-payload-key"
+
+    @property
+    def dev_audit_signing_key_file(self) -> Path:
+        return self.data_dir / "dev-audit-signing-key"
 
     @property
     def dev_key_file(self) -> Path:

@@ -1,5 +1,5 @@
 """The hub's own keys, read from settings (or made and kept in the data directory in dev mode): the
-pseudonymizer's and the payload cipher's for personal data at rest.
+pseudonymizer's and the payload cipher's for personal data at rest, and the audit log's signing key.
 
 The runtime builds both at start, so this module sits beside ``hub.config``, below the services that use
 them (``hub.services.keys`` keeps the adapters' secrets).
@@ -14,10 +14,14 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import SecretStr
 
 from hub.config import Settings
+from hub.domain.checkpoint import Checkpoint, TreeHead
 from hub.domain.identity import Pseudonymizer
 
 
@@ -96,3 +100,40 @@ def payload_cipher(settings: Settings) -> PayloadCipher:
         settings.payload_keys, settings.payload_key_id, "HUB_PAYLOAD_KEYS", settings.dev_payload_key_file, settings
     )
     return PayloadCipher(keys, current)
+
+
+class AuditSigner:
+    """Signs the audit log's tree heads with the hub's Ed25519 key (HUB_AUDIT_SIGNING_KEY)."""
+
+    def __init__(self, private_key: bytes) -> None:
+        if len(private_key) != 32:
+            raise KeyConfigurationError("HUB_AUDIT_SIGNING_KEY: base64 of a 32-byte Ed25519 private key")
+        self._key = Ed25519PrivateKey.from_private_bytes(private_key)
+        self.public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def sign(self, head: TreeHead) -> Checkpoint:
+        return Checkpoint(head=head, public_key=self.public_key, signature=self._key.sign(head.body().encode()))
+
+
+def audit_signer(settings: Settings) -> AuditSigner:
+    setting = settings.audit_signing_key
+    keys, current = _keyring(
+        None if setting is None else SecretStr("audit:" + setting.get_secret_value().strip()),
+        None,
+        "HUB_AUDIT_SIGNING_KEY",
+        settings.dev_audit_signing_key_file,
+        settings,
+    )
+    return AuditSigner(keys[current])
+
+
+def signature_valid(checkpoint: Checkpoint) -> bool:
+    """Whether the checkpoint's signature is its public key's over its body (which key to trust is the
+    verifier's to decide: compare ``checkpoint.key_id`` with the one the hub publishes)."""
+    try:
+        Ed25519PublicKey.from_public_bytes(checkpoint.public_key).verify(
+            checkpoint.signature, checkpoint.head.body().encode()
+        )
+    except (InvalidSignature, ValueError):
+        return False
+    return True

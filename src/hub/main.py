@@ -48,14 +48,18 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             # of the collector's sight, a full collection walks only what requests leave behind, so its
             # pauses on requests stay short (bench/RESULTS.md, issue #9).
             gc.freeze()
-            if not settings.runs_worker_in_serve:
-                yield
-                return
-            # Dev and single-node setups deliver in-process; production runs `hub worker` separately.
-            from hub.services.delivery import running_worker
+            # The audit log's sealer: every process runs one, the database lets one at a time seal.
+            from hub.services.audit_sealer import running_sealer
 
-            async with running_worker(rt):
-                yield
+            async with running_sealer(rt.engine, settings):
+                if not settings.runs_worker_in_serve:
+                    yield
+                    return
+                # Dev and single-node setups deliver in-process; production runs `hub worker` separately.
+                from hub.services.delivery import running_worker
+
+                async with running_worker(rt):
+                    yield
 
     app = FastAPI(
         title="hub",

@@ -79,6 +79,8 @@ def configuration_problems(settings: Settings) -> list[str]:
         problems.append("the pseudonym keys: set HUB_PSEUDONYM_KEYS")
     if settings.payload_keys is None:
         problems.append("the payload encryption keys: set HUB_PAYLOAD_KEYS")
+    if settings.audit_signing_key is None:
+        problems.append("the audit log's signing key: set HUB_AUDIT_SIGNING_KEY")
     return problems
 
 

@@ -34,6 +34,17 @@ ATTACKS = [
     ("delete from audit_event", "permission denied for table audit_event"),
     ("truncate audit_event", "permission denied for table audit_event"),
     ("delete from audit_chain_head", "permission denied for table audit_chain_head"),
+    ("update audit_chain_head set seq = 0", "permission denied for table audit_chain_head"),
+    ("update audit_leaf set seq = seq + 1", "permission denied for table audit_leaf"),
+    ("delete from audit_leaf", "permission denied for table audit_leaf"),
+    ("truncate audit_leaf", "permission denied for table audit_leaf"),
+    ("update audit_node set hash = hash", "permission denied for table audit_node"),
+    ("delete from audit_node", "permission denied for table audit_node"),
+    ("update audit_checkpoint set size = 0", "permission denied for table audit_checkpoint"),
+    ("delete from audit_checkpoint", "permission denied for table audit_checkpoint"),
+    ("truncate audit_checkpoint", "permission denied for table audit_checkpoint"),
+    ("truncate audit_pending", "permission denied for table audit_pending"),
+    ("alter table audit_leaf disable trigger audit_leaf_no_update", "must be owner of table audit_leaf"),
     ("truncate audit_chain_head", "permission denied for table audit_chain_head"),
     ("alter table audit_event disable trigger audit_event_no_update", "must be owner of table audit_event"),
     ("drop trigger audit_event_no_update on audit_event", "must be owner of"),
@@ -51,12 +62,16 @@ ATTACKS = [
 async def audited(client: httpx.AsyncClient, auth: Auth, runtime: Runtime) -> int:
     """A few audited decisions, through the API as the runtime role; how many audit entries there are."""
     from hub.devtools.demo import load_demo
+    from hub.services.audit_sealer import seal_all
 
     async with runtime.sessions() as session:
         await load_demo(session)
     await record_consent(client, auth)
     await ask(client, auth)
     await ask(client, auth, org="orebro-grundskola")
+    # Sealed and checkpointed by the runtime role, as `hub serve` does: rows in every audit table.
+    await seal_all(runtime.engine, runtime.settings, checkpoint=True)
+    await ask(client, auth)  # and one queued
     async with runtime.engine.connect() as conn:
         return int(await conn.scalar(text("select count(*) from audit_event")) or 0)
 

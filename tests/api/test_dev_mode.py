@@ -21,7 +21,13 @@ def test_hub_serve_without_production_keys_stops_and_names_them(tmp_path: Path) 
     env = {"HUB_DEV_MODE": None, "HUB_DATA_DIR": str(tmp_path), "HUB_DATABASE_URL": "postgresql://nowhere.invalid/x"}
     result = CliRunner().invoke(app, ["serve", "--port", "1"], env=env)
     assert result.exit_code == 2, result.output
-    for setting in ("HUB_JWKS_URL", "HUB_JWT_PUBLIC_KEY_FILE", "HUB_PSEUDONYM_KEYS", "HUB_PAYLOAD_KEYS"):
+    for setting in (
+        "HUB_JWKS_URL",
+        "HUB_JWT_PUBLIC_KEY_FILE",
+        "HUB_PSEUDONYM_KEYS",
+        "HUB_PAYLOAD_KEYS",
+        "HUB_AUDIT_SIGNING_KEY",
+    ):
         assert setting in result.output
     assert "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == [], "no dev key made, no database started"

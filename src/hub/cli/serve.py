@@ -81,6 +81,7 @@ def worker() -> None:
 
     from hub.logging import configure_logging
     from hub.runtime import open_runtime
+    from hub.services.audit_sealer import running_sealer
     from hub.services.delivery import running_worker
 
     settings = load_settings()
@@ -92,7 +93,7 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopped.set)
-        async with open_runtime(settings) as rt, running_worker(rt):
+        async with open_runtime(settings) as rt, running_sealer(rt.engine, settings), running_worker(rt):
             await stopped.wait()
 
     asyncio.run(run())

@@ -1,8 +1,10 @@
-"""Writing and verifying the audit trail.
+"""Writing the audit trail, searching it, and the old per-organisation chains' check.
 
-One statement appends an entry: it advances the partition's chain head (row-locked until the
-transaction commits, so only writers *in the same organisation* wait for each other) and inserts the
-entry with the new hash, computed by PostgreSQL's ``sha256`` exactly as ``hub.domain.audit.next_hash``.
+Appending an entry is a plain insert (no lock, nothing another request waits for): the entry, and its id
+queued in ``audit_pending`` for the sealer (``hub.db.audit_tree``), which fixes the entries' order in the
+hub's one audit log and hashes them into its Merkle tree within about a second. Entries appended before
+migration 0016 also carry a position in their organisation's hash chain (``seq``, ``hash``,
+``audit_chain_head``), which :func:`verify_chains` still checks.
 """
 
 from __future__ import annotations
@@ -13,27 +15,25 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from hub.domain.audit import AuditRecord, BrokenLink, ChainLink, genesis_hash, verify_chain
+from hub.domain.audit import AuditRecord, BrokenLink, ChainLink, verify_chain
 
-# The chain head's CTE and the entry's insert, also composed into larger statements (hub.db.lawful).
+# The entry's insert and its queueing as CTEs, then the statement that returns the entry id: also composed
+# into larger statements (hub.db.lawful) as ``with <theirs>, APPEND_CTES APPEND_INSERT``.
 APPEND_CTES = """
-    head as (
-        insert into audit_chain_head as h (partition, seq, hash)
-        values (:partition, 1, sha256(:genesis || convert_to(:canonical, 'UTF8')))
-        on conflict (partition) do update
-            set seq = h.seq + 1, hash = sha256(h.hash || convert_to(:canonical, 'UTF8'))
-        returning seq, hash
+    audit_entry as (
+        insert into audit_event (partition, canonical, occurred_at, action, outcome,
+                                 actor_organisation, counterpart_organisation, child_pseudonym,
+                                 legal_basis, decision_id, request_id)
+        values (:partition, :canonical, :occurred_at, :action, :outcome,
+                :actor_organisation, :counterpart_organisation, :child_pseudonym,
+                :legal_basis, :decision_id, :request_id)
+        returning id
+    ), audit_queued as (
+        insert into audit_pending (entry_id) select id from audit_entry
     )
 """
 APPEND_INSERT = """
-    insert into audit_event (partition, seq, hash, canonical, occurred_at, action, outcome,
-                             actor_organisation, counterpart_organisation, child_pseudonym,
-                             legal_basis, decision_id, request_id)
-    select :partition, head.seq, head.hash, :canonical, :occurred_at, :action, :outcome,
-           :actor_organisation, :counterpart_organisation, :child_pseudonym,
-           :legal_basis, :decision_id, :request_id
-    from head
-    returning id
+    select id from audit_entry
 """
 _APPEND = text("with " + APPEND_CTES + APPEND_INSERT)
 
@@ -42,7 +42,6 @@ def append_params(record: AuditRecord) -> dict[str, object]:
     """The bind parameters of ``APPEND_CTES`` + ``APPEND_INSERT`` for ``record``."""
     return {
         "partition": record.partition,
-        "genesis": genesis_hash(record.partition),
         "canonical": record.canonical(),
         "occurred_at": record.occurred_at,
         "action": record.action.value,
@@ -57,7 +56,7 @@ def append_params(record: AuditRecord) -> dict[str, object]:
 
 
 async def append(session: AsyncSession, record: AuditRecord) -> int:
-    """Append ``record`` to its partition's chain in the caller's transaction; returns the entry id."""
+    """Append ``record`` in the caller's transaction (queued for the sealer); returns the entry id."""
     result = await session.execute(_APPEND, append_params(record))
     return int(result.scalar_one())
 
@@ -77,51 +76,28 @@ _MIRRORED = (
 
 
 @dataclass(frozen=True)
-class VerifyReport:
+class ChainReport:
     partitions: int
     entries: int
     broken: BrokenLink | None
 
 
-async def _links(conn: AsyncConnection, partition: str) -> AsyncIterator[tuple[ChainLink, dict[str, object]]]:
+async def _links(conn: AsyncConnection, partition: str) -> AsyncIterator[ChainLink]:
     result = await conn.stream(
-        text(
-            "select seq, canonical, hash, "
-            + ", ".join(_MIRRORED)
-            + " from audit_event where partition = :p order by seq"
-        ),
+        text("select seq, canonical, hash from audit_event where partition = :p and seq is not null order by seq"),
         {"p": partition},
     )
-    async for row in result.mappings():
-        link = ChainLink(partition, int(row["seq"]), str(row["canonical"]), bytes(row["hash"]))
-        yield link, {k: row[k] for k in _MIRRORED}
+    async for seq, canonical, hashed in result:
+        yield ChainLink(partition, int(seq), str(canonical), bytes(hashed))
 
 
-async def verify(conn: AsyncConnection) -> VerifyReport:
-    """Walk every partition's chain; report the first broken link (chain order, hash, columns, head)."""
-    import json
-    from datetime import datetime
-
+async def verify_chains(conn: AsyncConnection) -> ChainReport:
+    """Walk the chains of the entries appended before migration 0016; report the first broken link (order,
+    hash, or entries missing before the chain's head)."""
     heads = (await conn.execute(text("select partition, seq, hash from audit_chain_head order by partition"))).all()
     entries = 0
     for partition, head_seq, head_hash in heads:
-        links: list[ChainLink] = []
-        async for link, columns in _links(conn, partition):
-            body = json.loads(link.canonical)
-            for key, value in columns.items():
-                stored = value.isoformat() if isinstance(value, datetime) else value
-                hashed = body.get(key)
-                if key == "occurred_at" and hashed is not None and stored is not None:
-                    same = datetime.fromisoformat(str(hashed)) == datetime.fromisoformat(str(stored))
-                else:
-                    same = hashed == stored
-                if not same:
-                    return VerifyReport(
-                        len(heads),
-                        entries,
-                        BrokenLink(partition, link.seq, f"column {key} differs from the hashed content"),
-                    )
-            links.append(link)
+        links = [link async for link in _links(conn, partition)]
         broken = verify_chain(partition, links)
         if broken is None and (not links or links[-1].seq != head_seq or links[-1].hash != bytes(head_hash)):
             last = links[-1].seq if links else 0
@@ -130,8 +106,31 @@ async def verify(conn: AsyncConnection) -> VerifyReport:
             )
         entries += len(links)
         if broken is not None:
-            return VerifyReport(len(heads), entries, broken)
-    return VerifyReport(len(heads), entries, None)
+            return ChainReport(len(heads), entries, broken)
+    return ChainReport(len(heads), entries, None)
+
+
+# Indexed columns must agree with the hashed content: editing a column alone is tampering too. Compared in
+# PostgreSQL, each entry's content parsed once (the lateral subquery), so 10 million entries need no round
+# trip each.
+def _differs(column: str) -> str:
+    cast = "::timestamptz" if column == "occurred_at" else ""
+    return f"(j ->> '{column}'){cast} is distinct from {column}"
+
+
+_FIRST_MISMATCH = text(
+    f"select id, {', '.join(_differs(c) for c in _MIRRORED)} from audit_event"
+    " cross join lateral (select canonical::jsonb as j offset 0) as parsed"
+    f" where {' or '.join(_differs(c) for c in _MIRRORED)} order by id limit 1"
+)
+
+
+async def first_column_mismatch(conn: AsyncConnection) -> tuple[int, str] | None:
+    """The first entry (by id) with an indexed column that differs from its hashed content, and which."""
+    row = (await conn.execute(_FIRST_MISMATCH)).first()
+    if row is None:
+        return None
+    return int(row[0]), next(c for c, differs in zip(_MIRRORED, row[1:], strict=True) if differs)
 
 
 @dataclass(frozen=True)
@@ -149,8 +148,8 @@ class AuditFilter:
 class StoredEntry:
     id: int
     partition: str
-    seq: int
-    hash: bytes
+    seq: int | None  # the entry's position in the log; None until the sealer has sealed it
+    leaf_hash: bytes | None
     canonical: str
 
 
@@ -177,9 +176,15 @@ async def search(session: AsyncSession, flt: AuditFilter, *, limit: int) -> list
     if flt.before_id is not None:
         where.append("id < :before")
         params["before"] = flt.before_id
-    sql = "select id, partition, seq, hash, canonical from audit_event"
+    sql = "select id, partition, canonical from audit_event"
     if where:
         sql += " where " + " and ".join(where)
-    sql += " order by id desc limit :limit"
+    sql = (
+        f"select e.id, e.partition, l.seq, l.leaf_hash, e.canonical from ({sql} order by id desc limit :limit) as e"
+        " left join audit_leaf l on l.entry_id = e.id order by e.id desc"
+    )
     rows = await session.execute(text(sql), params)
-    return [StoredEntry(int(r[0]), r[1], int(r[2]), bytes(r[3]), r[4]) for r in rows]
+    return [
+        StoredEntry(int(r[0]), r[1], None if r[2] is None else int(r[2]), None if r[3] is None else bytes(r[3]), r[4])
+        for r in rows
+    ]

@@ -366,14 +366,12 @@ async def record_decision(
     explanation: dict[str, Any],
     audit: AuditRecord,
 ) -> int:
-    """Insert the decision (as :meth:`DecisionRepository.add`) and append ``audit`` to its chain (as
-    :func:`hub.db.audit.append`) in one statement, so both or neither are written; returns the entry id.
+    """Insert the decision (as :meth:`DecisionRepository.add`) and append ``audit`` (as
+    :func:`hub.db.audit.append`: a plain insert, queued for the sealer) in one statement, so both or
+    neither are written; returns the entry id.
 
     ``on`` a session: in its transaction (opened if needed), committed by the caller. ``on`` a driver
-    connection (``hub.db.engine.driver``) without a transaction open: the statement commits by itself,
-    and the chain head's row lock is held only while it runs and commits, never across a round trip to
-    the application and back. That hold time is what bounds the appends per second of one
-    organisation's chain (see bench/RESULTS.md)."""
+    connection (``hub.db.engine.driver``) without a transaction open: the statement commits by itself."""
     params = {
         "id": decision_id,
         "by": requested_by,

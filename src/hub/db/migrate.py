@@ -4,9 +4,10 @@ Migrations run as the tables' owner. After them, the owner writes the domain's s
 status rules, ``hub.db.referrals.status_classes``) and grants the runtime role (the role of
 ``HUB_DATABASE_URL``) what the hub needs and nothing more (:func:`grant_runtime_role`), every time, so a
 table a later migration adds is covered too. The runtime role may read and write the hub's tables but
-never change the audit trail: on ``audit_event`` it may only insert and select; on ``audit_chain_head``
-also update (each entry advances its chain's head in place). It owns nothing, so it can neither alter,
-drop nor truncate the audit tables, and it may not create objects in the schema.
+never change the audit trail: on ``audit_event`` and the log's tables (``audit_leaf``, ``audit_node``,
+``audit_checkpoint``, and the pre-0016 ``audit_chain_head``) it may only insert and select; on the
+sealer's queue ``audit_pending`` also delete (sealing takes entries off it). It owns nothing, so it can
+neither alter, drop nor truncate the audit tables, and it may not create objects in the schema.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ log = logging.getLogger("hub.db")
 # Per table: the privileges the runtime role must not hold (it is granted all others of GRANTABLE).
 APPEND_ONLY = {
     "audit_event": ("update", "delete", "truncate"),
-    "audit_chain_head": ("delete", "truncate"),
+    "audit_chain_head": ("update", "delete", "truncate"),
+    "audit_leaf": ("update", "delete", "truncate"),
+    "audit_node": ("update", "delete", "truncate"),
+    "audit_checkpoint": ("update", "delete", "truncate"),
+    "audit_pending": ("update", "truncate"),
     "alembic_version": ("insert", "update", "delete", "truncate"),
 }
 GRANTABLE = ("select", "insert", "update", "delete", "truncate")

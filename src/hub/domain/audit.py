@@ -1,11 +1,12 @@
-"""Audit entries and their hash chains.
+"""Audit entries, and the per-organisation hash chains of the entries appended before migration 0016.
 
 Every read or share of a child's data, every sharing decision (refusals too), every consent change and
-every admin change is an :class:`AuditRecord`. Records are chained per *partition* (the acting
-organisation): ``hash_n = sha256(hash_{n-1} || canonical_n)``, starting from a genesis hash derived
-from the partition name. One chain per organisation keeps tamper evidence without making every write
-in the hub wait for one global chain head; ``verify_chain`` walks a partition and names the first
-broken link. The database computes the same function in one statement (``hub.db.audit``).
+every admin change is an :class:`AuditRecord`. Since migration 0016 an entry is appended as a plain
+insert and the sealer places it in the hub's one audit log, a Merkle tree (``hub.domain.merkle``) with
+signed checkpoints (``hub.domain.checkpoint``). Entries appended before were chained per *partition* (the
+acting organisation): ``hash_n = sha256(hash_{n-1} || canonical_n)``, starting from a genesis hash
+derived from the partition name; ``verify_chain`` still walks those chains and names the first broken
+link. (They are the log's first leaves as well.)
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class AuditRecord:
 
     @property
     def partition(self) -> str:
-        """The chain this record joins: the acting organisation's."""
+        """The acting organisation (before migration 0016, the chain the record joined)."""
         return self.actor_organisation
 
     def canonical(self) -> str:

@@ -70,9 +70,9 @@ class AuditEntryLike(Protocol):
     @property
     def partition(self) -> str: ...
     @property
-    def seq(self) -> int: ...
+    def seq(self) -> int | None: ...
     @property
-    def hash(self) -> str: ...
+    def hash(self) -> str | None: ...
     @property
     def content(self) -> Mapping[str, Any]: ...
 
@@ -219,12 +219,17 @@ def audit_event(entry: AuditEntryLike) -> dict[str, Any]:
         "id": str(entry.id),
         "extension": [
             {
+                # The entry's place in the audit log (docs/audit.md): its leaf index and leaf hash, once sealed.
                 "url": CHAIN_EXTENSION,
-                "extension": [
-                    {"url": "partition", "valueString": entry.partition},
-                    {"url": "seq", "valuePositiveInt": entry.seq},
-                    {"url": "hash", "valueString": entry.hash},
-                ],
+                "extension": [{"url": "partition", "valueString": entry.partition}]
+                + (
+                    []
+                    if entry.seq is None
+                    else [
+                        {"url": "seq", "valueUnsignedInt": entry.seq},
+                        {"url": "hash", "valueString": entry.hash},
+                    ]
+                ),
             }
         ],
         "type": _coding(AUDIT_ACTION_SYSTEM, action.value, action.value.replace("-", " ").capitalize()),

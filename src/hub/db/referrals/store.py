@@ -17,7 +17,7 @@ from hub.db import audit as audit_db
 from hub.db import lawful
 from hub.db.engine import Statement
 from hub.db.referrals.rows import EventRow, OutboxRow, ReferralRow, _fields
-from hub.domain.audit import AuditRecord, genesis_hash
+from hub.domain.audit import AuditRecord
 from hub.domain.referrals import Purge
 
 
@@ -78,16 +78,9 @@ async def facts_and_key_on(
 # --- sending: everything a sent referral writes, in one statement ------------------------------------------
 #
 # The sharing decision, the referral, its first event, its outbox entry and two audit entries (the decision's
-# and "referral sent", consecutive in the sender's chain) go in with one statement that commits by itself.
-# So the chain head's row lock, which serialises every write of the sending organisation, is held while
-# PostgreSQL runs that statement and commits it: never across a round trip to the application and back,
-# which under load means waiting for the event loop to come round to the request again.
-#
-# The two entries advance the head by two at once. ``prev`` locks the head row first (in READ COMMITTED a
-# row locked FOR UPDATE is the latest committed version), and the upsert only advances a head still at that
-# sequence number: the one case it is not (the organisation's very first entries, written by two requests
-# at the same time, when there was no row to lock) writes nothing at all, and the caller runs the statement
-# again. Everything else is inserted from ``chain``, so it is written exactly when the head advanced.
+# and "referral sent") go in with one statement that commits by itself. The audit entries are plain inserts,
+# queued for the sealer (hub.db.audit): nothing here locks a row another request of the same organisation
+# needs, so one sending organisation is as fast as many.
 
 _REFERRAL_VALUES = ", ".join(":r_" + n for n in ReferralRow.__dataclass_fields__)
 
@@ -109,46 +102,31 @@ def _entry_values(prefix: str, n: int) -> str:
 
 _STORE_SENT = Statement(
     f"""
-    with prev as (
-        select seq, hash from audit_chain_head where partition = :partition for update
-    ), base as (
-        select coalesce((select seq from prev), 0) as seq, coalesce((select hash from prev), :genesis) as hash
-    ), head as (
-        insert into audit_chain_head as h (partition, seq, hash)
-        select :partition, base.seq + 2,
-               sha256(sha256(base.hash || convert_to(:a1_canonical, 'UTF8')) || convert_to(:a2_canonical, 'UTF8'))
-        from base
-        on conflict (partition) do update set seq = excluded.seq, hash = excluded.hash
-            where h.seq = excluded.seq - 2
-        returning seq, hash
-    ), chain as (
-        select head.seq, head.hash, sha256(base.hash || convert_to(:a1_canonical, 'UTF8')) as first_hash
-        from head, base
-    ), decision as (
+    with decision as (
         insert into sharing_decision (id, requested_by, from_organisation, to_organisation,
             child_pseudonym, purpose, allowed, legal_basis, basis_reference, permitted_categories,
             denied_categories, explanation, dry_run)
-        select :d_id, :d_by, :d_from, :d_to, :d_child, :d_purpose, true, :d_legal_basis, :d_basis_reference,
-               :d_permitted, :d_denied, cast(:d_explanation as jsonb), false
-        from chain
+        values (:d_id, :d_by, :d_from, :d_to, :d_child, :d_purpose, true, :d_legal_basis, :d_basis_reference,
+                :d_permitted, :d_denied, cast(:d_explanation as jsonb), false)
     ), referral as (
-        insert into referral ({_fields(ReferralRow)}) select {_REFERRAL_VALUES} from chain
+        insert into referral ({_fields(ReferralRow)}) values ({_REFERRAL_VALUES})
     ), event as (
-        insert into referral_event ({_fields(EventRow)}) select {_EVENT_VALUES} from chain
+        insert into referral_event ({_fields(EventRow)}) values ({_EVENT_VALUES})
     ), outbox as (
-        insert into outbox ({_fields(OutboxRow)}) select {_OUTBOX_VALUES} from chain
+        insert into outbox ({_fields(OutboxRow)}) values ({_OUTBOX_VALUES})
     ), entries as (
-        insert into audit_event (partition, seq, hash, canonical, occurred_at, action, outcome,
+        insert into audit_event (partition, canonical, occurred_at, action, outcome,
                                  actor_organisation, counterpart_organisation, child_pseudonym,
                                  legal_basis, decision_id, request_id)
-        select :partition, chain.seq - 2 + e.n, case e.n when 1 then chain.first_hash else chain.hash end,
-               e.canonical, e.occurred_at, e.action, e.outcome, e.actor_organisation, e.counterpart_organisation,
-               e.child_pseudonym, e.legal_basis, e.decision_id, e.request_id
-        from chain, (values {_entry_values("a1_", 1)}, {_entry_values("a2_", 2)})
+        select :partition, e.canonical, e.occurred_at, e.action, e.outcome, e.actor_organisation,
+               e.counterpart_organisation, e.child_pseudonym, e.legal_basis, e.decision_id, e.request_id
+        from (values {_entry_values("a1_", 1)}, {_entry_values("a2_", 2)})
             as e(n, canonical, occurred_at, action, outcome, actor_organisation, counterpart_organisation,
                  child_pseudonym, legal_basis, decision_id, request_id)
         order by e.n
         returning id
+    ), queued as (
+        insert into audit_pending (entry_id) select id from entries
     )
     select count(*) from entries
     """
@@ -185,11 +163,8 @@ async def store_sent(
     connection with no transaction open). False, with nothing written, when the sender's Idempotency-Key was
     taken meanwhile by a concurrent request (``referral_idempotency``); the caller answers with that one."""
     first, second = entries
-    if first.partition != second.partition:
-        raise ValueError("both audit entries belong to the sender's chain")
     params: dict[str, Any] = {
         "partition": first.partition,
-        "genesis": genesis_hash(first.partition),
         "d_id": decision.id,
         "d_by": decision.requested_by,
         "d_from": decision.from_organisation,
@@ -202,20 +177,19 @@ async def store_sent(
         "d_denied": decision.denied_categories,
         "d_explanation": decision.explanation,
     }
+    if first.partition != second.partition:
+        raise ValueError("both audit entries are the sender's")
     for prefix, row in (("r_", referral), ("e_", event), ("o_", outbox)):
         params.update({prefix + k: v for k, v in row.__dict__.items()})
     for prefix, record in (("a1_", first), ("a2_", second)):
-        params.update({prefix + k: v for k, v in audit_db.append_params(record).items() if k != "genesis"})
-    for _ in range(5):  # a miss waited for the head row's first writer to commit: the next try sees it
-        try:
-            written = await _STORE_SENT.fetchval(connection, params)
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "referral_idempotency":
-                return False
-            raise
-        if written:
-            return True
-    raise RuntimeError(f"the audit chain head of {first.partition} kept moving; nothing was written")
+        params.update({prefix + k: v for k, v in audit_db.append_params(record).items() if k != "partition"})
+    try:
+        await _STORE_SENT.fetchval(connection, params)
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "referral_idempotency":
+            return False
+        raise
+    return True
 
 
 async def referral(session: AsyncSession, referral_id: uuid.UUID, *, lock: bool = False) -> ReferralRow | None:

@@ -1,0 +1,227 @@
+"""The audit log's Merkle tree in PostgreSQL: sealing queued entries, tree heads, proofs, the log's walk.
+
+Tables (migration 0016): ``audit_pending`` (entry ids appended and not yet sealed), ``audit_leaf`` (an
+entry's position ``seq`` in the log and its leaf hash), ``audit_node`` (each complete perfect subtree above
+the leaves, ``hub.domain.merkle``), ``audit_checkpoint`` (signed tree heads). All but ``audit_pending``
+are insert-only for the hub's role. Sealing is one transaction: a sealer that dies mid-batch leaves the
+queue as it was, and a second sealer (which the advisory lock should keep away) could only fail on the
+leaves' unique keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.domain.checkpoint import Checkpoint, TreeHead
+from hub.domain.merkle import EMPTY_ROOT, Frontier, Node, fold, leaf_hash, perfect_parts
+
+SEALER_LOCK = 7274211
+"""The transaction-level advisory lock a sealing transaction holds: one sealer at a time in all processes."""
+
+_CLAIM = text(
+    """
+    with claimed as (
+        delete from audit_pending
+        where entry_id in (select entry_id from audit_pending order by entry_id limit :limit)
+        returning entry_id
+    )
+    select e.id, e.canonical from audit_event e join claimed c on c.entry_id = e.id
+    where not exists (select 1 from audit_leaf l where l.entry_id = e.id)
+    order by e.id
+    """
+)
+_INSERT_LEAVES = text(
+    """
+    insert into audit_leaf (seq, entry_id, leaf_hash)
+    select * from unnest(cast(:seqs as bigint[]), cast(:ids as bigint[]), cast(:hashes as bytea[]))
+    """
+)
+_INSERT_NODES = text(
+    """
+    insert into audit_node (level, index, hash)
+    select * from unnest(cast(:levels as smallint[]), cast(:indexes as bigint[]), cast(:hashes as bytea[]))
+    """
+)
+_NODES = text(
+    """
+    select 0, seq, leaf_hash from audit_leaf where seq = any(cast(:leaves as bigint[]))
+    union all
+    select n.level, n.index, n.hash
+    from audit_node n
+    join unnest(cast(:levels as smallint[]), cast(:indexes as bigint[])) as w(level, index)
+      on n.level = w.level and n.index = w.index
+    """
+)
+
+
+async def try_lock(conn: AsyncConnection, *, wait: bool = False) -> bool:
+    """Take the sealer's lock for the current transaction; False when another sealer holds it (``wait``:
+    wait for it instead)."""
+    if wait:
+        await conn.execute(text("select pg_advisory_xact_lock(:k)"), {"k": SEALER_LOCK})
+        return True
+    return bool(await conn.scalar(text("select pg_try_advisory_xact_lock(:k)"), {"k": SEALER_LOCK}))
+
+
+async def sealed_size(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(text("select coalesce(max(seq) + 1, 0) from audit_leaf")) or 0)
+
+
+async def nodes(conn: AsyncConnection, wanted: Iterable[Node]) -> dict[Node, bytes]:
+    """The stored hashes of these perfect nodes (level 0: leaves). A node missing from the result is not
+    stored: the tree is not that big, or its tables were tampered with."""
+    wanted = set(wanted)
+    leaves = [index for level, index in wanted if level == 0]
+    upper = [(level, index) for level, index in wanted if level > 0]
+    rows = await conn.execute(
+        _NODES,
+        {"leaves": leaves, "levels": [n[0] for n in upper], "indexes": [n[1] for n in upper]},
+    )
+    return {(int(level), int(index)): bytes(h) for level, index, h in rows}
+
+
+async def frontier(conn: AsyncConnection, size: int) -> Frontier:
+    """The right edge of the stored tree of ``size`` leaves."""
+    parts = perfect_parts(0, size)
+    found = await nodes(conn, parts)
+    missing = [p for p in parts if p not in found]
+    if missing:
+        raise LookupError(f"the audit tree lacks node {missing[0]} of a tree of {size}")
+    return Frontier(size=size, hashes=[found[p] for p in parts])
+
+
+async def range_hashes(conn: AsyncConnection, ranges: list[tuple[int, int]]) -> list[bytes]:
+    """``MTH(D[lo:hi])`` of each range (as ``hub.domain.merkle`` proofs list them), in one query."""
+    parts = {r: perfect_parts(*r) for r in ranges}
+    found = await nodes(conn, [p for ps in parts.values() for p in ps])
+    try:
+        return [fold([found[p] for p in parts[r]]) for r in ranges]
+    except KeyError as exc:
+        raise LookupError(f"the audit tree lacks node {exc.args[0]}") from None
+
+
+@dataclass(frozen=True)
+class Sealed:
+    entries: int  # sealed in this batch
+    size: int  # the log's size after it
+
+
+async def seal_batch(conn: AsyncConnection, *, limit: int) -> Sealed:
+    """Seal up to ``limit`` queued entries (by id) at the end of the log, in the caller's transaction,
+    which must hold the sealer's lock (:func:`try_lock`)."""
+    size = await sealed_size(conn)
+    rows = (await conn.execute(_CLAIM, {"limit": limit})).all()
+    if not rows:
+        return Sealed(0, size)
+    tree = await frontier(conn, size)
+    seqs, ids, hashes = [], [], []
+    levels, indexes, node_hashes = [], [], []
+    for entry_id, canonical in rows:
+        leaf = leaf_hash(int(entry_id), str(canonical))
+        seqs.append(tree.size)
+        ids.append(int(entry_id))
+        hashes.append(leaf)
+        for (level, index), h in tree.append(leaf):
+            levels.append(level)
+            indexes.append(index)
+            node_hashes.append(h)
+    await conn.execute(_INSERT_LEAVES, {"seqs": seqs, "ids": ids, "hashes": hashes})
+    if levels:
+        await conn.execute(_INSERT_NODES, {"levels": levels, "indexes": indexes, "hashes": node_hashes})
+    return Sealed(len(rows), tree.size)
+
+
+async def tree_root(conn: AsyncConnection, size: int) -> bytes:
+    return EMPTY_ROOT if size == 0 else (await frontier(conn, size)).root()
+
+
+async def latest_checkpoint_at(conn: AsyncConnection) -> tuple[int, datetime] | None:
+    row = (await conn.execute(text("select size, signed_at from audit_checkpoint order by id desc limit 1"))).first()
+    return None if row is None else (int(row[0]), row[1])
+
+
+async def add_checkpoint(conn: AsyncConnection, checkpoint: Checkpoint) -> None:
+    head = checkpoint.head
+    await conn.execute(
+        text(
+            "insert into audit_checkpoint (size, root_hash, signed_at, body, public_key, signature) "
+            "values (:size, :root, :at, :body, :key, :sig)"
+        ),
+        {
+            "size": head.size,
+            "root": head.root,
+            "at": head.signed_at,
+            "body": head.body(),
+            "key": checkpoint.public_key,
+            "sig": checkpoint.signature,
+        },
+    )
+
+
+def _checkpoint(body: str, key: bytes, sig: bytes) -> Checkpoint:
+    return Checkpoint(head=TreeHead.parse(body), public_key=bytes(key), signature=bytes(sig))
+
+
+async def checkpoints(conn: AsyncConnection, *, limit: int, size: int | None = None) -> list[Checkpoint]:
+    """The newest checkpoints first; ``size``: only those of that tree size."""
+    where = "" if size is None else "where size = :size"
+    rows = await conn.execute(
+        text(f"select body, public_key, signature from audit_checkpoint {where} order by id desc limit :limit"),
+        {"limit": limit, "size": size},
+    )
+    return [_checkpoint(body, key, sig) for body, key, sig in rows]
+
+
+async def leaf_of(conn: AsyncConnection, entry_id: int) -> tuple[int, bytes] | None:
+    sql = text("select seq, leaf_hash from audit_leaf where entry_id = :id")
+    row = (await conn.execute(sql, {"id": entry_id})).first()
+    return None if row is None else (int(row[0]), bytes(row[1]))
+
+
+@dataclass(frozen=True)
+class LogLeaf:
+    """A sealed position of the log as the verifier reads it: the stored leaf and the entry it names."""
+
+    seq: int
+    entry_id: int
+    stored_hash: bytes
+    canonical: str | None  # None: the entry is gone
+
+
+async def walk(conn: AsyncConnection, *, chunk: int = 50_000) -> AsyncIterator[LogLeaf]:
+    """Every sealed position in ``seq`` order, with its entry's content, read a chunk of positions at a
+    time on the driver connection (10 million entries: one query per chunk, no per-row overhead)."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    after = -1
+    while True:
+        rows = await driver.fetch(
+            "select l.seq, l.entry_id, l.leaf_hash, e.canonical from audit_leaf l"
+            " left join audit_event e on e.id = l.entry_id where l.seq > $1 order by l.seq limit $2",
+            after,
+            chunk,
+        )
+        for seq, entry_id, stored, canonical in rows:
+            yield LogLeaf(seq, entry_id, stored, canonical)
+        if len(rows) < chunk:
+            return
+        after = rows[-1][0]
+
+
+async def unsealed(conn: AsyncConnection) -> tuple[int, int]:
+    """How many entries are not sealed, and how many of those are not queued for the sealer either."""
+    row = (
+        await conn.execute(
+            text(
+                "select count(*), count(*) filter (where p.entry_id is null) from audit_event e"
+                " left join audit_pending p on p.entry_id = e.id"
+                " where not exists (select 1 from audit_leaf l where l.entry_id = e.id)"
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
