@@ -17,7 +17,7 @@ from fastapi import APIRouter, Header, Path, Request, Response
 
 from hub import fhir
 from hub.api.deps import RuntimeDep, VocabularyDep
-from hub.api.fhir import audit_events, translate
+from hub.api.fhir import audit_events, care_teams, translate
 from hub.api.fhir.common import (
     FHIR_JSON,
     FHIR_OK,
@@ -174,3 +174,4 @@ for _rtype in RESOURCE_TYPES:
 
 # AuditEvent (auditors) lives in its own module.
 router.include_router(audit_events.router)
+router.include_router(care_teams.router)

@@ -22,6 +22,7 @@ from hub.services.context import Actor
 from hub.services.referrals.derived import lifecycle
 from hub.services.referrals.read import event_texts, visible_referral
 from hub.services.referrals.views import EventView, event_view
+from hub.services.teams.referrals import follow_referral
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,15 @@ async def _record_event(
             suggested=(draft.suggested_organisation, draft.suggested_service),
         )
     event = await persist(session, row, decided, actor=actor, idempotency_key=idempotency_key, cipher=runtime.cipher)
+    if decided.team is not None:  # accepted: the receiver joins the child's team; ended: it leaves
+        await follow_referral(
+            session,
+            decided.team,
+            child_pseudonym=row.child_pseudonym,
+            referral_id=row.id,
+            now=actor.now,
+            vocabulary=runtime.vocabulary,
+        )
     await audit(
         session,
         actor,
