@@ -44,3 +44,9 @@ async def test_members_read_and_search_a_valid_care_team_and_others_find_nothing
         assert (await client.get(f"/fhir/r4/CareTeam/{team_id}", headers=auth(org, *roles))).status_code == 404
         r = await client.get("/fhir/r4/CareTeam", headers={**auth(org, *roles), **PIN})
         assert r.status_code == 200 and r.json()["total"] == 0 and r.json()["entry"] == []
+
+
+async def test_the_capability_statement_declares_care_team(client, county) -> None:
+    r = await client.get("/fhir/r4/metadata")
+    [care_team] = [res for res in r.json()["rest"][0]["resource"] if res["type"] == "CareTeam"]
+    assert {i["code"] for i in care_team["interaction"]} == {"read", "search-type"}

@@ -159,6 +159,15 @@ async def test_the_named_person_hands_over_bup_joins_and_the_lead_role_returns_t
             assert (responsible["role"], responsible["returned"]) == ("named-person", True)
             assert "named person" in responsible["note_en"]
 
+            # BUP's referral completes: its membership ends with that reason, and it is off the team.
+            assert (await event(client, auth, RECEIVER, rid, type="status", status="in-progress")).status_code == 201
+            r = await event(client, auth, RECEIVER, rid, type="status", status="completed", feedback="Klart.")
+            assert r.status_code == 201, r.text
+            [left] = (await team(client, auth, NEXT_SCHOOL)).json()["memberships"][:1]
+            assert (left["organisation"]["organisation_id"], left["leave_reason"]) == (RECEIVER, "referral-completed")
+            assert left["period_end"] is not None
+            assert (await team(client, auth, RECEIVER)).status_code == 404
+
     # Everyone else: 404, a coordinator too; every read by a member is audited with its basis.
     for org, roles in (("nora-vardcentral", ("system",)), ("region-samordning", ("coordinator",))):
         r = await team(client, auth, org, *roles)
@@ -170,3 +179,36 @@ async def test_the_named_person_hands_over_bup_joins_and_the_lead_role_returns_t
             )
         ).all()
     assert {(SCHOOL, "team-membership"), (NEXT_SCHOOL, "team-membership"), (RECEIVER, "team-membership")} <= set(reads)
+
+
+async def test_a_mailbox_organisation_fetches_the_offer_and_hears_it_withdrawn(
+    client: httpx.AsyncClient, auth: Any, county: Runtime
+) -> None:
+    await set_endpoint(county, NEXT_SCHOOL, "mailbox", {})
+    await name_school(client, auth)
+    offer_id = (await offer(client, auth)).json()["id"]
+    async with httpx.AsyncClient() as http:
+        worker = worker_for(county, http)
+        await worker.run_until_idle()
+        r = await client.post(f"/v1/children/team/offers/{offer_id}/withdraw", headers=auth(SCHOOL))
+        assert r.status_code == 200, r.text
+        await worker.run_until_idle()
+    r = await client.get("/v1/mailbox", headers=auth(NEXT_SCHOOL))
+    assert r.status_code == 200, r.text
+    messages = r.json()["items"]
+    assert [(m["kind"], m["body"]["team_offer"]["state"]) for m in messages] == [
+        ("team-offer", "open"),
+        ("team-offer", "withdrawn"),
+    ]
+    assert "accept" in messages[0]["body"]["team_offer"] and "accept" not in messages[1]["body"]["team_offer"]
+    for m in messages:
+        assert (await client.post(f"/v1/mailbox/{m['id']}/ack", headers=auth(NEXT_SCHOOL))).status_code == 204
+    async with county.engine.connect() as conn:
+        fetched = await conn.scalar(
+            text(
+                "select count(*) from audit_event where action = 'team-read' and actor_organisation = :o "
+                "and legal_basis = 'team-offer-party'"
+            ),
+            {"o": NEXT_SCHOOL},
+        )
+    assert fetched == 2  # each fetch of an offer's message is audited as a read by a party to the offer

@@ -90,6 +90,22 @@ def care_team(view: TeamView, child_pseudonym: str) -> dict[str, Any]:
     return body
 
 
+def capability_resource() -> dict[str, Any]:
+    """The CapabilityStatement ``rest.resource`` entry for CareTeam (members; read and search)."""
+    return {
+        "type": "CareTeam",
+        "profile": "http://hl7.org/fhir/StructureDefinition/CareTeam",
+        "documentation": (
+            "The team around the child, for its current members (bearer token, role system or professional). "
+            f"Search names the child in the {PIN_HEADER} header, never in the URL: one entry for a member, "
+            "none for anyone else; a read by id is 404 for anyone but a member. Every read is audited."
+        ),
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "versioning": "no-version",
+        "readHistory": False,
+    }
+
+
 def _party(principal: Principal) -> None:
     if not principal.has_any(Role.SYSTEM, Role.PROFESSIONAL):  # a coordinator learns what outsiders learn
         raise NotFound(svc.NOT_ON_TEAM)

@@ -148,6 +148,7 @@ def _read_handlers(rtype: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
 async def metadata(request: Request, runtime: RuntimeDep) -> Response:
     """What this FHIR endpoint can do."""
     body = declare_referrals(fhir_audit.declare_audit_event(fhir.capability_statement(base_url(request, runtime))))
+    body["rest"][0]["resource"].append(care_teams.capability_resource())
     etag = _etag(json.dumps(body, sort_keys=True))
     return _respond(request, body, etag, LATEST_CACHE, "en")
 

@@ -19,7 +19,7 @@ async def follow_referral(
     session: AsyncSession,
     effect: TeamEffect,
     *,
-    child_pseudonym: str,
+    child_pseudonyms: list[str],
     referral_id: uuid.UUID,
     now: datetime,
     vocabulary: Vocabulary,
@@ -27,14 +27,15 @@ async def follow_referral(
     """Apply a referral's effect on the child's team in the referral change's transaction. Accepting a
     referral about a child with no team yet begins one (the team exists once anyone works with the
     child; it shows no named person until one is named). The caller commits (with the referral's change,
-    which its audit entry records)."""
+    which its audit entry records). ``child_pseudonyms``: the child's under every key, the current key's
+    first."""
     known = stages(vocabulary)
-    stored = await db.team_for_child(session, [child_pseudonym], known, lock=True)
+    stored = await db.team_for_child(session, child_pseudonyms, known, lock=True)
     if stored is None:
         if not effect.join:
             return
-        await db.create_team(session, child_pseudonym, now)
-        stored = await db.team_for_child(session, [child_pseudonym], known, lock=True)
+        await db.create_team(session, child_pseudonyms[0], now)
+        stored = await db.team_for_child(session, child_pseudonyms, known, lock=True)
         assert stored is not None
     team = stored.team
     if effect.join:
