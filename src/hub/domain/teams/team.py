@@ -1,24 +1,5 @@
-"""The team around the child as a write model. Plain Python, no I/O.
-
-Who is involved with one child, and who is responsible now:
-
-- the **named person**: one organisation at a time, per life stage (``life-stages``: the organisation
-  types that may hold it in each stage), with a period. Periods of named persons never overlap: an
-  assignment that would is refused with the one it clashes with.
-- a **handover** is an offer the next organisation must accept: the current holder stays responsible
-  until it does; an offer declined, withdrawn or never answered stays on the team for both to see.
-- the **lead professional**: one at a time, appointed by the named person among the team's members;
-  when the role ends, responsibility returns to the named person (``Team.responsible`` says so).
-- **participants**: organisations that joined by accepting a referral about the child, or that the lead
-  professional (the named person while there is none) added; each membership has a period and a reason.
-- the **family's choices** (a guardian, or the child, declining a lead professional or a plan) are
-  recorded and block nothing.
-
-Every change goes through a method of :class:`Team`, which checks the rules, changes the records and says
-whom to tell (``Team.notices``: offers and their answers travel to the organisations' own systems).
-Storage persists ``Team.changed`` and decides nothing. Who may *see* the team is :meth:`Team.member_roles`:
-its current members; everyone else is told it does not exist.
-"""
+"""The ``Team`` aggregate: every change to a child's team goes through one of its methods (see the
+package's docstring)."""
 
 from __future__ import annotations
 
@@ -26,126 +7,26 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Literal
 
 from hub.domain.errors import FieldError, InvalidInput, NotFound, NotPermitted, StateConflict
-
-NAMED_PERSON: Final = "named-person"
-LEAD_PROFESSIONAL: Final = "lead-professional"
-PARTICIPANT: Final = "participant"
-AssignmentRole = Literal["named-person", "lead-professional"]
-OfferState = Literal["open", "accepted", "declined", "withdrawn"]
-OPEN: Final = "open"
-
-# Why a membership or assignment began or ended (stored, shown on the team).
-REFERRAL_ACCEPTED = "referral-accepted"
-HANDED_OVER = "handed-over"
-HANDOVER_ACCEPTED = "handover-accepted"
-
-
-@dataclass
-class Assignment:
-    """A named person (with its life stage) or a lead professional, for a period (``end`` None: open)."""
-
-    id: uuid.UUID
-    role: AssignmentRole
-    organisation: str
-    stage: str | None
-    professional_ref: str | None
-    start: datetime
-    end: datetime | None
-    start_reason: str
-    end_reason: str | None = None
-
-    def current_at(self, now: datetime) -> bool:
-        return self.start <= now and (self.end is None or now < self.end)
-
-    def overlaps(self, start: datetime, end: datetime | None) -> bool:
-        return (end is None or self.start < end) and (self.end is None or start < self.end)
-
-    def public(self) -> dict[str, Any]:
-        """What a conflict shows of it: whose role it is, in which stage, for which period."""
-        return {
-            "assignment_id": str(self.id),
-            "role": self.role,
-            "organisation_id": self.organisation,
-            "stage": self.stage,
-            "period": {"start": self.start.isoformat(), "end": self.end.isoformat() if self.end else None},
-        }
-
-
-@dataclass
-class Offer:
-    """The named person's role offered to the next organisation; open until answered or withdrawn."""
-
-    id: uuid.UUID
-    stage: str
-    from_organisation: str
-    to_organisation: str
-    professional_ref: str | None
-    state: OfferState
-    offered_at: datetime
-    answered_at: datetime | None = None
-    reason: str | None = None
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "offer_id": str(self.id),
-            "state": self.state,
-            "stage": self.stage,
-            "from_organisation": self.from_organisation,
-            "to_organisation": self.to_organisation,
-            "offered_at": self.offered_at.isoformat(),
-            "answered_at": self.answered_at.isoformat() if self.answered_at else None,
-        }
-
-
-@dataclass
-class Membership:
-    """A participant's time on the team: why it joined, and (once ended) why it left."""
-
-    id: uuid.UUID
-    organisation: str
-    start: datetime
-    end: datetime | None
-    join_reason: str
-    leave_reason: str | None = None
-    referral_id: uuid.UUID | None = None
-
-
-@dataclass
-class FamilyChoice:
-    """A guardian's (or the child's) choice about a lead professional or a plan. Recorded; blocks nothing."""
-
-    id: uuid.UUID
-    about: Literal["lead-professional", "plan"]
-    choice: Literal["declined", "agreed"]
-    by: Literal["guardian", "child"]
-    recorded_by: str
-    recorded_at: datetime
-
-
-@dataclass(frozen=True)
-class Notice:
-    """An offer's news for an organisation's system: offered (to the receiver), answered (to the offerer),
-    withdrawn (to the receiver). Delivered through the organisation's adapter like a referral."""
-
-    offer_id: uuid.UUID
-    to_organisation: str
-    state: OfferState
-
-
-Record = Assignment | Offer | Membership | FamilyChoice
-
-
-@dataclass(frozen=True)
-class Responsible:
-    """Who holds responsibility now, and why: the lead professional while there is one, else the named
-    person; ``returned`` says the lead role ended and responsibility came back to the named person."""
-
-    organisation: str | None
-    role: AssignmentRole | None
-    returned: bool = False
+from hub.domain.teams.records import (
+    HANDED_OVER,
+    HANDOVER_ACCEPTED,
+    LEAD_PROFESSIONAL,
+    NAMED_PERSON,
+    OPEN,
+    PARTICIPANT,
+    Assignment,
+    AssignmentRole,
+    FamilyChoice,
+    Membership,
+    Notice,
+    Offer,
+    OfferState,
+    Record,
+    Responsible,
+)
 
 
 @dataclass
