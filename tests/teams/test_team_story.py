@@ -212,3 +212,20 @@ async def test_a_mailbox_organisation_fetches_the_offer_and_hears_it_withdrawn(
             {"o": NEXT_SCHOOL},
         )
     assert fetched == 2  # each fetch of an offer's message is audited as a read by a party to the offer
+
+
+async def test_the_tours_demo_receiver_prints_a_team_offer(
+    client: httpx.AsyncClient, auth: Any, county: Runtime
+) -> None:
+    from hub.devtools.demo_receiver import receiver_app
+
+    lines: list[str] = []
+    with serve(receiver_app(SECRET, echo=lines.append)) as url:
+        await set_endpoint(county, NEXT_SCHOOL, "webhook", {"url": url + "/gymnasiet", "secret_ref": "demo-webhook"})
+        await name_school(client, auth)
+        offer_id = (await offer(client, auth)).json()["id"]
+        async with httpx.AsyncClient() as http:
+            await worker_for(county, http).run_until_idle()
+    [line] = lines
+    assert offer_id in line and "is open" in line and f"/offers/{offer_id}/accept" in line
+    assert CHILD not in line and "201503112383" not in line  # the tour's terminal shows no identity
