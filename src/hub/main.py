@@ -16,7 +16,19 @@ from hub.api.fhir import router as fhir_router
 from hub.api.fhir.referrals import router as fhir_referrals_router
 from hub.api.graphql import graphql_router
 from hub.api.middleware import RequestContextMiddleware
-from hub.api.rest import audit, consent_requests, consents, flows, health, me, referrals, registry, sharing, vocabulary
+from hub.api.rest import (
+    audit,
+    consent_requests,
+    consents,
+    flows,
+    health,
+    me,
+    referrals,
+    registry,
+    sharing,
+    teams,
+    vocabulary,
+)
 from hub.config import Settings
 from hub.runtime import Runtime, open_runtime
 
@@ -85,6 +97,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(consent_requests.router)
     app.include_router(sharing.router)
     app.include_router(referrals.router)
+    app.include_router(teams.router)
     app.include_router(audit.router)
     app.include_router(registry.router)
     app.include_router(flows.router)

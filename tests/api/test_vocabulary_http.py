@@ -31,6 +31,7 @@ async def test_index_lists_every_vocabulary_with_checksums(client: httpx.AsyncCl
         "referral-statuses",
         "data-categories",
         "legal-bases",
+        "life-stages",
         "child-plan",
     ):
         assert expected in names

@@ -43,6 +43,7 @@ EXPECTED_NAMES = {
     "rejection-reasons",
     "data-categories",
     "legal-bases",
+    "life-stages",
     "child-plan",
 }
 

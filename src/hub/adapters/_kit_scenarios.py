@@ -298,6 +298,7 @@ async def status_round_trip(kit: Kit) -> ScenarioResult:
     if type(adapter).poll is Adapter.poll:
         return result("status-round-trip", [], "status event delivered; the adapter has no poll")
     referral_id = kit.samples.referral.referral_id
+    assert referral_id is not None  # the sample referral's
     open_referrals = [OpenReferral(referral_id=referral_id, remote_id=kit.state.get("remote_id"), status="received")]
     try:
         async with asyncio.timeout(kit.cap_seconds):

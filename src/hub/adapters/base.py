@@ -22,17 +22,20 @@ from typing import Any, ClassVar, Literal, Self
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-MessageKind = Literal["referral", "status-event"]
+MessageKind = Literal["referral", "status-event", "team-offer"]
 
 
 @dataclass(frozen=True)
 class Message:
-    """One thing to hand over: a referral, or a change of a referral's status for the other party."""
+    """One thing to hand over: a referral, a change of a referral's status for the other party, or a
+    team offer's news (``team-offer``: the named person's role offered to the receiver, or the answer to
+    an offer it made; ``body["team_offer"]``, docs/team-and-plan.md). ``referral_id`` is None for a team
+    offer: it concerns no referral."""
 
     kind: MessageKind
     message_id: str  # the hub's id for this message (stable across retries)
     idempotency_key: str  # what the receiver dedupes on (stable across retries)
-    referral_id: str
+    referral_id: str | None
     sender_organisation: str  # who the message is from (for a status event: the party that made it)
     recipient_organisation: str
     body: dict[str, Any]  # the JSON document, already stripped to the permitted data categories

@@ -137,6 +137,8 @@ def hub_error_response(exc: e.HubError) -> JSONResponse:
         extensions["decision_id"] = exc.decision_id
     if isinstance(exc, e.InvalidTransition):
         extensions["allowed_transitions"] = exc.allowed_transitions
+    if isinstance(exc, e.StateConflict):
+        extensions["current"] = exc.current
     return problem_response(ptype, exc.detail, headers=headers, **extensions)
 
 

@@ -39,6 +39,13 @@ def receiver_app(secret: str, *, echo: Any = print) -> FastAPI:
                 f"[{request.url.path}] referral {r['id']} ({r['kind']}) from {r['sender']['organisation_id']}: "
                 f"categories {', '.join(r['permitted_categories'])}; reply to {r['reply_to']}"
             )
+        elif "team_offer" in body:
+            o = body["team_offer"]
+            answer = f"; accept at {o['accept']}" if "accept" in o else ""
+            echo(
+                f"[{request.url.path}] team offer {o['id']}: named person ({o['stage']}) from "
+                f"{o['from']['organisation_id']} to {o['to']['organisation_id']} is {o['state']}{answer}"
+            )
         else:
             e = body["event"]
             by = e["by_organisation"] or "the hub"

@@ -39,6 +39,8 @@ class AuditAction(StrEnum):
     REFERRAL_STATUS_CHANGED = "referral-status-changed"
     REFERRAL_DELIVERED = "referral-delivered"
     FLOWS_READ = "flows-read"
+    TEAM_READ = "team-read"
+    TEAM_CHANGED = "team-changed"
 
 
 class AuditOutcome(StrEnum):

@@ -11,6 +11,8 @@ problem ``type`` in one table (``hub.api.problems``), so the domain never learns
     ├── SharingDenied           no legal basis allows this share; reasons + remedies  (403)
     ├── NotFound                does not exist, or the caller may not know it exists  (404)
     ├── Conflict                clashes with current state (transition, idempotency)  (409)
+    │   ├── InvalidTransition   a status change the lifecycle does not allow now
+    │   └── StateConflict       carries the state it clashes with (``current``)
     ├── RateLimited             too many requests; wait ``retry_after`` seconds        (429)
     └── Unavailable             a dependency is down; retry later                     (503)
 """
@@ -18,6 +20,7 @@ problem ``type`` in one table (``hub.api.problems``), so the domain never learns
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,15 @@ class InvalidTransition(Conflict):
         self.allowed_transitions = list(allowed_transitions)
 
 
+class StateConflict(Conflict):
+    """The request clashes with a state the caller may see, sent back as ``current``: an offer already
+    answered or withdrawn, the assignment whose period the request's would overlap."""
+
+    def __init__(self, detail: str, *, current: dict[str, Any]) -> None:
+        super().__init__(detail)
+        self.current = dict(current)
+
+
 class RateLimited(HubError):
     """Too many requests of one kind from one caller; the same request is answered after ``retry_after``
     seconds (sent as ``Retry-After``)."""
@@ -140,6 +152,7 @@ __all__ = [
     "NotPermitted",
     "RateLimited",
     "SharingDenied",
+    "StateConflict",
     "Unauthenticated",
     "Unavailable",
 ]

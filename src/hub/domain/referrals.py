@@ -26,7 +26,8 @@ FAILED = "failed"
 DELIVERY_FAILED = "delivery-failed"
 # The statuses whose first reaching is a milestone of the referral's way (the flows time it from sending),
 # and the refusal the flows count by its reason and the alternative it suggests.
-MILESTONES = frozenset({RECEIVED, "accepted", "completed"})
+ACCEPTED = "accepted"
+MILESTONES = frozenset({RECEIVED, ACCEPTED, "completed"})
 REJECTED = "rejected"
 
 # A referral's data categories and where each one lives in the referral document.
@@ -228,6 +229,17 @@ class EventToRecord:
 
 
 @dataclass(frozen=True)
+class TeamEffect:
+    """What a change of a referral means for the team around its child: the receiver joins when it
+    accepts the referral (``join``), and the membership that acceptance began ends when the referral
+    reaches a final status (``reason``: ``referral-<status>``)."""
+
+    join: bool
+    organisation: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Decided:
     """What a change of the referral decided: its new status, the event to record (with the party to tell),
     and what else it implies for storage."""
@@ -237,6 +249,7 @@ class Decided:
     cancellation_requested: bool = False
     # Why nothing still queued to deliver the referral itself is sent any more (None: delivery goes on).
     abandon_delivery: str | None = None
+    team: TeamEffect | None = None  # the team around the child changes too (``TeamEffect``)
 
 
 @dataclass(frozen=True)
@@ -281,7 +294,14 @@ class Referral:
             change.feedback,
             *suggested,
         )
-        return Decided(change.to, event, abandon_delivery=self._stops_delivery(change.to))
+        return Decided(change.to, event, abandon_delivery=self._stops_delivery(change.to), team=self._team(change.to))
+
+    def _team(self, to: str) -> TeamEffect | None:
+        if to == ACCEPTED:
+            return TeamEffect(True, self.recipient, "referral-accepted")
+        if to in self.lifecycle.terminal:
+            return TeamEffect(False, self.recipient, f"referral-{to}")
+        return None
 
     def request_cancellation(self, reason_code: str | None, reason_text: str | None) -> Decided:
         """After delivery the sender asks the receiver to cancel; the status stays."""

@@ -54,6 +54,8 @@ ACTION_CODES: dict[AuditAction, str] = {
     AuditAction.REFERRAL_STATUS_CHANGED: "U",
     AuditAction.REFERRAL_DELIVERED: "E",
     AuditAction.FLOWS_READ: "E",  # an aggregate query over referral flows
+    AuditAction.TEAM_READ: "R",  # a member reads the team around a child (basis: its membership)
+    AuditAction.TEAM_CHANGED: "U",
 }
 """AuditEvent.action for each of the hub's actions."""
 

@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import referrals as db
 from hub.db.uow import UnitOfWork
+from hub.domain.audit import AuditAction
 from hub.domain.errors import NotFound
 from hub.domain.referrals import Side
 from hub.runtime import Runtime
 from hub.services import referrals as ref
+from hub.services.auditing import audit
 from hub.services.context import Actor
 from hub.services.referrals.read import audit_read
 
@@ -69,7 +71,20 @@ def _referral_id(message: MailboxMessage) -> uuid.UUID:
 
 
 async def _audit_read(session: AsyncSession, actor: Actor, message: MailboxMessage) -> None:
-    """The fetch as a read of the referral, as ``read_referral`` records one, naming the message."""
+    """The fetch as a read of the referral, as ``read_referral`` records one, naming the message; a team
+    offer's news as a read of the team by a party to the offer."""
+    if message.kind == "team-offer":
+        offer = message.body["team_offer"]
+        await audit(
+            session,
+            actor,
+            AuditAction.TEAM_READ,
+            legal_basis="team-offer-party",
+            entity_type="CareTeam",
+            entity_id=str(offer["team_id"]),
+            details={"offer": offer["id"], "via": "mailbox", "message_id": message.id},
+        )
+        return
     row = await db.referral(session, _referral_id(message))
     if row is None:  # cannot happen while the referral's outbox entry holds the message (foreign key)
         return
@@ -96,7 +111,7 @@ async def _acknowledge(session: AsyncSession, *, actor: Actor, runtime: Runtime,
     outbox_id, first = acked
     if first:
         entry = await db.outbox_entries_by_id(session, outbox_id)
-        if entry is not None and entry.kind == "referral":
+        if entry is not None and entry.kind == "referral" and entry.referral_id is not None:
             row = await db.referral(session, entry.referral_id, lock=True)
             received = None if row is None else ref.aggregate(row, runtime.vocabulary).receipt()
             if row is not None and received is not None:

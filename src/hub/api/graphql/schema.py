@@ -16,6 +16,7 @@ from hub.api.graphql.context import Context
 from hub.api.graphql.flows import FlowsQuery
 from hub.api.graphql.guard import guarded
 from hub.api.graphql.problems import AuthenticationProblem, ForbiddenProblem, InvalidInputProblem, NotFoundProblem
+from hub.api.graphql.teams import TeamQuery
 from hub.api.graphql.vocabulary import (
     CodeSystem,
     Goal,
@@ -148,7 +149,7 @@ def _not_found(exc: NotFound) -> NotFoundProblem:
 
 
 @strawberry.type
-class Query(FlowsQuery):
+class Query(FlowsQuery, TeamQuery):
     @strawberry.field(description="Every vocabulary: names, versions, checksums")
     def vocabularies(self, info: strawberry.Info[Context, None], lang: LangArg = Lang.sv) -> list[VocabularyEntry]:
         return [

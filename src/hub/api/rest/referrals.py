@@ -270,7 +270,7 @@ async def add_event(
 
 class MailboxItem(BaseModel):
     id: str
-    kind: Literal["referral", "status-event"]
+    kind: Literal["referral", "status-event", "team-offer"]
     body: dict[str, Any]
     fetch_count: int = Field(description="More than 1: fetched before and not acknowledged")
     created_at: datetime

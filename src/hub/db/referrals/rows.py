@@ -56,8 +56,11 @@ class EventRow:
 
 @dataclass(frozen=True)
 class OutboxRow:
+    """An outbox entry: a referral or its status event (``referral_id``), or a team offer's news
+    (``team_offer_id``, kind ``team-offer``)."""
+
     id: uuid.UUID
-    referral_id: uuid.UUID
+    referral_id: uuid.UUID | None
     event_id: uuid.UUID | None
     kind: str
     recipient_organisation: str
@@ -72,6 +75,7 @@ class OutboxRow:
     delivered_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    team_offer_id: uuid.UUID | None = None
 
 
 def _fields(cls: Any) -> str:

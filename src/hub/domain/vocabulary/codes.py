@@ -163,6 +163,33 @@ class LegalBasesDoc(CodeSystemBase):
         ]
 
 
+# ------------------------------------------------------------------------------------- life stages
+class LifeStage(Concept):
+    """A stage of a child's life with the organisation types that hold the named person during it."""
+
+    organisation_types: tuple[Code, ...] = Field(min_length=1)
+
+
+class LifeStagesDoc(CodeSystemBase):
+    """The life stages, in the order a child passes through them, each with the organisation types that
+    may be its named person (the team around the child)."""
+
+    kind: Literal["life-stages"]
+    concept: tuple[LifeStage, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> LifeStagesDoc:
+        _unique([c.code for c in self.concept], "concept")
+        return self
+
+    def concepts(self) -> list[ConceptEntry]:
+        return [c.entry({"organisation-type": list(c.organisation_types)}) for c in self.concept]
+
+    def holders(self) -> dict[str, frozenset[str]]:
+        """Each stage's code and the organisation types that may hold the named person in it."""
+        return {c.code: frozenset(c.organisation_types) for c in self.concept}
+
+
 # ------------------------------------------------------------------------------- referral lifecycle
 Actor = Literal["sender", "receiver", "hub"]
 
@@ -248,6 +275,7 @@ VocabularyDocument = Annotated[
     | CodeSystemDoc
     | OrganisationTypesDoc
     | LegalBasesDoc
+    | LifeStagesDoc
     | ReferralStatusesDoc
     | ChildPlanSchemaDoc,
     Field(discriminator="kind"),

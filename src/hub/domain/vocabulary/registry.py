@@ -18,7 +18,7 @@ from hub.domain.vocabulary.base import (
     UnknownVocabulary,
     _Frozen,
 )
-from hub.domain.vocabulary.codes import ReferralStatusesDoc, ReferralTransition, VocabularyDocument
+from hub.domain.vocabulary.codes import LifeStagesDoc, ReferralStatusesDoc, ReferralTransition, VocabularyDocument
 from hub.domain.vocabulary.parsing import InvalidRequest, LoadedDocument, semver_key
 from hub.domain.vocabulary.wheel import ConceptMapSpec, Equivalence, VariantDoc, WellbeingWheelDoc
 
@@ -128,6 +128,8 @@ class Vocabulary:
             for loaded in published.values():
                 if isinstance(loaded.document, VariantDoc):
                     self._check_map(loaded)
+                if isinstance(loaded.document, LifeStagesDoc):
+                    self._check_stages(loaded)
         # Every request checks its codes against these sets; published versions never change, so each
         # is built once.
         self._codes: dict[tuple[str, str | None], frozenset[str]] = {}
@@ -136,6 +138,21 @@ class Vocabulary:
     def _pick_latest(versions: Mapping[str, LoadedDocument]) -> str:
         active = [v for v, d in versions.items() if d.document.status is Status.active]
         return (active or list(versions))[-1]
+
+    def _check_stages(self, loaded: LoadedDocument) -> None:
+        """Every organisation type a life stage names is one the latest organisation-types defines."""
+        doc = loaded.document
+        assert isinstance(doc, LifeStagesDoc)
+        types = self._docs.get("organisation-types", {})
+        known = {
+            c.code for d in types.values() if isinstance(d.document, CodeSystemBase) for c in d.document.concepts()
+        }
+        for i, stage in enumerate(doc.concept):
+            if missing := sorted(set(stage.organisation_types) - known):
+                raise InvalidVocabulary(
+                    f"{loaded.source}: stage {stage.code!r} names unknown organisation type(s): {', '.join(missing)}",
+                    field=f"/concept/{i}/organisation_types",
+                )
 
     def _check_map(self, loaded: LoadedDocument) -> None:
         doc = loaded.document

@@ -13,12 +13,14 @@ from typing import Any
 
 from hub.adapters.base import Message
 from hub.db import referrals as db
+from hub.db.teams import TEAM_OFFER
 from hub.db.uow import UnitOfWork
 from hub.domain.principal import Principal, Role
 from hub.domain.referrals import strip_to
 from hub.domain.sharing import Decision
 from hub.runtime import Runtime
 from hub.services import referrals as ref
+from hub.services import teams
 from hub.services.context import Actor, utcnow
 from hub.services.sharing import ShareQuestion, decide_share
 
@@ -41,6 +43,9 @@ def outcome_key(decision: Decision, permitted: list[str]) -> str:
 async def build(runtime: Runtime, claimed: db.Claimed, batch: db.BatchFacts) -> Built | None:
     """The message to send, built now; None when nothing may be sent any more (the entry is closed here)."""
     entry = claimed.entry
+    if entry.kind == TEAM_OFFER:
+        return Built(await teams.offer_message(runtime, entry))
+    assert entry.referral_id is not None
     row = batch.referrals.get(entry.referral_id)
     assert row is not None
     if entry.kind == "status-event":

@@ -109,7 +109,7 @@ async def failed(
             updated_at=now,
             **{k: v for k, v in remembered.items() if v is not None},
         )
-        if recorded and dead and entry.kind == "referral":
+        if recorded and dead and entry.kind == "referral" and entry.referral_id is not None:
             await tell_sender(uow.session, runtime, entry.referral_id, REFUSED if permanent else UNREACHABLE, now)
         if permanent:
             await breakers.answered(uow.session, entry.recipient_organisation, probe=claimed.probe, now=now)
@@ -134,7 +134,7 @@ async def expire(session: AsyncSession, runtime: Runtime, recipient: str, now: d
     horizon_start = now - timedelta(hours=runtime.settings.delivery_horizon_hours)
     for entry in await db.expire_pending(session, recipient, now=now, horizon_start=horizon_start):
         log.warning("dead-lettered", extra={"outbox_id": str(entry.id), "attempt": entry.attempts})
-        if entry.kind == "referral":
+        if entry.kind == "referral" and entry.referral_id is not None:
             await tell_sender(session, runtime, entry.referral_id, UNREACHABLE, now)
 
 

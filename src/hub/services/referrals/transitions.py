@@ -14,14 +14,16 @@ from hub.db import referrals as db
 from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction
 from hub.domain.errors import FieldError, InvalidInput
+from hub.domain.identity import parse_personal_identity_number
 from hub.domain.referrals import Change, Decided, EventToRecord, Referral
 from hub.domain.vocabulary import Vocabulary
 from hub.runtime import Runtime
 from hub.services.auditing import audit
-from hub.services.context import Actor
+from hub.services.context import Actor, utcnow
 from hub.services.referrals.derived import lifecycle
-from hub.services.referrals.read import event_texts, visible_referral
+from hub.services.referrals.read import document_for, event_texts, visible_referral
 from hub.services.referrals.views import EventView, event_view
+from hub.services.teams.referrals import follow_referral
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,15 @@ async def _record_event(
             suggested=(draft.suggested_organisation, draft.suggested_service),
         )
     event = await persist(session, row, decided, actor=actor, idempotency_key=idempotency_key, cipher=runtime.cipher)
+    if decided.team is not None:  # accepted: the receiver joins the child's team; ended: it leaves
+        await follow_referral(
+            session,
+            decided.team,
+            child_pseudonyms=_pseudonyms(row, runtime),
+            referral_id=row.id,
+            now=actor.now,
+            vocabulary=runtime.vocabulary,
+        )
     await audit(
         session,
         actor,
@@ -114,6 +125,16 @@ async def _record_event(
         details={"type": draft.type, "from": row.status, "to": event.to_status, "reason_code": draft.reason_code},
     )
     return event
+
+
+def _pseudonyms(row: db.ReferralRow, runtime: Runtime) -> list[str]:
+    """The child's pseudonyms under every key (the team may be stored under a newer key than the referral),
+    from the number the referral's document holds; only its stored one once the document is purged."""
+    document = document_for(row, "sender", runtime.cipher)
+    if document is None:
+        return [row.child_pseudonym]
+    pin = parse_personal_identity_number(document["child"]["personal_identity_number"], today=utcnow().date())
+    return [*runtime.pseudonymizer.candidates(pin), row.child_pseudonym]  # the current key's first
 
 
 def _check_codes(draft: EventDraft, vocabulary: Vocabulary) -> None:
