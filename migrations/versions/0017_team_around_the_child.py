@@ -11,16 +11,16 @@ referral that made it join). ``team_family_choice``: recorded, blocks nothing.
 On ``outbox``: ``team_offer_id`` (entries of kind ``team-offer``, which have no referral: ``referral_id``
 becomes nullable).
 
-Revision ID: 0014
-Revises: 0012
+Revision ID: 0017
+Revises: 0016
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
-revision = "0014"
-down_revision = "0012"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
