@@ -50,3 +50,20 @@ async def test_the_capability_statement_declares_care_team(client, county) -> No
     r = await client.get("/fhir/r4/metadata")
     [care_team] = [res for res in r.json()["rest"][0]["resource"] if res["type"] == "CareTeam"]
     assert {i["code"] for i in care_team["interaction"]} == {"read", "search-type"}
+
+
+async def test_a_member_with_an_hsa_id_is_named_by_it(client, auth, county) -> None:
+    """HL7 Sweden's identifier system for a unit the registry knows by HSA-id; the hub's id otherwise."""
+    from sqlalchemy import text
+
+    async with county.sessions() as session:
+        await session.execute(text("update organisation set hsa_id = 'SE2321000164-E1' where id = :id"), {"id": SCHOOL})
+        await session.commit()
+    team_id = (await name_school(client, auth)).json()["id"]
+    await client.post(
+        "/v1/children/team/participants", json=child(organisation_id=SOCIAL, reason="sip"), headers=auth(SCHOOL)
+    )
+    resource = CareTeam.model_validate((await client.get(f"/fhir/r4/CareTeam/{team_id}", headers=auth(SOCIAL))).json())
+    named = {p.member.identifier.system: p.member.identifier.value for p in resource.participant}
+    assert named["urn:oid:1.2.752.29.4.19"] == "SE2321000164-E1"
+    assert SOCIAL in named.values()  # no HSA-id in the registry: the hub's id

@@ -180,12 +180,12 @@ async def team_id_of_offer(session: AsyncSession, offer_id: uuid.UUID) -> uuid.U
     return None if found is None else uuid.UUID(str(found))
 
 
-async def organisations(session: AsyncSession, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """Each registered organisation's (name, type); unknown ids are absent."""
+async def organisations(session: AsyncSession, ids: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+    """Each registered organisation's (name, type, HSA-id); unknown ids are absent."""
     result = await session.execute(
-        text("select id, name, type from organisation where id = any(:ids)"), {"ids": list(ids)}
+        text("select id, name, type, hsa_id from organisation where id = any(:ids)"), {"ids": list(ids)}
     )
-    return {r[0]: (r[1], r[2]) for r in result.all()}
+    return {r[0]: (r[1], r[2], r[3]) for r in result.all()}
 
 
 def offer_entry(offer_id: uuid.UUID, recipient: str, state: str, at: datetime) -> OutboxRow:

@@ -15,6 +15,7 @@ from hub.api.deps import RuntimeDep, actor_for
 from hub.api.fhir.common import FHIR_JSON, NO_STORE, PREFIX, FHIRResponse, base_url
 from hub.api.problems import PROBLEM_JSON
 from hub.domain.errors import NotFound
+from hub.domain.hsa import HSA_ID_SYSTEM
 from hub.domain.principal import Principal, Role
 from hub.domain.vocabulary import CANONICAL_BASE
 from hub.fhir.audit import CHILD_PSEUDONYM_SYSTEM, ORGANISATION_SYSTEM
@@ -47,10 +48,13 @@ def _period(start: datetime, end: datetime | None) -> dict[str, str]:
 
 
 def _organisation(org: OrganisationRef) -> dict[str, Any]:
-    ref: dict[str, Any] = {
-        "type": "Organization",
-        "identifier": {"system": ORGANISATION_SYSTEM, "value": org.organisation_id},
-    }
+    """By HSA-id (HL7 Sweden's system) when the registry has one, else by the hub's id."""
+    identifier = (
+        {"system": HSA_ID_SYSTEM, "value": org.hsa_id}
+        if org.hsa_id
+        else {"system": ORGANISATION_SYSTEM, "value": org.organisation_id}
+    )
+    ref: dict[str, Any] = {"type": "Organization", "identifier": identifier}
     if org.name:
         ref["display"] = org.name
     return ref

@@ -14,6 +14,7 @@ class OrganisationRef:
     organisation_id: str
     name: str | None
     type: str | None
+    hsa_id: str | None = None  # the unit's HSA-id when the registry has it (FHIR names it by that)
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,12 @@ class TeamView:
     updated_at: datetime
 
 
-Names = dict[str, tuple[str, str]]  # organisation id → (name, type)
+Names = dict[str, tuple[str, str, str | None]]  # organisation id → (name, type, HSA-id)
 
 
 def org(organisation_id: str, names: Names) -> OrganisationRef:
-    name, kind = names.get(organisation_id, (None, None))
-    return OrganisationRef(organisation_id, name, kind)
+    name, kind, hsa_id = names.get(organisation_id, (None, None, None))
+    return OrganisationRef(organisation_id, name, kind, hsa_id)
 
 
 def assignment_view(a: Assignment, names: Names) -> AssignmentView:
