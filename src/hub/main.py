@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -47,6 +47,37 @@ Every error is RFC 9457 `application/problem+json`; the `type` is a stable relat
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """Build the app. The database is opened in the lifespan (or taken from ``runtime`` in tests)."""
     settings = settings or (runtime.settings if runtime else Settings())
+    app = FastAPI(
+        title="hub",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan(settings, runtime),
+        openapi_url="/openapi.json",
+        docs_url="/docs" if settings.dev_mode else None,  # Swagger UI loads its scripts from a CDN
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings, sessions=lambda: app.state.runtime.sessions)  # opened in lifespan
+    problems.install(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        database_retry_after=settings.database_retry_after_seconds,
+    )
+    _include_routers(app, settings)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.document_problems(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _lifespan(settings: Settings, runtime: Runtime | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: ``runtime`` as given (tests), or one opened from ``settings`` with its sealer and,
+    when the settings say so, the in-process delivery worker."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,23 +104,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 async with running_worker(rt):
                     yield
 
-    app = FastAPI(
-        title="hub",
-        version=__version__,
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        openapi_url="/openapi.json",
-        docs_url="/docs" if settings.dev_mode else None,  # Swagger UI loads its scripts from a CDN
-        redoc_url=None,
-    )
-    app.state.settings = settings
-    app.state.verifier = TokenVerifier(settings, sessions=lambda: app.state.runtime.sessions)  # opened in lifespan
-    problems.install(app)
-    app.add_middleware(
-        RequestContextMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        database_retry_after=settings.database_retry_after_seconds,
-    )
+    return lifespan
+
+
+def _include_routers(app: FastAPI, settings: Settings) -> None:
     app.include_router(health.router)
     app.include_router(me.router)
     app.include_router(vocabulary.router)
@@ -105,11 +123,3 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(fhir_router)
     app.include_router(fhir_referrals_router)  # FHIR referrals in: Bundle, Task, Organization
     app.include_router(dashboard.router)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = problems.document_problems(FastAPI.openapi(app))
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app

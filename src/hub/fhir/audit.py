@@ -185,6 +185,47 @@ def audit_event(entry: AuditEntryLike) -> dict[str, Any]:
     """One audit entry as an R4 ``AuditEvent`` (``id`` is the entry's id)."""
     c = entry.content
     action = AuditAction(c["action"])
+    purposes = _purposes(c)
+    resource: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": str(entry.id),
+        "extension": [_chain_extension(entry)],
+        "type": _coding(AUDIT_ACTION_SYSTEM, action.value, action.value.replace("-", " ").capitalize()),
+        "action": ACTION_CODES[action],
+        "recorded": c["occurred_at"],
+        "outcome": c["outcome"],
+    }
+    if c["outcome"] == "4":
+        resource["outcomeDesc"] = "Refused"
+    if purposes:
+        resource["purposeOfEvent"] = purposes
+    resource["agent"] = _agents(c)
+    resource["source"] = {
+        "observer": {"display": "hub"},
+        "type": [_coding(_SOURCE_TYPE, "4", "Application Server")],
+    }
+    entities = _entities(c)
+    if entities:
+        resource["entity"] = entities
+    return resource
+
+
+def _chain_extension(entry: AuditEntryLike) -> dict[str, Any]:
+    """The entry's place in the audit log (docs/audit.md): its partition, and its leaf index and leaf hash
+    once sealed."""
+    sealed = (
+        []
+        if entry.seq is None
+        else [
+            {"url": "seq", "valueUnsignedInt": entry.seq},
+            {"url": "hash", "valueString": entry.hash},
+        ]
+    )
+    return {"url": CHAIN_EXTENSION, "extension": [{"url": "partition", "valueString": entry.partition}, *sealed]}
+
+
+def _agents(c: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Who acted (the requestor organisation), the counterpart organisation, and the person by HSA-id."""
     counterpart = c.get("counterpart_organisation")
     requestor: dict[str, Any] = {"type": _concept(_DICOM, "110153", "Source Role ID")} if counterpart else {}
     if c.get("actor_roles"):
@@ -207,6 +248,11 @@ def audit_event(entry: AuditEntryLike) -> dict[str, Any]:
                 "requestor": True,
             }
         )
+    return agents
+
+
+def _purposes(c: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The legal basis (in the vocabulary version the decision cited) and the referral kind."""
     purposes = []
     if c.get("legal_basis"):
         basis = _concept(LEGAL_BASIS_SYSTEM, c["legal_basis"])
@@ -216,42 +262,7 @@ def audit_event(entry: AuditEntryLike) -> dict[str, Any]:
         purposes.append(basis)
     if c.get("purpose"):
         purposes.append(_concept(REFERRAL_KIND_SYSTEM, c["purpose"]))
-    resource: dict[str, Any] = {
-        "resourceType": "AuditEvent",
-        "id": str(entry.id),
-        "extension": [
-            {
-                # The entry's place in the audit log (docs/audit.md): its leaf index and leaf hash, once sealed.
-                "url": CHAIN_EXTENSION,
-                "extension": [{"url": "partition", "valueString": entry.partition}]
-                + (
-                    []
-                    if entry.seq is None
-                    else [
-                        {"url": "seq", "valueUnsignedInt": entry.seq},
-                        {"url": "hash", "valueString": entry.hash},
-                    ]
-                ),
-            }
-        ],
-        "type": _coding(AUDIT_ACTION_SYSTEM, action.value, action.value.replace("-", " ").capitalize()),
-        "action": ACTION_CODES[action],
-        "recorded": c["occurred_at"],
-        "outcome": c["outcome"],
-    }
-    if c["outcome"] == "4":
-        resource["outcomeDesc"] = "Refused"
-    if purposes:
-        resource["purposeOfEvent"] = purposes
-    resource["agent"] = agents
-    resource["source"] = {
-        "observer": {"display": "hub"},
-        "type": [_coding(_SOURCE_TYPE, "4", "Application Server")],
-    }
-    entities = _entities(c)
-    if entities:
-        resource["entity"] = entities
-    return resource
+    return purposes
 
 
 def capability_resource() -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -21,7 +21,7 @@ from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord
 from hub.domain.errors import FieldError, InvalidInput, NotPermitted
 from hub.domain.hsa import professional_reference_problem
-from hub.domain.policy import Policy, swedish_day
+from hub.domain.policy import swedish_day
 from hub.domain.sharing import (
     Consent,
     ConsentRefusal,
@@ -143,29 +143,19 @@ async def decide_share(
         decision_id = uuid.uuid4()
         decision, entry = decide_on_facts(
             facts,
+            question,
             actor=actor,
             child=child,
-            to_organisation=question.to_organisation,
-            purpose=question.purpose,
-            data_categories=question.data_categories,
-            legal_basis=question.legal_basis,
-            basis_reference=question.basis_reference,
-            policy=runtime.policy,
-            legal_bases=legal_bases(runtime.vocabulary),
+            runtime=runtime,
             decision_id=decision_id,
             dry_run=dry_run,
             limits=limits,
         )
+        answer = RecordedDecision(
+            decision_id, actor.now, actor.organisation_id, question.to_organisation, question.purpose, decision
+        )
         if record_if is not None and not record_if(decision):
-            return RecordedDecision(
-                decision_id,
-                actor.now,
-                actor.organisation_id,
-                question.to_organisation,
-                question.purpose,
-                decision,
-                recorded=False,
-            )
+            return dataclasses.replace(answer, recorded=False)
         await record_decision(
             connection,
             decision_id=decision_id,
@@ -179,9 +169,7 @@ async def decide_share(
             explanation=explanation(decision),
             audit=entry,
         )
-    return RecordedDecision(
-        decision_id, actor.now, actor.organisation_id, question.to_organisation, question.purpose, decision
-    )
+    return answer
 
 
 def _check_codes(question: ShareQuestion, vocabulary: Vocabulary) -> None:
@@ -203,48 +191,29 @@ def _check_codes(question: ShareQuestion, vocabulary: Vocabulary) -> None:
 
 def decide_on_facts(
     facts: SharingFacts,
+    question: ShareQuestion,
     *,
     actor: Actor,
     child: Child,
-    to_organisation: str,
-    purpose: str,
-    data_categories: Sequence[str],
-    legal_basis: str | None,
-    basis_reference: str | None,
-    policy: Policy,
-    legal_bases: LegalBasesDoc,
+    runtime: Runtime,
     decision_id: uuid.UUID,
     dry_run: bool,
     limits: SharingLimits | None = None,
 ) -> tuple[Decision, AuditRecord]:
     """The engine's answer on loaded facts, and the audit entry that records it (refusals too): the step
     between the reads and the write that :func:`decide_share` and a referral share, so both decide alike.
+    ``question.personal_identity_number`` is not read: ``child`` is the child it names.
 
     With ``limits``, the attempt is counted first (``RateLimited`` when over: nothing is decided or
     written), and a refusal beyond a threshold is flagged in the audit entry (``details.flagged``).
     An allowed decision cites the statute of its basis in force on the Swedish day of ``actor.now`` (the
-    time the hub sees), read from ``legal_bases``."""
+    time the hub sees), read from the runtime's ``legal-bases`` vocabulary."""
     sender = _registered(actor.organisation_id, facts.sender_type, None)
-    recipient = _registered(to_organisation, facts.recipient_type, "/to_organisation")
-    try:
-        request = ShareRequest(
-            from_party=sender,
-            to_party=recipient,
-            child_pseudonym=child.pseudonym,
-            child_age=child.age,
-            purpose=purpose,
-            requested_categories=frozenset(data_categories),
-            at=actor.now,
-            legal_basis=legal_basis,
-            basis_reference=basis_reference,
-        )
-    except ValueError as exc:
-        raise InvalidInput(
-            "The legal basis reference needs a legal basis that has references.",
-            errors=[FieldError("/basis_reference", str(exc).splitlines()[-1])],
-        ) from None
+    recipient = _registered(question.to_organisation, facts.recipient_type, "/to_organisation")
+    request = _share_request(question, sender, recipient, child, actor.now)
     if limits is not None:
         limits.admit(actor.organisation_id, child.pseudonym)
+    policy = runtime.policy
     decision = decide(
         request,
         consents=_as_current(facts.consents, child),
@@ -254,8 +223,11 @@ def decide_on_facts(
     )
     if decision.allowed and decision.legal_basis is not None:
         day = swedish_day(actor.now)
-        decision = cited(decision, cite(legal_bases, decision.legal_basis, day, policy.in_force(day)))
-    details = _details(decision, dry_run=dry_run, legal_basis=legal_basis, basis_reference=basis_reference)
+        bases = legal_bases(runtime.vocabulary)
+        decision = cited(decision, cite(bases, decision.legal_basis, day, policy.in_force(day)))
+    details = _details(
+        decision, dry_run=dry_run, legal_basis=question.legal_basis, basis_reference=question.basis_reference
+    )
     if limits is not None and not decision.allowed:
         flagged = limits.refused(actor.organisation_id, child.pseudonym)
         if flagged:
@@ -267,13 +239,36 @@ def decide_on_facts(
         child_pseudonym=child.pseudonym,
         legal_basis=decision.legal_basis,
         decision_id=str(decision_id),
-        counterpart_organisation=to_organisation,
+        counterpart_organisation=question.to_organisation,
         entity_type="SharingDecision",
         entity_id=str(decision_id),
-        purpose=purpose,
+        purpose=question.purpose,
         details=details,
     )
     return decision, entry
+
+
+def _share_request(
+    question: ShareQuestion, sender: Party, recipient: Party, child: Child, at: datetime
+) -> ShareRequest:
+    """The engine's question; a basis reference without a basis that has references is the caller's error."""
+    try:
+        return ShareRequest(
+            from_party=sender,
+            to_party=recipient,
+            child_pseudonym=child.pseudonym,
+            child_age=child.age,
+            purpose=question.purpose,
+            requested_categories=frozenset(question.data_categories),
+            at=at,
+            legal_basis=question.legal_basis,
+            basis_reference=question.basis_reference,
+        )
+    except ValueError as exc:
+        raise InvalidInput(
+            "The legal basis reference needs a legal basis that has references.",
+            errors=[FieldError("/basis_reference", str(exc).splitlines()[-1])],
+        ) from None
 
 
 def _details(

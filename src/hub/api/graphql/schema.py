@@ -5,7 +5,6 @@ Expected outcomes (an unknown vocabulary, a missing token) are union members, no
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -15,7 +14,8 @@ from strawberry.scalars import JSON
 from hub.api.graphql.context import Context
 from hub.api.graphql.flows import FlowsQuery
 from hub.api.graphql.guard import guarded
-from hub.api.graphql.problems import AuthenticationProblem, ForbiddenProblem, InvalidInputProblem, NotFoundProblem
+from hub.api.graphql.problems import AuthenticationProblem, InvalidInputProblem, NotFoundProblem
+from hub.api.graphql.referrals import referrals_field
 from hub.api.graphql.teams import TeamQuery
 from hub.api.graphql.vocabulary import (
     CodeSystem,
@@ -35,10 +35,8 @@ from hub.api.graphql.vocabulary import (
     variant,
 )
 from hub.domain.errors import HubError, InvalidInput, NotFound
-from hub.domain.principal import Role
 from hub.domain.vocabulary import CodeSystemBase, WellbeingWheelDoc
 from hub.services.organisations import get_organisation
-from hub.services.referrals import ReferralQuery, list_referrals
 from hub.services.registry import ServiceFilter, ServiceView, list_organisations, search_services
 
 
@@ -107,41 +105,6 @@ TranslationOutcome = Annotated[
     Translation | NotFoundProblem | InvalidInputProblem, strawberry.union("TranslationOutcome")
 ]
 MeResult = Annotated[Me | AuthenticationProblem, strawberry.union("MeResult")]
-
-
-@strawberry.type(description="A referral your organisation sent or received (metadata: no identity, no free text)")
-class Referral:
-    id: str
-    status: str
-    kind: str
-    role: str = strawberry.field(description="sender or receiver: your side of it")
-    sender_organisation: str
-    recipient_organisation: str
-    service_id: str | None
-    dimensions: list[str]
-    trappan_step: int | None
-    permitted_categories: list[str]
-    legal_basis: str
-    cancellation_requested: bool
-    created_at: datetime
-    updated_at: datetime
-    delivery_state: str = strawberry.field(
-        description="queued, retrying, delivered, dead-lettered (given up; the sender was told) or abandoned"
-    )
-
-
-@strawberry.type(description="One page of referrals, newest first; pass nextCursor as `after` for the next")
-class ReferralPage:
-    items: list[Referral]
-    next_cursor: str | None
-
-
-ReferralsResult = Annotated[
-    ReferralPage | InvalidInputProblem | AuthenticationProblem | ForbiddenProblem, strawberry.union("ReferralsResult")
-]
-
-
-REFERRAL_ROLES = (Role.SYSTEM, Role.PROFESSIONAL)
 
 
 def _not_found(exc: NotFound) -> NotFoundProblem:
@@ -378,49 +341,4 @@ class Query(FlowsQuery, TeamQuery):
             return InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
         return ServicePage(items=[_directory_service(v) for v in page.items], next_cursor=page.next_cursor)
 
-    @strawberry.field(
-        description="Referrals your organisation sent or received, as GET /v1/referrals (needs a token)",
-        metadata=guarded(*REFERRAL_ROLES, cost=20),
-    )
-    async def referrals(
-        self,
-        info: strawberry.Info[Context, None],
-        role: str | None = None,
-        status: list[str] | None = None,
-        kind: list[str] | None = None,
-        counterpart: str | None = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        after: str | None = None,
-        limit: int = 50,
-    ) -> ReferralsResult:
-        try:
-            principal = await info.context.principal()
-        except HubError as exc:
-            return AuthenticationProblem(detail=exc.detail)
-        if not principal.has_any(*REFERRAL_ROLES):
-            return ForbiddenProblem(detail="Referrals are for the roles system and professional.")
-        if role not in (None, "sender", "receiver") or not 1 <= limit <= 200:
-            return InvalidInputProblem(detail="role is sender or receiver; limit is 1-200", fields=["role", "limit"])
-        try:
-            async with info.context.runtime.sessions() as session:
-                page = await list_referrals(
-                    session,
-                    organisation_id=principal.organisation_id,
-                    query=ReferralQuery(
-                        role=role,
-                        statuses=status or [],
-                        kinds=kind or [],
-                        counterpart=counterpart,
-                        created_from=created_from,
-                        created_to=created_to,
-                        cursor=after,
-                        limit=limit,
-                    ),
-                )
-        except InvalidInput as exc:
-            return InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
-        return ReferralPage(
-            items=[Referral(**asdict(r)) for r in page.items],
-            next_cursor=page.next_cursor,
-        )
+    referrals = referrals_field

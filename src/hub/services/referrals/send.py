@@ -28,7 +28,7 @@ from hub.services.referrals.draft import ReferralDraft, hash_request, validate_d
 from hub.services.referrals.transitions import event_row
 
 # decide_share's own steps, shared so that a referral decides exactly as POST /v1/sharing-decisions does.
-from hub.services.sharing import decide_on_facts, explanation, legal_bases
+from hub.services.sharing import ShareQuestion, decide_on_facts, explanation
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,18 @@ async def send_referral(*, actor: Actor, draft: ReferralDraft, idempotency_key: 
     """The send use case in its unit of work (see ``_send``)."""
     async with UnitOfWork.of(runtime.sessions) as uow:
         return await _send(uow, actor=actor, draft=draft, idempotency_key=idempotency_key, runtime=runtime)
+
+
+@dataclass(frozen=True)
+class _Sending:
+    """What every step of one send reads: who sends what, for which child, under which key."""
+
+    actor: Actor
+    draft: ReferralDraft
+    child: Child
+    idempotency_key: str
+    request_hash: str  # of the draft and the child's pseudonym: a replay must carry the same
+    runtime: Runtime
 
 
 async def _send(uow: UnitOfWork, *, actor: Actor, draft: ReferralDraft, idempotency_key: str, runtime: Runtime) -> Sent:
@@ -56,7 +68,7 @@ async def _send(uow: UnitOfWork, *, actor: Actor, draft: ReferralDraft, idempote
         today=actor.today,
         pointer="/child/personal_identity_number",
     )
-    request_hash = hash_request(draft, child.pseudonym)
+    sending = _Sending(actor, draft, child, idempotency_key, hash_request(draft, child.pseudonym), runtime)
     t = draft.target
     by_id = t.service_id is None and t.organisation_type is None and t.municipality_code is None
     if t.organisation_id is not None and by_id:
@@ -70,27 +82,17 @@ async def _send(uow: UnitOfWork, *, actor: Actor, draft: ReferralDraft, idempote
                 key=idempotency_key,
             )
             if existing is not None:
-                return _replay(existing, request_hash)
-            dimensions, local_codes = validate_draft(draft, runtime.vocabulary)
+                return _replay(existing, sending.request_hash)
+            checked = validate_draft(draft, runtime.vocabulary)
             if facts.recipient_type is not None:
                 return await _decide_and_store(
-                    connection,
-                    actor=actor,
-                    draft=draft,
-                    child=child,
-                    request_hash=request_hash,
-                    idempotency_key=idempotency_key,
-                    recipient=t.organisation_id,
-                    service_id=None,
-                    facts=facts,
-                    checked=(dimensions, local_codes),
-                    runtime=runtime,
+                    connection, sending, recipient=t.organisation_id, service_id=None, facts=facts, checked=checked
                 )
         # Not in the registry: the general path below answers as resolve_target does.
     existing = await db.referral_by_key(uow.session, actor.organisation_id, idempotency_key)
     if existing is not None:
-        return _replay(existing, request_hash)
-    dimensions, local_codes = validate_draft(draft, runtime.vocabulary)
+        return _replay(existing, sending.request_hash)
+    checked = validate_draft(draft, runtime.vocabulary)
     resolved = await registry.resolve_target(
         uow.session,
         organisation_id=t.organisation_id,
@@ -107,98 +109,41 @@ async def _send(uow: UnitOfWork, *, actor: Actor, draft: ReferralDraft, idempote
             connection, sender=actor.organisation_id, recipient=recipient, candidates=child.candidates
         )
         return await _decide_and_store(
-            connection,
-            actor=actor,
-            draft=draft,
-            child=child,
-            request_hash=request_hash,
-            idempotency_key=idempotency_key,
-            recipient=recipient,
-            service_id=service_id,
-            facts=facts,
-            checked=(dimensions, local_codes),
-            runtime=runtime,
+            connection, sending, recipient=recipient, service_id=service_id, facts=facts, checked=checked
         )
 
 
+_Checked = tuple[list[dict[str, str]], list[dict[str, str]]]  # validate_draft's dimensions and local codes
+
+
 async def _decide_and_store(
-    connection: Any,
-    *,
-    actor: Actor,
-    draft: ReferralDraft,
-    child: Child,
-    request_hash: str,
-    idempotency_key: str,
-    recipient: str,
-    service_id: str | None,
-    facts: SharingFacts,
-    checked: tuple[list[dict[str, str]], list[dict[str, str]]],
-    runtime: Runtime,
+    connection: Any, s: _Sending, *, recipient: str, service_id: str | None, facts: SharingFacts, checked: _Checked
 ) -> Sent:
     """The sharing decision as ``hub.services.sharing.decide_share`` makes it, and then the referral.
     A refusal is recorded with its audit entry (one statement, committed) and raised; an allowance is
     written together with everything the referral adds (``hub.db.referrals.store_sent``)."""
     decision_id = uuid.uuid4()
-    decided = _decide(
-        actor=actor,
-        draft=draft,
-        child=child,
-        recipient=recipient,
-        facts=facts,
-        runtime=runtime,
-        decision_id=decision_id,
-    )
-    decision, decision_entry = decided
+    decision, decision_entry = _decide(s, recipient=recipient, facts=facts, decision_id=decision_id)
     if not decision.allowed:
-        await _refuse(
-            connection,
-            actor=actor,
-            draft=draft,
-            child=child,
-            recipient=recipient,
-            decided=decided,
-            decision_id=decision_id,
-        )
+        await _refuse(connection, s, recipient=recipient, decided=(decision, decision_entry), decision_id=decision_id)
     row, event, outbox = _rows(
-        actor=actor,
-        draft=draft,
-        child=child,
-        recipient=recipient,
-        service_id=service_id,
-        decision_id=decision_id,
-        decision=decision,
-        checked=checked,
-        keys=(idempotency_key, request_hash),
-        runtime=runtime,
+        s, recipient=recipient, service_id=service_id, decision_id=decision_id, decision=decision, checked=checked
     )
-    referral_id = row.id
     sent_entry = audit_record(
-        actor,
+        s.actor,
         AuditAction.REFERRAL_SENT,
-        child_pseudonym=child.pseudonym,
+        child_pseudonym=s.child.pseudonym,
         legal_basis=row.legal_basis,
         decision_id=str(decision_id),
         counterpart_organisation=recipient,
         entity_type="Referral",
-        entity_id=str(referral_id),
-        purpose=draft.kind,
+        entity_id=str(row.id),
+        purpose=s.draft.kind,
         details={"permitted": row.permitted_categories, "denied": list(decision.denied_categories)},
     )
     stored = await db.store_sent(
         connection,
-        decision=db.DecisionValues(
-            id=decision_id,
-            requested_by=actor.principal.subject,
-            from_organisation=actor.organisation_id,
-            to_organisation=recipient,
-            child_pseudonym=child.pseudonym,
-            purpose=draft.kind,
-            legal_basis=decision.legal_basis,
-            basis_reference=decision.basis_reference,
-            permitted_categories=list(decision.permitted_categories),
-            denied_categories=list(decision.denied_categories),
-            explanation=json.dumps(explanation(decision)),
-        ),
+        decision=_decision_values(s, recipient=recipient, decision=decision, decision_id=decision_id),
         referral=row,
         event=event,
         outbox=outbox,
@@ -206,22 +151,32 @@ async def _decide_and_store(
     )
     if not stored:
         # A concurrent request with the same key won the race (nothing of ours was written): its replay.
-        existing = await db.referral_by_key_on(connection, actor.organisation_id, idempotency_key)
+        existing = await db.referral_by_key_on(connection, s.actor.organisation_id, s.idempotency_key)
         if existing is None:
             raise RuntimeError("the Idempotency-Key was taken, yet no referral holds it")
-        return _replay(existing, request_hash)
+        return _replay(existing, s.request_hash)
     return Sent(row, replayed=False)
 
 
+def _decision_values(s: _Sending, *, recipient: str, decision: Decision, decision_id: uuid.UUID) -> db.DecisionValues:
+    """The allowed decision's row, written in the referral's statement."""
+    return db.DecisionValues(
+        id=decision_id,
+        requested_by=s.actor.principal.subject,
+        from_organisation=s.actor.organisation_id,
+        to_organisation=recipient,
+        child_pseudonym=s.child.pseudonym,
+        purpose=s.draft.kind,
+        legal_basis=decision.legal_basis,
+        basis_reference=decision.basis_reference,
+        permitted_categories=list(decision.permitted_categories),
+        denied_categories=list(decision.denied_categories),
+        explanation=json.dumps(explanation(decision)),
+    )
+
+
 async def _refuse(
-    connection: Any,
-    *,
-    actor: Actor,
-    draft: ReferralDraft,
-    child: Child,
-    recipient: str,
-    decided: tuple[Decision, AuditRecord],
-    decision_id: uuid.UUID,
+    connection: Any, s: _Sending, *, recipient: str, decided: tuple[Decision, AuditRecord], decision_id: uuid.UUID
 ) -> NoReturn:
     """A refusal: recorded with its audit entry (one statement, committed), then raised with the reasons."""
     decision, decision_entry = decided
@@ -229,11 +184,11 @@ async def _refuse(
         connection,
         decision_id=decision_id,
         decision=decision,
-        requested_by=actor.principal.subject,
-        from_org=actor.organisation_id,
+        requested_by=s.actor.principal.subject,
+        from_org=s.actor.organisation_id,
         to_org=recipient,
-        child=child.pseudonym,
-        purpose=draft.kind,
+        child=s.child.pseudonym,
+        purpose=s.draft.kind,
         dry_run=False,
         explanation=explanation(decision),
         audit=decision_entry,
@@ -247,23 +202,19 @@ async def _refuse(
 
 
 def _rows(
+    s: _Sending,
     *,
-    actor: Actor,
-    draft: ReferralDraft,
-    child: Child,
     recipient: str,
     service_id: str | None,
     decision_id: uuid.UUID,
     decision: Decision,
-    checked: tuple[list[dict[str, str]], list[dict[str, str]]],
-    keys: tuple[str, str],
-    runtime: Runtime,
+    checked: _Checked,
 ) -> tuple[db.ReferralRow, db.EventRow, db.OutboxRow]:
     """An allowed referral as stored: its row (the document encrypted), its first event as the domain
-    opens it (``Referral.send``) and its outbox entry. ``keys``: the Idempotency-Key and the request hash.
-    Long only because it names every column of the three rows."""
-    idempotency_key, request_hash = keys
-    opened = Referral.send(lifecycle(runtime.vocabulary))
+    opens it (``Referral.send``) and its outbox entry. Long only because it names every column of the
+    three rows."""
+    actor, draft = s.actor, s.draft
+    opened = Referral.send(lifecycle(s.runtime.vocabulary))
     dimensions, local_codes = checked
     pin = parse_personal_identity_number(draft.personal_identity_number, today=actor.today)
     referral_id = uuid.uuid4()
@@ -277,7 +228,7 @@ def _rows(
         },
         "information": draft.information,
     }
-    payload, key_id = runtime.cipher.encrypt(document, bound_to=str(referral_id))
+    payload, key_id = s.runtime.cipher.encrypt(document, bound_to=str(referral_id))
     row = db.ReferralRow(
         id=referral_id,
         sender_organisation=actor.organisation_id,
@@ -287,7 +238,7 @@ def _rows(
         status=opened.status,
         cancellation_requested_at=None,
         delivered_at=None,
-        child_pseudonym=child.pseudonym,
+        child_pseudonym=s.child.pseudonym,
         dimensions=[d["code"] for d in dimensions],
         trappan_step=draft.trappan_step,
         data_categories=sorted(set(draft.data_categories)),
@@ -295,8 +246,8 @@ def _rows(
         legal_basis=str(decision.legal_basis),
         basis_reference=decision.basis_reference,
         decision_id=decision_id,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
+        idempotency_key=s.idempotency_key,
+        request_hash=s.request_hash,
         payload=payload,
         payload_key_id=key_id,
         payload_purged_at=None,
@@ -305,44 +256,41 @@ def _rows(
     )
     # The first event, written as ``persist`` writes events (the first of a new referral is seq 1).
     event = event_row(opened.event, event_id=uuid.uuid4(), referral_id=referral_id, seq=1, actor=actor, at=actor.now)
-    outbox = db.queued_entry(referral_id, recipient, f"{actor.organisation_id}:{idempotency_key}", actor.now)
+    outbox = db.queued_entry(referral_id, recipient, f"{actor.organisation_id}:{s.idempotency_key}", actor.now)
     return row, event, outbox
 
 
 def _decide(
-    *,
-    actor: Actor,
-    draft: ReferralDraft,
-    child: Child,
-    recipient: str,
-    facts: SharingFacts,
-    runtime: Runtime,
-    decision_id: uuid.UUID,
+    s: _Sending, *, recipient: str, facts: SharingFacts, decision_id: uuid.UUID
 ) -> tuple[Decision, AuditRecord]:
     """``decide_share``'s step between its reads and its write (``decide_on_facts``), after the code check
     it makes too, so that the referral's statement can write the decision. ``validate_draft`` has already
     checked the kind and the categories against the same vocabularies ``decide_share`` checks."""
+    draft = s.draft
     if draft.legal_basis is not None:
-        errors = unknown_codes(runtime.vocabulary, "legal-basis", [draft.legal_basis], "/legal_basis")
+        errors = unknown_codes(s.runtime.vocabulary, "legal-basis", [draft.legal_basis], "/legal_basis")
         if errors:
             raise InvalidInput(
                 f"{len(errors)} code(s) are not in the shared vocabulary.",
                 errors=[dataclasses.replace(e, pointer=e.pointer.removesuffix("/0")) for e in errors],
             )
-    return decide_on_facts(
-        facts,
-        actor=actor,
-        child=child,
+    question = ShareQuestion(
         to_organisation=recipient,
+        personal_identity_number=draft.personal_identity_number,
         purpose=draft.kind,
         data_categories=draft.data_categories,
         legal_basis=draft.legal_basis,
         basis_reference=draft.basis_reference,
-        policy=runtime.policy,
-        legal_bases=legal_bases(runtime.vocabulary),
+    )
+    return decide_on_facts(
+        facts,
+        question,
+        actor=s.actor,
+        child=s.child,
+        runtime=s.runtime,
         decision_id=decision_id,
         dry_run=False,
-        limits=rate_limits.for_runtime(runtime),  # every referral attempt counts, as a dry run does
+        limits=rate_limits.for_runtime(s.runtime),  # every referral attempt counts, as a dry run does
     )
 
 
