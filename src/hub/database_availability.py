@@ -20,6 +20,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,  # 57P01: stopped (pg_ctl stop -m fast), or the connection terminated
     asyncpg.CrashShutdownError,  # 57P02: another server process crashed
     asyncpg.TooManyConnectionsError,  # 53300
+    # A pooled connection the outage left mid-statement ("another operation is in progress"): it is
+    # discarded (hub.db.engine), and the same request succeeds on a fresh one.
+    asyncpg.InternalClientError,
     sa.OperationalError,  # a connection attempt that failed (hub.db.engine makes every one an OperationalError)
     AsyncAdapt_asyncpg_dbapi.OperationalError,  # the same, from a connection taken straight from the pool
     sa.TimeoutError,  # no pooled connection came free in time

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import Settings
+from hub.database_availability import is_database_unavailable
 from hub.db import audit_tree
 from hub.domain.checkpoint import Checkpoint, TreeHead
 from hub.keys import AuditSigner, audit_signer
@@ -83,8 +84,12 @@ async def _seal_forever(engine: AsyncEngine, signer: AuditSigner, settings: Sett
     while True:
         try:
             result = await seal_round(engine, signer, settings)
-        except Exception:  # the database away, a tampered tree: say so, keep trying
-            log.exception("audit sealing failed; retrying")
+        except Exception as exc:  # the database away, a tampered tree: say so, keep trying
+            # The class only: a driver's message can carry the statement's parameters (entries' content).
+            if is_database_unavailable(exc):
+                log.warning("audit sealing waits for the database", extra={"error_class": type(exc).__name__})
+            else:
+                log.error("audit sealing failed; retrying", extra={"error_class": type(exc).__name__})
             result = SealRound(locked=False)
         if result.checkpoint is not None:
             log.info("audit checkpoint signed", extra={"count": result.checkpoint.head.size})
