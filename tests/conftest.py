@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import NullPool, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hub.api.auth import mint_dev_token
@@ -84,11 +85,20 @@ async def owner_runtime(settings: Settings) -> AsyncIterator[Runtime]:
 async def empty_database(runtime: Runtime) -> None:
     """Every table but alembic's (and reference data) truncated, as the tables' owner."""
     engine = create_async_engine(migrations_database_url(runtime.settings), poolclass=NullPool)
-    async with engine.begin() as conn:
-        names = (await conn.execute(text("select tablename from pg_tables where schemaname = 'public'"))).scalars()
-        tables = [n for n in names if n not in KEEP_TABLES]
-        if tables:
-            await conn.execute(text(f"truncate {', '.join(tables)} restart identity cascade"))
+    # A server a test left running (its audit sealer, its delivery worker) may hold a table this truncate
+    # locks one at a time: PostgreSQL then breaks the deadlock by failing one side; when it is this one,
+    # try again (the other side, whose transaction went through, holds nothing any more).
+    for attempt in range(5):
+        try:
+            async with engine.begin() as conn:
+                query = text("select tablename from pg_tables where schemaname = 'public'")
+                tables = [n for n in (await conn.execute(query)).scalars() if n not in KEEP_TABLES]
+                if tables:
+                    await conn.execute(text(f"truncate {', '.join(tables)} restart identity cascade"))
+            break
+        except DBAPIError as exc:
+            if "deadlock detected" not in str(exc) or attempt == 4:
+                raise
     await engine.dispose()
     forget_standing()  # the token verifier's cache of the organisations just removed
 
