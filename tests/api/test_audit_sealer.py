@@ -59,7 +59,9 @@ async def test_concurrent_appends_of_one_organisation_are_sealed_exactly_once(
 ) -> None:
     await record_consent(client, auth)
     # The sealer runs while the requests do, sealing whatever has committed each round.
-    eager = runtime.settings.model_copy(update={"audit_seal_interval_seconds": 0.01, "audit_seal_batch_size": 7})
+    eager = runtime.settings.model_copy(
+        update={"audit_sealer": True, "audit_seal_interval_seconds": 0.01, "audit_seal_batch_size": 7}
+    )
     async with running_sealer(runtime.engine, eager):
         await asyncio.gather(*(ask(client, auth) for _ in range(60)))
     await seal_all(runtime.engine, runtime.settings, checkpoint=True)

@@ -20,7 +20,7 @@ from hub.db.lawful import ConsentRepository
 from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction
 from hub.domain.errors import Conflict, FieldError, Gone, InvalidInput, NotFound
-from hub.domain.policy import Policy, swedish_day
+from hub.domain.policy import Policy
 from hub.domain.sharing import InformationGiven, PartyScope, check_consent
 from hub.domain.sharing.requests import (
     AnswerNotAllowed,
@@ -34,7 +34,7 @@ from hub.domain.sharing.requests import (
 from hub.runtime import Runtime
 from hub.services.auditing import audit
 from hub.services.children import identify_child
-from hub.services.consents import ConsentDraft, check_parties
+from hub.services.consents import ConsentDraft, check_parties, policy_in_force
 from hub.services.context import Actor
 
 DEFAULT_ANSWER_PERIOD = timedelta(days=30)
@@ -115,7 +115,7 @@ async def _new_request(session: AsyncSession, actor: Actor, draft: RequestDraft,
         evidence_reference="-",
     )
     await check_parties(session, as_consent, runtime.vocabulary)  # the consent's vocabulary and registry checks
-    policy = _policy(actor, runtime)
+    policy = policy_in_force(actor, runtime)
     errors = _grantor_errors(draft, policy, child.age)
     answer_by = draft.answer_by or actor.now + DEFAULT_ANSWER_PERIOD
     if answer_by <= actor.now:
@@ -155,11 +155,6 @@ async def _new_request(session: AsyncSession, actor: Actor, draft: RequestDraft,
     return request
 
 
-def _policy(actor: Actor, runtime: Runtime) -> Policy:
-    """The policy in force on the Swedish day of the time the hub sees (its dated rules applied)."""
-    return runtime.policy.in_force(swedish_day(actor.now))
-
-
 def _grantor_errors(draft: RequestDraft, policy: Policy, age: int) -> list[FieldError]:
     errors = []
     if len(draft.guardians) != draft.guardian_count or len(set(draft.guardians)) != len(draft.guardians):
@@ -181,7 +176,7 @@ async def answer_request(*, actor: Actor, request_id: str, draft: AnswerDraft, r
         repository = ConsentRequestRepository(uow.session, runtime.cipher)
         request = await _own(repository, actor, request_id, for_update=True)
         request = _answered(request, draft, at)
-        if request.complete(_policy(actor, runtime)):
+        if request.complete(policy_in_force(actor, runtime)):
             request = await _record_consent(uow.session, actor, request, runtime)
         await repository.save(request)
         await audit(
@@ -225,7 +220,7 @@ async def _record_consent(
     session: AsyncSession, actor: Actor, request: ConsentRequest, runtime: Runtime
 ) -> ConsentRequest:
     consent = request.consent(str(uuid.uuid4()))
-    problems = check_consent(consent, policy=_policy(actor, runtime), now=actor.now)
+    problems = check_consent(consent, policy=policy_in_force(actor, runtime), now=actor.now)
     if problems:
         raise InvalidInput(
             "The consent the answers make cannot be recorded: " + "; ".join(p.en for p in problems),

@@ -21,7 +21,7 @@ from hub.db.repositories import OrganisationRepository
 from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction
 from hub.domain.errors import Conflict, FieldError, InvalidInput, NotFound, NotPermitted
-from hub.domain.policy import swedish_day
+from hub.domain.policy import Policy, swedish_day
 from hub.domain.sharing import (
     Consent,
     ConsentAlreadyWithdrawn,
@@ -123,7 +123,7 @@ async def _new_consent(session: AsyncSession, actor: Actor, draft: ConsentDraft,
         information_given=InformationGiven.model_validate(draft.information_given),
         evidence_reference=draft.evidence_reference,
     )
-    policy = runtime.policy.in_force(swedish_day(actor.now))  # its dated rules, on the day the hub sees
+    policy = policy_in_force(actor, runtime)
     problems = check_consent(consent, policy=policy, now=actor.now)
     if problems:
         raise InvalidInput(
@@ -131,6 +131,11 @@ async def _new_consent(session: AsyncSession, actor: Actor, draft: ConsentDraft,
             errors=[FieldError(p.pointer, p.en, p.code) for p in problems],
         )
     return consent
+
+
+def policy_in_force(actor: Actor, runtime: Runtime) -> Policy:
+    """The policy in force on the Swedish day of the time the hub sees (its dated rules applied)."""
+    return runtime.policy.in_force(swedish_day(actor.now))
 
 
 async def check_parties(session: AsyncSession, draft: ConsentDraft, vocabulary: Vocabulary) -> None:
