@@ -298,7 +298,9 @@ async def test_an_organisations_auditor_sees_its_own_entries_and_a_regional_audi
 
     assert nora and all(about(e, "nora-elevhalsa") for e in nora)
     assert orebro and all(about(e, "orebro-grundskola") for e in orebro)
-    assert len([e for e in bup if e["action"] == "sharing-decision"]) == 2, "the recipient sees both"
+    # Both were questions ("may we send this?"), the askers' own deliberations: the would-be recipient does
+    # not learn who asked about which child (the decision that discloses to it, at send time, it does see).
+    assert not [e for e in bup if e["action"] == "sharing-decision"]
     assert {e["actor_organisation"] for e in region} >= {"nora-elevhalsa", "orebro-grundskola"}
     only_orebro = (await audit_page(client, auth, "region-samordning", "?organisation=orebro-grundskola"))["items"]
     assert only_orebro and all(about(e, "orebro-grundskola") for e in only_orebro)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from hub.domain.audit import AuditRecord, BrokenLink, ChainLink, verify_chain
+from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord, BrokenLink, ChainLink, verify_chain
 
 # The entry's insert and its queueing as CTEs, then the statement that returns the entry id: also composed
 # into larger statements (hub.db.lawful) as ``with <theirs>, APPEND_CTES APPEND_INSERT``.
@@ -136,6 +136,10 @@ async def first_column_mismatch(conn: AsyncConnection) -> tuple[int, str] | None
 @dataclass(frozen=True)
 class AuditFilter:
     organisation: str | None = None  # entries where it acted or was the counterpart
+    # The organisation's own view: of another organisation's sharing decisions it sees only those that
+    # disclosed something to it. A dry run ("may we send this?") or a refusal is the asker's deliberation,
+    # and showing it to the would-be recipient would tell it who asked about which child.
+    disclosures_only_as_counterpart: bool = False
     action: str | None = None
     outcome: str | None = None
     since: object | None = None
@@ -157,7 +161,13 @@ async def search(session: AsyncSession, flt: AuditFilter, *, limit: int) -> list
     """Newest first; ``before_id`` continues a page."""
     where: list[str] = []
     params: dict[str, object] = {"limit": limit}
-    if flt.organisation is not None:
+    if flt.organisation is not None and flt.disclosures_only_as_counterpart:
+        where.append(
+            "(actor_organisation = :org or (counterpart_organisation = :org and not (action = :deliberation"
+            " and (outcome <> :disclosed or (canonical::jsonb #>> '{details,dry_run}') = 'true'))))"
+        )
+        params.update(org=flt.organisation, deliberation=AuditAction.SHARING_DECISION, disclosed=AuditOutcome.SUCCESS)
+    elif flt.organisation is not None:
         where.append("(actor_organisation = :org or counterpart_organisation = :org)")
         params["org"] = flt.organisation
     for column, value in (("action", flt.action), ("outcome", flt.outcome)):

@@ -98,6 +98,7 @@ async def read_audit(
         children, child_pseudonym = child.candidates, child.pseudonym
     flt = audit_db.AuditFilter(
         organisation=scope,
+        disclosures_only_as_counterpart=not regional,
         action=query.action,
         outcome=query.outcome,
         since=query.since,
@@ -164,7 +165,11 @@ async def inclusion_proof(
     """The RFC 9162 audit path of an entry in a checkpoint (the newest if no size is given). Only those
     who may read the entry learn it exists: any other caller gets 404."""
     regional = await _regional(session, actor)
-    flt = audit_db.AuditFilter(organisation=None if regional else actor.organisation_id, before_id=entry_id + 1)
+    flt = audit_db.AuditFilter(
+        organisation=None if regional else actor.organisation_id,
+        disclosures_only_as_counterpart=not regional,
+        before_id=entry_id + 1,
+    )
     found = await audit_db.search(session, flt, limit=1)
     if not found or found[0].id != entry_id:
         raise NotFound("No such audit entry.")
