@@ -266,3 +266,20 @@ async def test_the_flows_are_the_same_with_and_without_protection(client, auth, 
     protected = await scenario(protected=True)
     assert plain[0] and plain[0] == protected[0]
     assert plain[1] == protected[1]
+
+
+async def test_a_mark_set_after_delivery_applies_to_the_receivers_later_reads(client, auth, county) -> None:
+    await set_endpoint(county, SCHOOL, "mailbox", {})
+    r = await post(client, auth, SCHOOL, report_to_social())  # not (yet) known to be protected
+    assert r.status_code == 202, r.text
+    await deliver(county)  # left in social services' mailbox whole, not yet fetched
+    assert (await post(client, auth, ELEVHALSA, to_school(protected=True))).status_code == 202
+
+    [message] = [m for m in await mailbox(client, auth, SOCIAL) if m["kind"] == "referral"]
+    copy = message["body"]["referral"]
+    assert copy["child"]["personal_identity_number"] and "guardians-contact" not in copy["information"]
+    assert copy["protected_identity"]["withheld_categories"] == ["guardians-contact"]
+    assert copy["permitted_categories"] == ["concern-text", "identity"]
+    read = (await client.get(f"/v1/referrals/{r.json()['id']}", headers=auth(SOCIAL, "system"))).json()
+    assert ADDRESS not in json.dumps(read, ensure_ascii=False) and read["document"]["protected_identity"]
+    assert read["data_categories"] == ["concern-text", "identity"]

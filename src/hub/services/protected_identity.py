@@ -69,6 +69,21 @@ async def protect_read(
     return {**strip_to(document, categories), "protected_identity": protection}, categories
 
 
+async def protect_mailbox_copy(
+    session: AsyncSession, row: referrals_db.ReferralRow, referral: dict[str, Any], *, runtime: Runtime, actor: Actor
+) -> list[str] | None:
+    """A referral left in the receiver's mailbox, as :func:`protect_read` would show it now (a mark set after
+    delivery applies to the copy not yet fetched): stripped and marked in place. Returns the categories the
+    receiver gets now, or None when the child is not protected (the copy is as delivered)."""
+    shown, categories = await protect_read(session, row, referral, runtime=runtime, actor=actor)
+    if shown is None or "protected_identity" not in shown:
+        return None
+    categories = [c for c in referral.get("permitted_categories", []) if c in categories]
+    referral.clear()
+    referral.update({**shown, "permitted_categories": categories})
+    return categories
+
+
 async def clear_protection(*, actor: Actor, personal_identity_number: str, runtime: Runtime) -> None:
     """Clear a child's mark. Only an organisation the policy names under ``may_clear`` may: any other gets
     403 before anything about the child is looked at, so the answer says nothing of the child. An
