@@ -51,14 +51,17 @@ async def county(client: httpx.AsyncClient, auth, runtime: Runtime) -> Runtime: 
     return await prepare(client, auth, runtime)
 
 
+def child(pin: str, protected: bool | None) -> dict[str, Any]:
+    """The referral's child; ``protected`` None: the field left out."""
+    given = {"personal_identity_number": pin}
+    return given if protected is None else {**given, "protected_identity": protected}
+
+
 def to_school(*, protected: bool | None, pin: str = CHILD) -> dict[str, Any]:
-    child: dict[str, Any] = {"personal_identity_number": pin}
-    if protected is not None:
-        child["protected_identity"] = protected
     return {
         "kind": "samverkansforfragan",
         "target": {"organisation_id": SCHOOL},
-        "child": child,
+        "child": child(pin, protected),
         "concern": {"dimensions": ["achieving"], "trappan_step": 2},
         "data_categories": ["identity", "guardians-contact", "school-situation"],
         "information": {
@@ -69,13 +72,10 @@ def to_school(*, protected: bool | None, pin: str = CHILD) -> dict[str, Any]:
 
 
 def report_to_social(*, protected: bool | None = None, pin: str = CHILD) -> dict[str, Any]:
-    child: dict[str, Any] = {"personal_identity_number": pin}
-    if protected is not None:
-        child["protected_identity"] = protected
     return {
         "kind": "orosanmalan",
         "target": {"organisation_id": SOCIAL},
-        "child": child,
+        "child": child(pin, protected),
         "concern": {"dimensions": ["safe"], "trappan_step": 3, "text": "Oro för barnets säkerhet hemma."},
         "data_categories": ["identity", "guardians-contact", "concern-text"],
         "information": {"guardians-contact": {"address": ADDRESS}},
