@@ -283,3 +283,26 @@ async def test_a_mark_set_after_delivery_applies_to_the_receivers_later_reads(cl
     read = (await client.get(f"/v1/referrals/{r.json()['id']}", headers=auth(SOCIAL, "system"))).json()
     assert ADDRESS not in json.dumps(read, ensure_ascii=False) and read["document"]["protected_identity"]
     assert read["data_categories"] == ["concern-text", "identity"]
+
+
+async def test_a_named_person_offer_for_a_protected_child_carries_the_marker_not_the_identity(
+    client, auth, county
+) -> None:
+    upper_secondary = "nora-gymnasieskola"
+    await set_endpoint(county, upper_secondary, "mailbox", {})
+    body = {"child": {"personal_identity_number": CHILD}, "stage": "school", "professional_ref": "rektor-1"}
+    assert (await client.post("/v1/children/team/named-person", json=body, headers=auth(SCHOOL))).status_code < 300
+    assert (await post(client, auth, ELEVHALSA, to_school(protected=True))).status_code == 202
+    body = {
+        "child": {"personal_identity_number": CHILD},
+        "to_organisation": upper_secondary,
+        "stage": "upper-secondary",
+    }
+    r = await client.post("/v1/children/team/offers", json=body, headers=auth(SCHOOL))
+    assert r.status_code == 201, r.text
+    await deliver(county)
+    [message] = [m for m in await mailbox(client, auth, upper_secondary) if m["kind"] == "team-offer"]
+    offer = message["body"]["team_offer"]
+    assert "child" not in offer and "accept" in offer
+    assert offer["protected_identity"]["contact"]["organisation"]["organisation_id"] == SCHOOL
+    assert offer["protected_identity"]["withheld_categories"] == ["guardians-contact", "identity"]

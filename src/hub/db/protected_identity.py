@@ -41,6 +41,19 @@ async def read_facts(session: AsyncSession, *, candidates: Sequence[str], sender
     return ReadFacts(bool(row[0]), row[1], json.loads(row[2]) if row[2] else {"organisation_id": sender})
 
 
+async def team_child_protected(session: AsyncSession, team_id: Any) -> bool:
+    """Whether the child of a team around the child is marked."""
+    return bool(
+        await session.scalar(
+            text(
+                """select exists(select from protected_identity p join team t on t.child_pseudonym = p.child_pseudonym
+                                 where t.id = :team)"""
+            ),
+            {"team": team_id},
+        )
+    )
+
+
 async def clear(session: AsyncSession, candidates: Sequence[str]) -> bool:
     """Remove the child's mark (under any of its pseudonyms); whether there was one."""
     result = await session.execute(
