@@ -219,6 +219,12 @@ async def deactivate_service(client: httpx.AsyncClient, auth: Auth) -> Callable[
     return lambda: client.delete(f"/v1/registry/services/{sid}", headers=auth(ELEVHALSA, "admin"))
 
 
+async def clear_protected_identity(client: httpx.AsyncClient, auth: Auth) -> Callable[[], Awaitable[httpx.Response]]:
+    body = {"child": {"personal_identity_number": CHILD}}
+    social = "nora-socialtjanst-myndighet"  # the default policy names social services' statutory unit
+    return lambda: client.post("/v1/protected-identity/clearances", json=body, headers=auth(social, "system"))
+
+
 @pytest.mark.parametrize(
     "use_case",
     [
@@ -236,6 +242,7 @@ async def deactivate_service(client: httpx.AsyncClient, auth: Auth) -> Callable[
         update_service,
         confirm_waiting_time,
         deactivate_service,
+        clear_protected_identity,
     ],
 )
 async def test_a_use_case_commits_once_through_its_unit_of_work(

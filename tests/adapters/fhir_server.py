@@ -164,7 +164,12 @@ class FhirServer:
         stored = {
             **resource,
             "id": rid,
-            "meta": {"versionId": str(version), "lastUpdated": datetime.now(UTC).isoformat()},
+            # As FHIR servers do: the server sets the version and time, and keeps the client's security labels.
+            "meta": {
+                **resource.get("meta", {}),
+                "versionId": str(version),
+                "lastUpdated": datetime.now(UTC).isoformat(),
+            },
         }
         self.store.setdefault(kind, {})[rid] = stored
         return stored

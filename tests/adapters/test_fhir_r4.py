@@ -3,6 +3,7 @@ validates every resource it is sent with fhir.resources; faults come from tests.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -358,3 +359,26 @@ async def test_a_success_that_names_no_task_is_retryable(http: httpx.AsyncClient
         with pytest.raises(DeliveryError) as caught:
             await adapter(http, base_url).deliver(referral())
     assert not isinstance(caught.value, PermanentDeliveryError)
+
+
+async def test_a_protected_childs_referral_is_restricted_and_carries_the_marker(http: httpx.AsyncClient) -> None:
+    message = referral(child=None)
+    marker = {
+        "protected": True,
+        "withheld_categories": ["guardians-contact", "identity"],
+        "contact": {"organisation": message.body["referral"]["sender"], "reply_to": "http://hub.test/v1/x/events"},
+        "text": {"sv": "Barnet har skyddade personuppgifter.", "en": "The child has protected personal data."},
+    }
+    message.body["referral"]["protected_identity"] = marker
+    server = FhirServer()
+    with serve(server) as base_url:
+        await adapter(http, base_url).deliver(message)
+
+    assert server.invalid == [] and server.resources("Patient") == []
+    [service_request], [task] = server.resources("ServiceRequest"), server.resources("Task")
+    restricted = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
+    for resource in (service_request, task):
+        [label] = resource["meta"]["security"]
+        assert {k: label[k] for k in restricted} == restricted
+    [carried] = [i for i in task["input"] if i["type"]["coding"][0]["code"] == "protected-identity"]
+    assert json.loads(carried["valueString"]) == marker

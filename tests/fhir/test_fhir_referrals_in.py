@@ -215,3 +215,20 @@ async def test_the_capability_statement_declares_the_referral_surface(client: ht
     }
     assert "identifier" in {p["name"] for p in resources["Organization"]["searchParam"]}
     assert [i["code"] for i in rest["interaction"]] == ["transaction"]
+
+
+async def test_a_patient_labelled_restricted_marks_the_childs_identity_protected(
+    hub: str, settings: Settings, runtime: Runtime
+) -> None:
+    sent = bundle("journal-1|remiss-protected")
+    restricted = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
+    sent["entry"][0]["resource"]["meta"] = {"security": [restricted]}
+    headers = {**dev_auth(settings)(SENDER), "Content-Type": "application/fhir+json"}
+    async with httpx.AsyncClient() as http:
+        r = await http.post(hub, json=sent, headers=headers)
+    assert r.status_code == 200, r.text
+    async with runtime.engine.connect() as conn:
+        marks = await conn.scalar(text("select count(*) from protected_identity"))
+        permitted = await conn.scalar(text("select permitted_categories from referral"))
+    assert marks == 1
+    assert "identity" not in permitted  # BUP is no recipient the default policy names

@@ -31,6 +31,8 @@ HSA_SYSTEM = "urn:oid:1.2.752.29.4.19"
 PERSONNUMMER_SYSTEM = "http://electronichealth.se/identifier/personnummer"
 SAMORDNINGSNUMMER_SYSTEM = "http://electronichealth.se/identifier/samordningsnummer"
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
+CONFIDENTIALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+PROTECTED_IDENTITY_INPUT = f"{VOCAB}/CodeSystem/referral-inputs"  # code "protected-identity": the marker
 
 PROPOSAL_KINDS = frozenset({"samverkansforfragan", "sip-kallelse"})  # asking, not instructing
 
@@ -48,7 +50,6 @@ def referral_bundle(message: Message) -> dict[str, Any]:
     entries, subject = _subject(ref.get("child") or {}, referral_id, full_url("Patient"))
     sender, recipient = _organisation(ref["sender"]), _organisation(ref["recipient"])
     service_request = _service_request(ref, referral_identifier, subject, sender, recipient)
-    entries.append(_entry(full_url("ServiceRequest"), service_request, by_referral))
     task: dict[str, Any] = {
         "resourceType": "Task",
         "identifier": [referral_identifier, {"system": IDEMPOTENCY_KEY_SYSTEM, "value": message.idempotency_key}],
@@ -63,6 +64,14 @@ def referral_bundle(message: Message) -> dict[str, Any]:
         "owner": recipient,
         "input": _task_inputs(ref),
     }
+    if ref.get("protected_identity"):
+        # Restricted (R): the child's personal data are protected; the marker says how to reach the sender.
+        restricted = {"security": [{"system": CONFIDENTIALITY_SYSTEM, "code": "R", "display": "restricted"}]}
+        task["meta"] = service_request["meta"] = restricted
+        marker = json.dumps(ref["protected_identity"], ensure_ascii=False, sort_keys=True)
+        coding = {"system": PROTECTED_IDENTITY_INPUT, "code": "protected-identity"}
+        task["input"].append({"type": {"coding": [coding]}, "valueString": marker})
+    entries.append(_entry(full_url("ServiceRequest"), service_request, by_referral))
     entries.append(_entry(full_url("Task"), _clean(task), by_referral))
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 

@@ -287,7 +287,8 @@ FACTS = Statement(
                  from consent_request
                  where child_pseudonym = any(:children) and requesting_organisation = :sender
                    and refused_at is not null
-                 order by refused_at, id) as refusals
+                 order by refused_at, id) as refusals,
+           exists(select from protected_identity where child_pseudonym = any(:children)) as protected
     """
 )
 
@@ -302,6 +303,7 @@ class SharingFacts:
     consents: list[Consent]
     assessments: list[NecessityAssessment]
     refusals: list[ConsentRefusal]
+    child_protected: bool = False  # the hub keeps a protected-identity mark for the child (sticky)
 
 
 async def sharing_facts(
@@ -317,7 +319,7 @@ async def sharing_facts(
     return facts_of(row)
 
 
-FACTS_COLUMNS = 5
+FACTS_COLUMNS = 6
 """The columns of ``FACTS``, which other reads may put first in their rows (see :func:`facts_of`)."""
 
 
@@ -329,6 +331,7 @@ def facts_of(row: Sequence[Any]) -> SharingFacts:
         consents=[_consent(doc) for doc in row[2]],
         assessments=[NecessityAssessment.model_validate_json(doc) for doc in row[3]],
         refusals=[ConsentRefusal.model_validate_json(doc) for doc in row[4]],
+        child_protected=bool(row[5]),
     )
 
 
@@ -339,6 +342,15 @@ def _consent(document: str) -> Consent:
     return Consent.model_validate_json(document)
 
 
+# The sticky protected-identity mark, written in the statement that records what the marking message decided
+# (an empty insert when the message did not mark the child: the statement is the same either way).
+MARK_CTE = """mark as (
+        insert into protected_identity (child_pseudonym, marked_at)
+        select cast({child} as text), cast({at} as timestamptz) where cast({child} as text) is not null
+        on conflict (child_pseudonym) do nothing
+    )"""
+
+
 _RECORD_DECISION = Statement(
     """
     with decision as (
@@ -347,6 +359,8 @@ _RECORD_DECISION = Statement(
             denied_categories, explanation, dry_run)
         values (:id, :by, :f, :t, :c, :p, :a, :lb, :ref, :perm, :den, cast(:ex as jsonb), :dry)
     ), """
+    + MARK_CTE.format(child=":mark", at=":mark_at")
+    + ", "
     + audit_db.APPEND_CTES
     + audit_db.APPEND_INSERT
 )
@@ -365,14 +379,18 @@ async def record_decision(
     dry_run: bool,
     explanation: dict[str, Any],
     audit: AuditRecord,
+    mark_protected: bool = False,
 ) -> int:
     """Insert the decision (as :meth:`DecisionRepository.add`) and append ``audit`` (as
     :func:`hub.db.audit.append`: a plain insert, queued for the sealer) in one statement, so both or
     neither are written; returns the entry id.
 
     ``on`` a session: in its transaction (opened if needed), committed by the caller. ``on`` a driver
-    connection (``hub.db.engine.driver``) without a transaction open: the statement commits by itself."""
+    connection (``hub.db.engine.driver``) without a transaction open: the statement commits by itself.
+    ``mark_protected``: the message marked the child's identity protected; the mark is kept (sticky)."""
     params = {
+        "mark": child if mark_protected else None,
+        "mark_at": audit.occurred_at,
         "id": decision_id,
         "by": requested_by,
         "f": from_org,

@@ -41,6 +41,7 @@ class AuditAction(StrEnum):
     FLOWS_READ = "flows-read"
     TEAM_READ = "team-read"
     TEAM_CHANGED = "team-changed"
+    PROTECTED_IDENTITY_CLEARED = "protected-identity-cleared"
 
 
 class AuditOutcome(StrEnum):

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hub.domain.protected_identity import ProtectedIdentityRule
+
 __all__ = ["LEGAL_BASES", "DatedRule", "LegalBasis", "Policy", "StatuteProvision", "swedish_day"]
 
 # The law takes effect on a Swedish calendar day: a rule in force from 1 July applies from midnight in Sweden.
@@ -105,6 +107,9 @@ class Policy(BaseModel):
     - ``necessity_assessment_max_age_days``: a necessity assessment older than this is stale.
     - ``consent_refusal_stands_days``: for this many days after a refused consent request, decisions of
       the requesting organisation about that child and purpose point to other bases, not to consent.
+    - ``protected_identity``: for a child with protected identity, the categories withheld, the recipients
+      that may still receive some of them and which, and who may clear a mark
+      (:class:`~hub.domain.protected_identity.ProtectedIdentityRule`).
     - ``statute_provisions``: per statute reference id of the ``legal-bases`` vocabulary, the provision
       (chapter and section) a county has confirmed where the vocabulary names the act only (a policy
       switch: without it the citation names the act and says the provision is unconfirmed).
@@ -126,6 +131,7 @@ class Policy(BaseModel):
     )
     necessity_assessment_max_age_days: int = Field(default=30, ge=1)
     consent_refusal_stands_days: int = Field(default=90, ge=0)
+    protected_identity: ProtectedIdentityRule = Field(default_factory=ProtectedIdentityRule)
     statute_provisions: dict[str, StatuteProvision] = Field(default_factory=dict)
     dated_rules: tuple[DatedRule, ...] = ()
 
@@ -226,9 +232,10 @@ class Policy(BaseModel):
         categories = {c for c in self.child_consent_age if c != "default"}
         for listed in self.legal_basis_categories.values():
             categories |= listed
+        protection = self.protected_identity.codes()
         codes = {
-            "data-category": frozenset(categories),
-            "organisation-type": self.report_of_concern_recipient_types,
+            "data-category": frozenset(categories) | protection["data-category"],
+            "organisation-type": self.report_of_concern_recipient_types | protection["organisation-type"],
             "referral-kind": frozenset({self.report_of_concern_purpose}),
         }
         for i in range(len(self.dated_rules)):  # a dated rule's codes are checked when the hub starts too

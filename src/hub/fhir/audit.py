@@ -56,6 +56,7 @@ ACTION_CODES: dict[AuditAction, str] = {
     AuditAction.FLOWS_READ: "E",  # an aggregate query over referral flows
     AuditAction.TEAM_READ: "R",  # a member reads the team around a child (basis: its membership)
     AuditAction.TEAM_CHANGED: "U",
+    AuditAction.PROTECTED_IDENTITY_CLEARED: "D",  # the child's mark is removed
 }
 """AuditEvent.action for each of the hub's actions."""
 

@@ -78,6 +78,7 @@ class BundledReferral:
     concern_text: str | None = None
     information: dict[str, Any] = field(default_factory=dict)
     legal_basis: str | None = None
+    protected_identity: bool = False  # the Patient is labelled restricted (meta.security R or V)
     basis_reference: str | None = None
 
 
@@ -156,6 +157,22 @@ def _recipient(sr: tuple[int, dict[str, Any]], task: tuple[int, dict[str, Any]],
         return {}
     errors.add(f"Bundle.entry[{ti}].resource.owner", "the Task names no recipient (owner) by identifier")
     return {}
+
+
+_CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+
+
+def _protected(found: dict[str, tuple[int, dict[str, Any], dict[str, Any]]]) -> bool:
+    """Whether the sender labels the Patient restricted or very restricted (``meta.security`` R or V, HL7's
+    confidentiality codes): the child's identity is protected, as ``child.protected_identity`` in REST."""
+    if "Patient" not in found:
+        return False
+    meta = found["Patient"][1].get("meta")
+    labels = meta.get("security") if isinstance(meta, dict) else None
+    return any(
+        isinstance(label, dict) and label.get("system") == _CONFIDENTIALITY and label.get("code") in ("R", "V")
+        for label in (labels if isinstance(labels, list) else [])
+    )
 
 
 def _child(found: dict[str, tuple[int, dict[str, Any], dict[str, Any]]], errors: _Errors) -> str:
@@ -288,4 +305,5 @@ def parse_referral_bundle(bundle: Any) -> BundledReferral:
         information=out["information"],
         legal_basis=out["legal_basis"],
         basis_reference=out["basis_reference"],
+        protected_identity=_protected(found),
     )

@@ -22,6 +22,7 @@ from hub.runtime import Runtime
 from hub.services import referrals as ref
 from hub.services.auditing import audit
 from hub.services.context import Actor
+from hub.services.protected_identity import protect_mailbox_copy
 from hub.services.referrals.read import audit_read
 
 
@@ -61,7 +62,7 @@ async def _fetch(session: AsyncSession, *, actor: Actor, runtime: Runtime, limit
         for r in rows
     ]
     for message in messages:
-        await _audit_read(session, actor, message)
+        await _audit_read(session, actor, message, runtime)
     return messages
 
 
@@ -70,7 +71,7 @@ def _referral_id(message: MailboxMessage) -> uuid.UUID:
     return uuid.UUID(str(body["referral"]["id"] if message.kind == "referral" else body["event"]["referral_id"]))
 
 
-async def _audit_read(session: AsyncSession, actor: Actor, message: MailboxMessage) -> None:
+async def _audit_read(session: AsyncSession, actor: Actor, message: MailboxMessage, runtime: Runtime) -> None:
     """The fetch as a read of the referral, as ``read_referral`` records one, naming the message; a team
     offer's news as a read of the team by a party to the offer."""
     if message.kind == "team-offer":
@@ -89,7 +90,11 @@ async def _audit_read(session: AsyncSession, actor: Actor, message: MailboxMessa
     if row is None:  # cannot happen while the referral's outbox entry holds the message (foreign key)
         return
     side: Side = "sender" if row.sender_organisation == actor.organisation_id else "receiver"
-    await audit_read(session, actor, row, side, via="mailbox", message_id=message.id, message_kind=message.kind)
+    categories = None
+    if side == "receiver" and message.kind == "referral":
+        categories = await protect_mailbox_copy(session, row, message.body["referral"], runtime=runtime, actor=actor)
+    details = {"via": "mailbox", "message_id": message.id, "message_kind": message.kind}
+    await audit_read(session, actor, row, side, categories, **details)
 
 
 async def acknowledge(*, actor: Actor, runtime: Runtime, message_id: str) -> None:

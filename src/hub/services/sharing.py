@@ -55,6 +55,7 @@ class ShareQuestion:
     data_categories: list[str]
     legal_basis: str | None = None
     basis_reference: str | None = None
+    child_protected: bool = False  # the sender marks the child's identity protected (hub.domain.protected_identity)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class RecordedDecision:
     purpose: str
     decision: Decision
     recorded: bool = True
+    child_protected: bool = False  # the child's identity is protected (marked now or kept): for the marker
 
 
 async def _party(session: AsyncSession, organisation_id: str, pointer: str | None) -> Party:
@@ -151,9 +153,9 @@ async def decide_share(
             dry_run=dry_run,
             limits=limits,
         )
-        answer = RecordedDecision(
-            decision_id, actor.now, actor.organisation_id, question.to_organisation, question.purpose, decision
-        )
+        parties = (actor.organisation_id, question.to_organisation)
+        protected = question.child_protected or facts.child_protected
+        answer = RecordedDecision(decision_id, actor.now, *parties, question.purpose, decision, True, protected)
         if record_if is not None and not record_if(decision):
             return dataclasses.replace(answer, recorded=False)
         await record_decision(
@@ -210,7 +212,9 @@ def decide_on_facts(
     time the hub sees), read from the runtime's ``legal-bases`` vocabulary."""
     sender = _registered(actor.organisation_id, facts.sender_type, None)
     recipient = _registered(question.to_organisation, facts.recipient_type, "/to_organisation")
-    request = _share_request(question, sender, recipient, child, actor.now)
+    # Protected when this message marks it or the hub keeps a mark from an earlier one (the mark is sticky).
+    protected = question.child_protected or facts.child_protected
+    request = _share_request(question, sender, recipient, child, actor.now, protected=protected)
     if limits is not None:
         limits.admit(actor.organisation_id, child.pseudonym)
     policy = runtime.policy
@@ -249,7 +253,7 @@ def decide_on_facts(
 
 
 def _share_request(
-    question: ShareQuestion, sender: Party, recipient: Party, child: Child, at: datetime
+    question: ShareQuestion, sender: Party, recipient: Party, child: Child, at: datetime, *, protected: bool
 ) -> ShareRequest:
     """The engine's question; a basis reference without a basis that has references is the caller's error."""
     try:
@@ -263,6 +267,7 @@ def _share_request(
             at=at,
             legal_basis=question.legal_basis,
             basis_reference=question.basis_reference,
+            child_identity_protected=protected,
         )
     except ValueError as exc:
         raise InvalidInput(

@@ -100,6 +100,7 @@ async def transaction(request: Request, principal: Party, runtime: RuntimeDep, s
         information=wanted.information,
         legal_basis=wanted.legal_basis,
         basis_reference=wanted.basis_reference,
+        protected_identity=wanted.protected_identity,
     )
     sent = await referrals_svc.send_referral(
         actor=actor_for(principal), draft=draft, idempotency_key=wanted.idempotency_key, runtime=runtime

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
-from hub.api.rest.schemas import ChildRef, Instant
+from hub.api.rest.schemas import Instant, ProtectableChild
 from hub.domain.principal import Principal, Role
 from hub.services import mailbox as mailbox_svc
 from hub.services import referrals as svc
@@ -66,7 +66,7 @@ class ReferralCreate(BaseModel):
     model_config = _STRICT
     kind: str = Field(examples=["remiss"], description="A referral-kinds code")
     target: TargetIn
-    child: ChildRef
+    child: ProtectableChild
     concern: ConcernIn
     data_categories: list[str] = Field(min_length=1, examples=[["identity", "school-situation"]])
     information: dict[str, Any] = Field(
@@ -185,6 +185,7 @@ async def send(
             information=body.information,
             legal_basis=body.legal_basis,
             basis_reference=body.basis_reference,
+            protected_identity=body.child.protected_identity,
         ),
         idempotency_key=key,
         runtime=runtime,

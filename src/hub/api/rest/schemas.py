@@ -39,6 +39,18 @@ class ChildRef(BaseModel):
     )
 
 
+class ProtectableChild(ChildRef):
+    """The child a referral or a sharing question is about, and whether its personal data are protected."""
+
+    protected_identity: bool = Field(
+        default=False,
+        description="The child has protected personal data (sekretessmarkering or skyddad folkbokföring). The hub "
+        "keeps the mark for the child until an authorised organisation clears it: leaving it out later does "
+        "not clear it. Identity and guardian contact data are then withheld from every recipient the policy "
+        "does not name (docs/lawful-sharing.md, 'Protected identity').",
+    )
+
+
 class Explanation(BaseModel):
     code: str
     sv: str

@@ -1,4 +1,5 @@
-"""``POST /v1/sharing-decisions``: the decision engine as a dry run ("may we send this?"), audited."""
+"""``POST /v1/sharing-decisions``: the decision engine as a dry run ("may we send this?"), audited; necessity
+assessments; clearing a child's protected-identity mark."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import dataclasses
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, actor_for
-from hub.api.rest.schemas import ChildRef, Explanation, Instant
+from hub.api.rest.schemas import ChildRef, Explanation, Instant, ProtectableChild
 from hub.domain.principal import Principal, Role
+from hub.services import protected_identity as protection_svc
 from hub.services import sharing as svc
 from hub.services.rate_limits import for_runtime
 
@@ -23,7 +25,7 @@ Sender = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
 class SharingQuestion(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to_organisation: str = Field(examples=["region-bup"], description="The receiving organisation's id")
-    child: ChildRef
+    child: ProtectableChild
     purpose: str = Field(examples=["remiss"], description="A referral-kinds code")
     data_categories: list[str] = Field(min_length=1, examples=[["identity", "health"]])
     legal_basis: Literal["consent", "report-of-concern", "necessary-disclosure"] | None = Field(
@@ -83,6 +85,7 @@ async def sharing_decision(body: SharingQuestion, principal: Sender, runtime: Ru
             data_categories=body.data_categories,
             legal_basis=body.legal_basis,
             basis_reference=body.basis_reference,
+            child_protected=body.child.protected_identity,  # decided on, not kept: a dry run sends nothing
         ),
         runtime=runtime,
         dry_run=True,
@@ -147,3 +150,25 @@ async def create_assessment(body: AssessmentCreate, principal: Sender, runtime: 
         data_categories=sorted(a.data_categories),
         decided_at=a.decided_at,
     )
+
+
+class ProtectionClearance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    child: ChildRef
+
+
+@router.post(
+    "/protected-identity/clearances",
+    status_code=204,
+    summary="Clear a child's protected-identity mark (organisations the policy names only; audited)",
+    responses={403: {"description": "Your organisation may not clear marks (answered before the child is looked up)"}},
+)
+async def clear_protected_identity(body: ProtectionClearance, principal: Sender, runtime: RuntimeDep) -> Response:
+    """The hub keeps a child's protected-identity mark until an organisation the policy names under
+    `protected_identity.may_clear` clears it here. The answer is 204 whether or not the child was marked,
+    so it tells nothing about the child; the audit entry (`protected-identity-cleared`) records which.
+    Any other organisation gets 403, whatever the child."""
+    await protection_svc.clear_protection(
+        actor=actor_for(principal), personal_identity_number=body.child.personal_identity_number, runtime=runtime
+    )
+    return Response(status_code=204)

@@ -114,7 +114,7 @@ _STORE_SENT = Statement(
         insert into referral_event ({_fields(EventRow)}) values ({_EVENT_VALUES})
     ), outbox as (
         insert into outbox ({_fields(OutboxRow)}) values ({_OUTBOX_VALUES})
-    ), entries as (
+    ), {lawful.MARK_CTE.format(child=":mark", at=":r_created_at")}, entries as (
         insert into audit_event (partition, canonical, occurred_at, action, outcome,
                                  actor_organisation, counterpart_organisation, child_pseudonym,
                                  legal_basis, decision_id, request_id)
@@ -158,12 +158,15 @@ async def store_sent(
     event: EventRow,
     outbox: OutboxRow,
     entries: tuple[AuditRecord, AuditRecord],
+    mark_protected: bool = False,
 ) -> bool:
     """Write an allowed referral whole, in one statement that commits by itself (``connection``: a driver
     connection with no transaction open). False, with nothing written, when the sender's Idempotency-Key was
-    taken meanwhile by a concurrent request (``referral_idempotency``); the caller answers with that one."""
+    taken meanwhile by a concurrent request (``referral_idempotency``); the caller answers with that one.
+    ``mark_protected``: the sender marked the child's identity protected; the mark is kept (sticky)."""
     first, second = entries
     params: dict[str, Any] = {
+        "mark": decision.child_pseudonym if mark_protected else None,
         "partition": first.partition,
         "d_id": decision.id,
         "d_by": decision.requested_by,

@@ -156,11 +156,36 @@ def decide(
     ``refusals``: the sender's refused consent requests. While one for this child and purpose stands, a
     decision that is not fully allowed says so and its remedies point to other bases, never to asking
     for consent again (:func:`_after_refusal`).
+
+    ``request.child_identity_protected``: the policy's protected-identity rule
+    (:class:`~hub.domain.protected_identity.ProtectedIdentityRule`) withholds its categories from this
+    recipient before any basis is looked at: whatever a basis would allow, they are denied with the reason
+    ``identity-protected`` and the remedy ``recipient-reaches-sender``; the rest is decided as usual.
     """
     policy = policy.in_force(swedish_day(request.at))  # the rules in force on the day of the share
-    requested = request.requested_categories
-    if not requested:
+    if not request.requested_categories:
         return Decision(False, None, None, (), (), (make_reason("no-categories-requested", None, None),))
+    withheld = NOTHING
+    if request.child_identity_protected:
+        to = request.to_party
+        withheld = request.requested_categories & policy.protected_identity.withheld_from(
+            to.organisation_id, to.organisation_type
+        )
+    decision = _decide_on(request, request.requested_categories - withheld, consents, assessments, policy, refusals)
+    return _protected(decision, request, withheld) if withheld else decision
+
+
+def _decide_on(
+    request: ShareRequest,
+    requested: frozenset[str],
+    consents: Iterable[Consent],
+    assessments: Iterable[NecessityAssessment],
+    policy: Policy,
+    refusals: Iterable[ConsentRefusal],
+) -> Decision:
+    """:func:`decide` for ``requested``: what remains of the request once protection withheld its part."""
+    if not requested:  # protection withheld everything asked for: no basis is looked at
+        return Decision(False, None, None, (), (), ())
     candidates, best, best_permitted = _screen(request, consents, assessments, policy, requested)
     if best is not None and len(best_permitted) == len(requested):
         # Fully allowed: the chosen basis alone explains it, and its only reason is that it applies.
@@ -175,6 +200,20 @@ def decide(
         )
     decision = _explained_decision(candidates, best, best_permitted, request, policy, requested)
     return _after_refusal(decision, request, refusals, policy)
+
+
+def _protected(decision: Decision, request: ShareRequest, withheld: frozenset[str]) -> Decision:
+    """``decision`` with the categories the child's protected identity withholds from this recipient denied,
+    the reason recorded and the remedy saying how the recipient reaches the sender instead. The reason does
+    not say where the mark came from (this sender or an earlier message): the answer is the same."""
+    cats = _cats(withheld)
+    reason = make_reason("identity-protected", None, None, cats, recipient=request.to_party.label())
+    remedy = make_remedy("recipient-reaches-sender", cats)
+    denied = _cats(set(decision.denied_categories) | withheld)
+    remedies = (*(r for r in decision.remedies if r.code != remedy.code), remedy)
+    return dataclasses.replace(
+        decision, denied_categories=denied, reasons=(*decision.reasons, reason), remedies=remedies
+    )
 
 
 # Remedies that ask the guardians or the child for a consent (again): not offered while a refusal stands.

@@ -193,7 +193,9 @@ class ShareRequest(BaseModel):
 
     ``legal_basis`` is the basis the caller invokes, or ``None`` to let the engine find the basis that
     permits most; ``basis_reference`` narrows ``consent`` / ``necessary-disclosure`` to one consent or
-    assessment id (``None``: any)."""
+    assessment id (``None``: any). ``child_identity_protected``: the child has protected personal data (the
+    sender marked it, or the hub keeps a mark from an earlier message): the policy's protected-identity rule
+    withholds categories from the recipient (:mod:`hub.domain.protected_identity`)."""
 
     model_config = _MODEL
 
@@ -206,6 +208,7 @@ class ShareRequest(BaseModel):
     at: AwareDatetime
     legal_basis: LegalBasis | None = None
     basis_reference: str | None = None
+    child_identity_protected: bool = False
 
     @model_validator(mode="after")
     def _reference_needs_basis(self) -> ShareRequest:

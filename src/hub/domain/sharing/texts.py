@@ -144,6 +144,10 @@ REASON_TEXTS: dict[str, tuple[str, str]] = {
         "A guardian or the child refused consent for the purpose {purpose} at {refused_at} (your request); "
         "asking again at once is not a way forward.",
     ),
+    "identity-protected": (
+        "Barnet har skyddade personuppgifter: {categories} lämnas inte ut till mottagaren {recipient}.",
+        "The child has protected personal data: {categories} are not disclosed to the recipient {recipient}.",
+    ),
     "categories-denied": (
         "Följande kategorier får inte delas: {categories}.",
         "These categories may not be shared: {categories}.",
@@ -203,6 +207,14 @@ REASON_TEXTS: dict[str, tuple[str, str]] = {
 """Swedish and English templates for reason and consent-problem codes."""
 
 REMEDY_TEXTS: dict[str, tuple[str, str]] = {
+    "recipient-reaches-sender": (
+        "Mottagaren får en markering om skyddade personuppgifter och er organisations kontaktuppgifter, och "
+        "når er den vägen i stället för barnet eller familjen. Policyn lämnar {categories} bara till de "
+        "organisationer den anger för barn med skyddade personuppgifter.",
+        "The recipient gets a marker that the child's personal data are protected and your organisation's "
+        "contact details, and reaches you that way instead of the child or the family. The policy releases "
+        "{categories} only to the organisations it names for children with protected personal data.",
+    ),
     "record-consent": (
         "Registrera ett samtycke från vårdnadshavarna (och barnet där det krävs) som omfattar avsändaren, "
         "mottagaren, ändamålet {purpose} och: {categories}.",

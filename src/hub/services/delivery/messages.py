@@ -15,6 +15,7 @@ from hub.adapters.base import Message
 from hub.db import referrals as db
 from hub.db.teams import TEAM_OFFER
 from hub.db.uow import UnitOfWork
+from hub.domain.policy import swedish_day
 from hub.domain.principal import Principal, Role
 from hub.domain.referrals import strip_to
 from hub.domain.sharing import Decision
@@ -22,6 +23,7 @@ from hub.runtime import Runtime
 from hub.services import referrals as ref
 from hub.services import teams
 from hub.services.context import Actor, utcnow
+from hub.services.protected_identity import marker_for
 from hub.services.sharing import ShareQuestion, decide_share
 
 NO_LEGAL_BASIS = "no-legal-basis"
@@ -76,8 +78,22 @@ async def build(runtime: Runtime, claimed: db.Claimed, batch: db.BatchFacts) -> 
     checked = await recheck(runtime, claimed, row, document)
     if checked is None:
         return None
-    permitted, remember = checked
-    return Built(_referral_message(runtime, entry, row, batch, strip_to(document, permitted), permitted), remember)
+    permitted, remember, protected = checked
+    body = strip_to(document, permitted)
+    if protected:  # the marker, whatever was asked for: the recipient must not try to find the child
+        recipient = batch.organisations[row.recipient_organisation]
+        body["protected_identity"] = marker_for(
+            runtime.policy.in_force(swedish_day(runtime.clock())),
+            recipient_id=row.recipient_organisation,
+            recipient_type=recipient["type"],
+            sender=batch.organisations[row.sender_organisation],
+            reply_to=_reply_to(runtime, row),
+        )
+    return Built(_referral_message(runtime, entry, row, batch, body, permitted), remember)
+
+
+def _reply_to(runtime: Runtime, row: db.ReferralRow) -> str:
+    return f"{runtime.settings.public_url}/v1/referrals/{row.id}/events"
 
 
 def _referral_message(
@@ -112,7 +128,7 @@ def _referral_message(
                     "decision_id": str(row.decision_id),
                 },
                 "permitted_categories": permitted,
-                "reply_to": f"{runtime.settings.public_url}/v1/referrals/{row.id}/events",
+                "reply_to": _reply_to(runtime, row),
             }
         },
         created_at=entry.created_at,
@@ -121,9 +137,10 @@ def _referral_message(
 
 async def recheck(
     runtime: Runtime, claimed: db.Claimed, row: db.ReferralRow, document: dict[str, Any]
-) -> tuple[list[str], db.Checked] | None:
-    """The legal basis at send time: the categories that may go and what to remember of the check; None
-    when nothing may (withdrawn or expired: the referral fails and the sender is told).
+) -> tuple[list[str], db.Checked, bool] | None:
+    """The legal basis at send time: the categories that may go, what to remember of the check and whether
+    the child's identity is protected now (a mark set after the referral was sent applies too); None when
+    nothing may (withdrawn or expired: the referral fails and the sender is told).
 
     A decision is recorded with its audit entry by a statement that commits by itself (``decide_share``'s
     one commit), so the sender's audit chain is locked only while that statement runs, and only when the
@@ -155,7 +172,7 @@ async def recheck(
     permitted = sorted(set(row.permitted_categories) & set(decision.permitted_categories))
     if decision.allowed and permitted:
         remember = db.Checked(outcome_key(decision, permitted), recorded.id) if recorded.recorded else db.Checked()
-        return permitted, remember
+        return permitted, remember, recorded.child_protected
     async with UnitOfWork.of(runtime.sessions) as uow:
         locked = await db.referral(uow.session, row.id, lock=True)
         assert locked is not None

@@ -40,6 +40,7 @@ class ReferralDraft:
     information: dict[str, Any] = field(default_factory=dict)
     legal_basis: str | None = None
     basis_reference: str | None = None
+    protected_identity: bool = False  # the sender marks the child's identity protected (sticky in the hub)
 
 
 def hash_request(draft: ReferralDraft, child_pseudonym: str) -> str:

@@ -19,6 +19,7 @@ from hub.domain.referrals import Side
 from hub.runtime import Runtime
 from hub.services.auditing import audit
 from hub.services.context import Actor
+from hub.services.protected_identity import protect_read
 from hub.services.referrals.views import ReferralDetail, ReferralView, delivery_view, event_view, referral_view
 
 
@@ -119,8 +120,17 @@ def document_for(row: db.ReferralRow, side: Side, cipher: Any) -> dict[str, Any]
     return document if side == "sender" else strip_to(document, row.permitted_categories)
 
 
+def _categories(row: db.ReferralRow, side: Side) -> list[str]:
+    return row.permitted_categories if side == "receiver" else row.data_categories
+
+
 async def audit_read(
-    session: AsyncSession, actor: Actor, row: db.ReferralRow, side: Side, **details: object
+    session: AsyncSession,
+    actor: Actor,
+    row: db.ReferralRow,
+    side: Side,
+    categories: list[str] | None = None,
+    **details: object,
 ) -> None:
     """The audit entry of a party's read of the referral's content: its legal basis, the categories that
     party sees, and ``details`` saying how it read (e.g. ``via="mailbox"``)."""
@@ -138,7 +148,7 @@ async def audit_read(
         details={
             "side": side,
             **details,
-            "categories": sorted(row.permitted_categories if side == "receiver" else row.data_categories),
+            "categories": sorted(categories if categories is not None else _categories(row, side)),
         },
     )
 
@@ -154,13 +164,16 @@ async def read_referral(*, actor: Actor, referral_id: str, runtime: Runtime) -> 
 async def _read(session: AsyncSession, *, actor: Actor, referral_id: str, runtime: Runtime) -> ReferralDetail:
     row, side = await visible_referral(session, referral_id, actor.organisation_id)
     document = document_for(row, side, runtime.cipher)
-    await audit_read(session, actor, row, side)
+    categories = row.data_categories
+    if side == "receiver":  # a protected child's identity is withheld at every read too
+        document, categories = await protect_read(session, row, document, runtime=runtime, actor=actor)
+    await audit_read(session, actor, row, side, categories)
     events = await db.events(session, row.id)
     deliveries = await db.outbox_entries(session, referral_id=row.id)
     state = next((d.state for d in deliveries if d.kind == "referral"), None)
     return ReferralDetail(
         referral=referral_view(row, side, state),
-        data_categories=row.data_categories if side == "sender" else row.permitted_categories,
+        data_categories=categories,
         basis_reference=row.basis_reference,
         decision_id=str(row.decision_id),
         document=document,

@@ -148,6 +148,7 @@ async def _decide_and_store(
         event=event,
         outbox=outbox,
         entries=(decision_entry, sent_entry),
+        mark_protected=s.draft.protected_identity,
     )
     if not stored:
         # A concurrent request with the same key won the race (nothing of ours was written): its replay.
@@ -192,6 +193,7 @@ async def _refuse(
         dry_run=False,
         explanation=explanation(decision),
         audit=decision_entry,
+        mark_protected=s.draft.protected_identity,  # a refused message still tells the hub of the protection
     )
     raise SharingDenied(
         "No legal basis allows this referral; the reasons say why and the remedies what would make it lawful.",
@@ -281,6 +283,7 @@ def _decide(
         data_categories=draft.data_categories,
         legal_basis=draft.legal_basis,
         basis_reference=draft.basis_reference,
+        child_protected=draft.protected_identity,
     )
     return decide_on_facts(
         facts,
