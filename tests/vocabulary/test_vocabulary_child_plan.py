@@ -14,7 +14,7 @@ from hub.services.child_plan import child_plan_schema, validate_child_plan, vali
 from hub.vocabulary import EXAMPLES_DIR, load_vocabulary
 
 VOCAB = load_vocabulary()
-DOC = VOCAB.get("child-plan")
+DOC = VOCAB.get("child-plan", "1.0.0")
 assert isinstance(DOC, ChildPlanSchemaDoc)
 SCHEMA = DOC.json_schema
 REQUIRED = [s.code for s in DOC.sections if s.required]

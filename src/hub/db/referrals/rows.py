@@ -57,7 +57,8 @@ class EventRow:
 @dataclass(frozen=True)
 class OutboxRow:
     """An outbox entry: a referral or its status event (``referral_id``), or a team offer's news
-    (``team_offer_id``, kind ``team-offer``)."""
+    (``team_offer_id``, kind ``team-offer``), or a child's plan's (``plan_share_id``: kinds ``plan-version``
+    and ``plan-notice``; ``plan_review_id``: kind ``plan-review``)."""
 
     id: uuid.UUID
     referral_id: uuid.UUID | None
@@ -76,6 +77,8 @@ class OutboxRow:
     created_at: datetime
     updated_at: datetime
     team_offer_id: uuid.UUID | None = None
+    plan_share_id: uuid.UUID | None = None
+    plan_review_id: uuid.UUID | None = None
 
 
 def _fields(cls: Any) -> str:
