@@ -76,7 +76,7 @@ async def test_the_named_person_writes_the_plan_while_there_is_no_lead_and_membe
         fetched = (
             await conn.execute(
                 text(
-                    "select legal_basis, canonical like '%\"via\":\"mailbox\"%' from audit_event "
+                    'select legal_basis, canonical like \'%"via":"mailbox"%\' from audit_event '
                     "where action = 'plan-read' and actor_organisation = :o"
                 ),
                 {"o": SOCIAL},

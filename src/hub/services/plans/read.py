@@ -165,18 +165,27 @@ async def read_plan_by_id(runtime: Runtime, actor: Actor, version_id: str) -> Pl
     return view
 
 
-async def search_plans(runtime: Runtime, actor: Actor, *, pin: str, pointer: str) -> list[PlanView]:
-    """Every version of the child's plan, newest first, for a current member (FHIR search); none for
-    anyone else, the same as a child with no plan. Each version returned is an audited read."""
+async def search_plans(
+    runtime: Runtime, actor: Actor, *, pin: str, pointer: str, current: bool | None = None, limit: int = 20
+) -> tuple[list[PlanView], int]:
+    """The versions of the child's plan, newest first (``current``: only the current one, or only the
+    replaced ones), at most ``limit``, with how many matched; for a current member, none for anyone else
+    (the same as a child with no plan). Each version returned is an audited read."""
     child = identify_child(pin, pseudonymizer=runtime.pseudonymizer, today=actor.today, pointer=pointer)
     async with UnitOfWork.of(runtime.sessions) as uow:
         stored = await teams_db.team_for_child(uow.session, child.candidates, stages(runtime.vocabulary))
         if stored is None or not stored.team.is_member(actor.organisation_id, actor.now):
-            return []
+            return [], 0
         plan = ChildPlan(stored.team, await db.versions(uow.session, stored.team.id))
+        latest = plan.current()
+        matched = [
+            v
+            for v in sorted(plan.versions, key=lambda v: -v.number)
+            if current is None or (latest is not None and v.id == latest.id) == current
+        ]
         views = [
             await view_of(uow.session, runtime, actor, plan=plan, version=v, pseudonym=stored.child_pseudonym)
-            for v in sorted(plan.versions, key=lambda v: -v.number)
+            for v in matched[:limit]
         ]
         await uow.commit()
-    return views
+    return views, len(matched)
