@@ -48,14 +48,16 @@ async def post_plan(
     return await client.post("/v1/children/plan/versions", json=body, headers=headers)
 
 
-async def plan_consent(client: httpx.AsyncClient, auth: Any, to: str, categories: list[str]) -> None:
-    """The guardians' consent that social services shares the plan's ``categories`` with ``to``."""
+async def plan_consent(
+    client: httpx.AsyncClient, auth: Any, to: str, categories: list[str], *, by: str = SOCIAL
+) -> None:
+    """The guardians' consent that ``by`` (social services) shares the plan's ``categories`` with ``to``."""
     body = {
         "child": {"personal_identity_number": CHILD},
         "guardian_count": 2,
         "grantors": [{"role": "guardian", "reference": "vh1"}, {"role": "guardian", "reference": "vh2"}],
         "data_categories": categories,
-        "from_parties": {"organisation_ids": [SOCIAL]},
+        "from_parties": {"organisation_ids": [by]},
         "to_parties": {"organisation_ids": [to]},
         "purposes": ["samverkansforfragan"],
         "valid_from": (NOW - timedelta(days=1)).isoformat(),
@@ -63,7 +65,7 @@ async def plan_consent(client: httpx.AsyncClient, auth: Any, to: str, categories
         "information_given": {"language": "sv", "form": "written"},
         "evidence_reference": "soc-journal:2026/77",
     }
-    r = await client.post("/v1/consents", json=body, headers=auth(SOCIAL, "system"))
+    r = await client.post("/v1/consents", json=body, headers=auth(by, "system"))
     assert r.status_code == 201, r.text
 
 
@@ -81,5 +83,14 @@ async def build_team(client: httpx.AsyncClient, auth: Any, worker: Any, *, extra
         assert r.status_code == 201, r.text
     r = await client.post(
         "/v1/children/team/lead-professional", json=child(organisation_id=SOCIAL), headers=auth(SCHOOL)
+    )
+    assert r.status_code == 201, r.text
+
+
+async def school_and_social(client: httpx.AsyncClient, auth: Any) -> None:
+    """A team of two: the school as named person (no lead professional), social services a participant."""
+    assert (await name_school(client, auth)).status_code == 201
+    r = await client.post(
+        "/v1/children/team/participants", json=child(organisation_id=SOCIAL, reason="sip"), headers=auth(SCHOOL)
     )
     assert r.status_code == 201, r.text

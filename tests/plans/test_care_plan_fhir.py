@@ -5,7 +5,6 @@ else: 404 and an empty search."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -13,9 +12,8 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.careplan import CarePlan
 
 from hub.runtime import Runtime
-from tests.plans.helpers import PIN, post_plan
-from tests.referrals.helpers import CHILD, NOW
-from tests.teams.test_team_story import SCHOOL, SOCIAL, child, county, name_school
+from tests.plans.helpers import PIN, plan_consent, post_plan, school_and_social
+from tests.teams.test_team_story import SCHOOL, SOCIAL, county
 
 __all__ = ["county"]
 SECTION = "https://vocab.hub.se/fhir/StructureDefinition/child-plan-section"
@@ -33,25 +31,8 @@ def sections(resource: CarePlan, url: str) -> dict[str, Any]:
 async def test_members_read_and_search_care_plans_with_only_their_sections(
     client: httpx.AsyncClient, auth: Any, county: Runtime
 ) -> None:
-    assert (await name_school(client, auth)).status_code == 201
-    r = await client.post(
-        "/v1/children/team/participants", json=child(organisation_id=SOCIAL, reason="sip"), headers=auth(SCHOOL)
-    )
-    assert r.status_code == 201
-    consent = {
-        "child": {"personal_identity_number": CHILD},
-        "guardian_count": 1,
-        "grantors": [{"role": "guardian", "reference": "vh1"}],
-        "data_categories": ["child-plan", "school-situation"],
-        "from_parties": {"organisation_ids": [SCHOOL]},
-        "to_parties": {"organisation_ids": [SOCIAL]},
-        "purposes": ["samverkansforfragan"],
-        "valid_from": (NOW - timedelta(days=1)).isoformat(),
-        "valid_until": (NOW + timedelta(days=100)).isoformat(),
-        "information_given": {"language": "sv", "form": "written"},
-        "evidence_reference": "skola:1",
-    }
-    assert (await client.post("/v1/consents", json=consent, headers=auth(SCHOOL, "system"))).status_code == 201
+    await school_and_social(client, auth)
+    await plan_consent(client, auth, SOCIAL, ["child-plan", "school-situation"], by=SCHOOL)
     first = (await post_plan(client, auth, SCHOOL)).json()
     second = (await post_plan(client, auth, SCHOOL, if_match=first["etag"])).json()
 
@@ -98,11 +79,7 @@ PLAN_QUERY = """{ childPlan { __typename ... on ChildPlan { version current sect
 async def test_graphql_child_plan_shows_a_member_its_sections_and_everyone_else_not_found(
     client: httpx.AsyncClient, auth: Any, county: Runtime
 ) -> None:
-    assert (await name_school(client, auth)).status_code == 201
-    r = await client.post(
-        "/v1/children/team/participants", json=child(organisation_id=SOCIAL, reason="sip"), headers=auth(SCHOOL)
-    )
-    assert r.status_code == 201
+    await school_and_social(client, auth)
     assert (await post_plan(client, auth, SCHOOL)).status_code == 201
     r = await client.post("/graphql", json={"query": PLAN_QUERY}, headers={**auth(SOCIAL), **PIN})
     seen = r.json()["data"]["childPlan"]

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from hub.runtime import Runtime
 from hub.services.delivery.polling import purge
-from tests.plans.helpers import PIN, plan_document, post_plan, review_answers
+from tests.plans.helpers import PIN, plan_document, post_plan, review_answers, school_and_social
 from tests.referrals.helpers import CHILD, mailbox, set_endpoint, worker_for
 from tests.teams.test_team_story import SCHOOL, SOCIAL, child, county, name_school
 from tests.test_one_commit import Tally, tally
@@ -43,11 +43,7 @@ async def test_a_plan_needs_a_team_a_valid_child_and_every_required_section(
 async def test_the_named_person_writes_the_plan_while_there_is_no_lead_and_members_without_a_basis_get_a_notice(
     client: httpx.AsyncClient, auth: Any, county: Runtime
 ) -> None:
-    assert (await name_school(client, auth)).status_code == 201
-    r = await client.post(
-        "/v1/children/team/participants", json=child(organisation_id=SOCIAL, reason="sip"), headers=auth(SCHOOL)
-    )
-    assert r.status_code == 201, r.text
+    await school_and_social(client, auth)
     await set_endpoint(county, SOCIAL, "mailbox", {})
     assert (await post_plan(client, auth, SOCIAL)).status_code == 403, "a participant does not write the plan"
     r = await post_plan(client, auth, SCHOOL)
@@ -113,11 +109,7 @@ async def test_sending_a_version_commits_once(
     county: Runtime,
     tally: Callable[[], AbstractAsyncContextManager[Tally]],
 ) -> None:
-    assert (await name_school(client, auth)).status_code == 201
-    r = await client.post(
-        "/v1/children/team/participants", json=child(organisation_id=SOCIAL, reason="sip"), headers=auth(SCHOOL)
-    )
-    assert r.status_code == 201
+    await school_and_social(client, auth)
     async with tally() as t:
         r = await post_plan(client, auth, SCHOOL)
         assert r.status_code == 201, r.text

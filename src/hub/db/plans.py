@@ -64,34 +64,49 @@ async def content(session: AsyncSession, version_id: uuid.UUID) -> tuple[bytes, 
     return None if row is None or row[0] is None else (bytes(row[0]), row[1])
 
 
-async def add_share(
-    session: AsyncSession,
-    version_id: uuid.UUID,
-    share: Share,
-    *,
-    decision_id: uuid.UUID,
-    basis: str | None,
-    at: datetime,
-) -> uuid.UUID:
-    share_id = uuid.uuid4()
+@dataclass(frozen=True)
+class NewShare:
+    """A member's share to record: what it gets, the decision behind it, its basis."""
+
+    id: uuid.UUID
+    share: Share
+    decision_id: uuid.UUID
+    basis: str | None
+
+
+async def add_shares(session: AsyncSession, version_id: uuid.UUID, shares: list[NewShare], at: datetime) -> None:
+    """Record every member's share of a version in one round trip."""
+    if not shares:
+        return
+    params = [
+        {
+            "id": s.id,
+            "v": version_id,
+            "o": s.share.organisation,
+            "k": s.share.kind,
+            "s": json.dumps(list(s.share.sections)),
+            "w": json.dumps([w.as_json() for w in s.share.withheld]),
+            "d": s.decision_id,
+            "b": s.basis,
+            "at": at,
+        }
+        for s in shares
+    ]
     await session.execute(
         text(
             "insert into plan_share (id, plan_version_id, organisation_id, kind, sections, withheld, decision_id, "
             "legal_basis, created_at) values (:id, :v, :o, :k, cast(:s as jsonb), cast(:w as jsonb), :d, :b, :at)"
         ),
-        {
-            "id": share_id,
-            "v": version_id,
-            "o": share.organisation,
-            "k": share.kind,
-            "s": json.dumps(list(share.sections)),
-            "w": json.dumps([w.as_json() for w in share.withheld]),
-            "d": decision_id,
-            "b": basis,
-            "at": at,
-        },
+        params[0] if len(params) == 1 else params,
     )
-    return share_id
+
+
+async def active_types(session: AsyncSession, ids: list[str]) -> dict[str, str]:
+    """Each active organisation's type (a deactivated one is no party to a share: absent)."""
+    result = await session.execute(
+        text("select id, type from organisation where id = any(:ids) and active"), {"ids": ids}
+    )
+    return {r[0]: r[1] for r in result.all()}
 
 
 @dataclass(frozen=True)
@@ -198,25 +213,7 @@ async def review(session: AsyncSession, review_id: uuid.UUID) -> StoredReview | 
 def entry(kind: str, recipient: str, key: str, at: datetime, **link: uuid.UUID) -> OutboxRow:
     """An outbox entry for a plan's share (``plan_share_id``) or review (``plan_review_id``); one per share
     or review, so its idempotency key is stable across retries."""
-    return OutboxRow(
-        id=uuid.uuid4(),
-        referral_id=None,
-        event_id=None,
-        kind=kind,
-        recipient_organisation=recipient,
-        idempotency_key=key,
-        state="queued",
-        attempts=0,
-        next_attempt_at=at,
-        lease_until=None,
-        last_error=None,
-        adapter=None,
-        remote_id=None,
-        delivered_at=None,
-        created_at=at,
-        updated_at=at,
-        **link,
-    )
+    return OutboxRow.queued(kind, recipient, key, at, **link)
 
 
 async def purge(session: AsyncSession, *, before: datetime, at: datetime) -> int:

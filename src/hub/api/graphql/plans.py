@@ -10,15 +10,13 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from hub.api.context import request_id_var
 from hub.api.graphql.context import Context
 from hub.api.graphql.guard import guarded
 from hub.api.graphql.problems import AuthenticationProblem, InvalidInputProblem, NotFoundProblem
-from hub.api.graphql.teams import PIN_HEADER, TeamOrganisation
-from hub.domain.errors import HubError, InvalidInput, NotFound
+from hub.api.graphql.teams import PIN_HEADER, TeamOrganisation, child_asked
+from hub.domain.errors import InvalidInput, NotFound
 from hub.domain.principal import Role
 from hub.services import plans as svc
-from hub.services.context import Actor
 
 
 @strawberry.type(description="A section the reader does not get: its data category and why")
@@ -77,16 +75,10 @@ class PlanQuery:
         metadata=guarded(Role.SYSTEM, Role.PROFESSIONAL, Role.COORDINATOR, cost=5),
     )
     async def child_plan(self, info: strawberry.Info[Context, None]) -> ChildPlanResult:
-        try:
-            principal = await info.context.principal()
-        except HubError as exc:
-            return AuthenticationProblem(detail=exc.detail)
-        pin = info.context.http_request.headers.get(PIN_HEADER)
-        if not pin:
-            return InvalidInputProblem(detail=f"Name the child in the {PIN_HEADER} header.", fields=[PIN_HEADER])
-        if not principal.has_any(Role.SYSTEM, Role.PROFESSIONAL):
-            return NotFoundProblem(detail=svc.NO_PLAN, field=None)
-        actor = Actor(principal=principal, request_id=request_id_var.get())
+        asked = await child_asked(info, svc.NO_PLAN)
+        if not isinstance(asked, tuple):
+            return asked
+        actor, pin = asked
         try:
             view = await svc.read_plan(info.context.runtime, actor, pin=pin, number=None, pointer=PIN_HEADER)
         except InvalidInput as exc:

@@ -80,6 +80,30 @@ class OutboxRow:
     plan_share_id: uuid.UUID | None = None
     plan_review_id: uuid.UUID | None = None
 
+    @classmethod
+    def queued(cls, kind: str, recipient: str, idempotency_key: str, at: datetime, **links: Any) -> OutboxRow:
+        """A new entry of ``kind`` for ``recipient``, due at ``at``; ``links``: what it carries (``referral_id``,
+        ``event_id``, ``team_offer_id``, ``plan_share_id``, ``plan_review_id``)."""
+        return cls(
+            id=uuid.uuid4(),
+            referral_id=links.pop("referral_id", None),
+            event_id=links.pop("event_id", None),
+            kind=kind,
+            recipient_organisation=recipient,
+            idempotency_key=idempotency_key,
+            state="queued",
+            attempts=0,
+            next_attempt_at=at,
+            lease_until=None,
+            last_error=None,
+            adapter=None,
+            remote_id=None,
+            delivered_at=None,
+            created_at=at,
+            updated_at=at,
+            **links,
+        )
+
 
 def _fields(cls: Any) -> str:
     return ", ".join(cls.__dataclass_fields__)

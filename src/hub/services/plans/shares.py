@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Final
 
@@ -35,47 +36,67 @@ def section_categories(vocabulary: Vocabulary) -> dict[str, str]:
     return mapped
 
 
-async def share_with(
+async def share_with_members(
     session: AsyncSession,
     runtime: Runtime,
     actor: Actor,
     *,
     child: Child,
     version: PlanVersion,
-    organisation: str,
+    organisations: list[str],
     categories: dict[str, str],
-) -> Share:
-    """Decide, record and queue what ``organisation`` receives of ``version``, in the caller's transaction."""
+) -> list[Share]:
+    """Decide, record and queue what each of ``organisations`` receives of ``version``, in the caller's
+    transaction. The facts about the child (consents, the author's assessments and refused requests) are
+    the same for every member and read once; only the member's type differs."""
+    if not organisations:
+        return []
     facts = await sharing_facts(
-        session, sender=actor.organisation_id, recipient=organisation, candidates=child.candidates
+        session, sender=actor.organisation_id, recipient=actor.organisation_id, candidates=child.candidates
     )
-    question = ShareQuestion(
-        to_organisation=organisation,
-        personal_identity_number="",  # not read: ``child`` is the child (see decide_on_facts)
-        purpose=PLAN_PURPOSE,
-        data_categories=sorted(categories_of(version.sections, categories)),
-    )
-    decision_id = uuid.uuid4()
-    decision, entry = decide_on_facts(
-        facts, question, actor=actor, child=child, runtime=runtime, decision_id=decision_id, dry_run=False
-    )
-    share = ChildPlan.share(organisation, version, categories, frozenset(decision.permitted_categories))
-    await record_decision(
+    types = await db.active_types(session, organisations)
+    requested = sorted(categories_of(version.sections, categories))
+    recorded: list[db.NewShare] = []
+    # A deactivated organisation still on the team is no party to a share: it receives nothing.
+    for organisation in (o for o in organisations if o in types):
+        question = ShareQuestion(
+            to_organisation=organisation,
+            personal_identity_number="",  # not read: ``child`` is the child (see decide_on_facts)
+            purpose=PLAN_PURPOSE,
+            data_categories=requested,
+        )
+        decision_id = uuid.uuid4()
+        decision, entry = decide_on_facts(
+            dataclasses.replace(facts, recipient_type=types[organisation]),
+            question,
+            actor=actor,
+            child=child,
+            runtime=runtime,
+            decision_id=decision_id,
+            dry_run=False,
+        )
+        share = ChildPlan.share(organisation, version, categories, frozenset(decision.permitted_categories))
+        await record_decision(
+            session,
+            decision_id=decision_id,
+            decision=decision,
+            requested_by=actor.principal.subject,
+            from_org=actor.organisation_id,
+            to_org=organisation,
+            child=child.pseudonym,
+            purpose=PLAN_PURPOSE,
+            dry_run=False,
+            explanation=explanation(decision),
+            audit=entry,
+        )
+        basis = decision.legal_basis if share.sections else None
+        recorded.append(db.NewShare(uuid.uuid4(), share, decision_id, basis))
+    await db.add_shares(session, version.id, recorded, actor.now)
+    await outbox.enqueue_all(
         session,
-        decision_id=decision_id,
-        decision=decision,
-        requested_by=actor.principal.subject,
-        from_org=actor.organisation_id,
-        to_org=organisation,
-        child=child.pseudonym,
-        purpose=PLAN_PURPOSE,
-        dry_run=False,
-        explanation=explanation(decision),
-        audit=entry,
+        [
+            db.entry(r.share.kind, r.share.organisation, f"{r.share.kind}:{r.id}", actor.now, plan_share_id=r.id)
+            for r in recorded
+        ],
     )
-    basis = decision.legal_basis if share.sections else None
-    share_id = await db.add_share(session, version.id, share, decision_id=decision_id, basis=basis, at=actor.now)
-    await outbox.enqueue(
-        session, db.entry(share.kind, organisation, f"{share.kind}:{share_id}", actor.now, plan_share_id=share_id)
-    )
-    return share
+    return [r.share for r in recorded]

@@ -12,14 +12,13 @@ from hub.db import teams as teams_db
 from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction
 from hub.domain.errors import FieldError, InvalidInput, StateConflict
-from hub.domain.identity import parse_personal_identity_number
 from hub.domain.plans import ChildPlan, PlanVersion, Share, sections_of
 from hub.runtime import Runtime
 from hub.services.auditing import audit
 from hub.services.child_plan import validate_child_plan_in
-from hub.services.children import identify_child
+from hub.services.children import child_identity, identify_child
 from hub.services.context import Actor
-from hub.services.plans.shares import section_categories, share_with
+from hub.services.plans.shares import section_categories, share_with_members
 from hub.services.teams.changes import MEMBERSHIP, PIN_POINTER, stages
 
 
@@ -45,9 +44,7 @@ def _validated(runtime: Runtime, document: dict[str, Any]) -> str:
 
 def _content(pin: str, actor: Actor, document: dict[str, Any]) -> dict[str, Any]:
     """What is sealed: the plan, and the child's identity its receivers' systems need to file it."""
-    parsed = parse_personal_identity_number(pin, today=actor.today)
-    child = {"personal_identity_number": parsed.canonical, "birth_date": parsed.birth_date.isoformat()}
-    return {"child": child, "plan": document}
+    return {"child": child_identity(pin, today=actor.today), "plan": document}
 
 
 async def send_version(
@@ -77,12 +74,15 @@ async def send_version(
         )
         sealed = runtime.cipher.encrypt(_content(pin, actor, document), bound_to=str(version.id))
         await db.add_version(session, stored.team.id, version, sealed)
-        shares = [
-            await share_with(
-                session, runtime, actor, child=child, version=version, organisation=org, categories=categories
-            )
-            for org in plan.recipients(version, actor.now)
-        ]
+        shares = await share_with_members(
+            session,
+            runtime,
+            actor,
+            child=child,
+            version=version,
+            organisations=plan.recipients(version, actor.now),
+            categories=categories,
+        )
         await audit(
             session,
             actor,
