@@ -50,7 +50,7 @@ async def post_plan(
 
 async def plan_consent(
     client: httpx.AsyncClient, auth: Any, to: str, categories: list[str], *, by: str = SOCIAL
-) -> None:
+) -> dict[str, Any]:
     """The guardians' consent that ``by`` (social services) shares the plan's ``categories`` with ``to``."""
     body = {
         "child": {"personal_identity_number": CHILD},
@@ -67,6 +67,7 @@ async def plan_consent(
     }
     r = await client.post("/v1/consents", json=body, headers=auth(by, "system"))
     assert r.status_code == 201, r.text
+    return dict(r.json())
 
 
 async def build_team(client: httpx.AsyncClient, auth: Any, worker: Any, *, extra: tuple[str, ...] = ()) -> None:

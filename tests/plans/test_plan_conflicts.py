@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from hub.runtime import Runtime
 from hub.services.delivery.polling import purge
-from tests.plans.helpers import PIN, plan_document, post_plan, review_answers, school_and_social
+from tests.plans.helpers import PIN, plan_consent, plan_document, post_plan, review_answers, school_and_social
 from tests.referrals.helpers import CHILD, mailbox, set_endpoint, worker_for
 from tests.teams.test_team_story import SCHOOL, SOCIAL, child, county, name_school
 from tests.test_one_commit import Tally, tally
@@ -115,3 +115,28 @@ async def test_sending_a_version_commits_once(
         assert r.status_code == 201, r.text
     assert (t.uow_commits, t.orm_commits) == (1, 1)
     assert len(t.transactions) == 1, "the version, each member's decision, share, outbox entry and audit entries"
+
+
+async def test_a_consent_withdrawn_before_delivery_takes_its_sections_with_it(
+    client: httpx.AsyncClient, auth: Any, county: Runtime
+) -> None:
+    """The basis is checked again when the hub delivers, as for a referral: the member gets a notice."""
+    await school_and_social(client, auth)
+    await set_endpoint(county, SOCIAL, "mailbox", {})
+    consent = await plan_consent(client, auth, SOCIAL, ["child-plan", "school-situation"], by=SCHOOL)
+    r = await post_plan(client, auth, SCHOOL)
+    assert [(s["organisation_id"], s["kind"]) for s in r.json()["shares"]] == [(SOCIAL, "plan-version")]
+    body = {"withdrawn_by": "vh2", "reason": "Vårdnadshavaren ångrade sig."}
+    r = await client.post(f"/v1/consents/{consent['id']}/withdraw", json=body, headers=auth(SCHOOL, "system"))
+    assert r.status_code == 200, r.text
+    async with httpx.AsyncClient() as http:
+        await worker_for(county, http).run_until_idle()
+    [message] = await mailbox(client, auth, SOCIAL)
+    notice = message["body"]["plan_notice"]
+    assert message["kind"] == "plan-notice" and "plan" not in notice and notice["remedies"]
+    assert {w["section"] for w in notice["withheld"]} >= {"school_situation", "interventions", "health"}
+    async with county.engine.connect() as conn:
+        refused = await conn.scalar(
+            text("select count(*) from sharing_decision where requested_by = 'hub:delivery' and not allowed")
+        )
+    assert refused == 1

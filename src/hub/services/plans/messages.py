@@ -24,6 +24,7 @@ from hub.db import teams as teams_db
 from hub.db.uow import UnitOfWork
 from hub.domain.plans import strip
 from hub.runtime import Runtime
+from hub.services.plans.recheck import recheck
 
 
 async def _organisation(session: AsyncSession, organisation_id: str) -> dict[str, Any]:
@@ -39,9 +40,11 @@ async def _remedies(session: AsyncSession, decision_id: uuid.UUID) -> list[Any]:
     return list((explanation or {}).get("remedies", []))
 
 
-def _message(runtime: Runtime, entry: outbox.OutboxRow, sender: str, body: dict[str, Any]) -> Message:
+def _message(
+    runtime: Runtime, entry: outbox.OutboxRow, sender: str, body: dict[str, Any], kind: str | None = None
+) -> Message:
     return Message(
-        kind=entry.kind,  # type: ignore[arg-type]  # one of the plan kinds: the entry was queued as one
+        kind=kind or entry.kind,  # type: ignore[arg-type]  # one of the plan kinds: the entry was queued as one
         message_id=str(entry.id),
         idempotency_key=entry.idempotency_key,
         referral_id=None,
@@ -81,12 +84,19 @@ async def share_message(runtime: Runtime, entry: outbox.OutboxRow) -> Message:
     if share.kind == db.PLAN_NOTICE:
         body |= {"ask": author, "remedies": remedies, "withheld": [w.as_json() for w in share.withheld]}
         return _message(runtime, entry, version.author, {"plan_notice": body})
+    sections, withheld, remedies = share.sections, share.withheld, []
+    if content is not None:
+        now = await recheck(runtime, share, version.author, content["child"])
+        sections, withheld, remedies = now.sections, now.withheld, now.remedies
+    if not sections:  # the basis went before the version did: a notice, as the decision now says
+        body |= {"ask": author, "remedies": remedies, "withheld": [w.as_json() for w in withheld]}
+        return _message(runtime, entry, version.author, {"plan_notice": body}, kind=db.PLAN_NOTICE)
     document = None if content is None else content["plan"]
     body |= {
         "legal_basis": share.legal_basis,
-        "sections": list(share.sections),
-        "withheld": [w.as_json() for w in share.withheld],
-        "plan": None if document is None else strip(document, share.sections),
+        "sections": list(sections),
+        "withheld": [w.as_json() for w in withheld],
+        "plan": None if document is None else strip(document, sections),
         "read": f"{base}/versions/{version.number}",
         "review": f"{base}/versions/{version.number}/reviews",
     }
