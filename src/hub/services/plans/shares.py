@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import plans as db
 from hub.db import referrals as outbox
-from hub.db.lawful import record_decision, sharing_facts
+from hub.db.lawful import SharingFacts, record_decision, sharing_facts
 from hub.domain.plans import ChildPlan, PlanVersion, Share, categories_of
 from hub.domain.vocabulary import ChildPlanSchemaDoc, Vocabulary
 from hub.runtime import Runtime
@@ -55,42 +55,11 @@ async def share_with_members(
         session, sender=actor.organisation_id, recipient=actor.organisation_id, candidates=child.candidates
     )
     types = await db.active_types(session, organisations)
-    requested = sorted(categories_of(version.sections, categories))
     recorded: list[db.NewShare] = []
-    # A deactivated organisation still on the team is no party to a share: it receives nothing.
-    for organisation in (o for o in organisations if o in types):
-        question = ShareQuestion(
-            to_organisation=organisation,
-            personal_identity_number="",  # not read: ``child`` is the child (see decide_on_facts)
-            purpose=PLAN_PURPOSE,
-            data_categories=requested,
-        )
-        decision_id = uuid.uuid4()
-        decision, entry = decide_on_facts(
-            dataclasses.replace(facts, recipient_type=types[organisation]),
-            question,
-            actor=actor,
-            child=child,
-            runtime=runtime,
-            decision_id=decision_id,
-            dry_run=False,
-        )
-        share = ChildPlan.share(organisation, version, categories, frozenset(decision.permitted_categories))
-        await record_decision(
-            session,
-            decision_id=decision_id,
-            decision=decision,
-            requested_by=actor.principal.subject,
-            from_org=actor.organisation_id,
-            to_org=organisation,
-            child=child.pseudonym,
-            purpose=PLAN_PURPOSE,
-            dry_run=False,
-            explanation=explanation(decision),
-            audit=entry,
-        )
-        basis = decision.legal_basis if share.sections else None
-        recorded.append(db.NewShare(uuid.uuid4(), share, decision_id, basis))
+    for organisation in organisations:
+        if organisation in types:  # a deactivated organisation still on the team is no party to a share
+            member = dataclasses.replace(facts, recipient_type=types[organisation])
+            recorded.append(await _decide(session, runtime, actor, child, version, categories, member, organisation))
     await db.add_shares(session, version.id, recorded, actor.now)
     await outbox.enqueue_all(
         session,
@@ -100,3 +69,41 @@ async def share_with_members(
         ],
     )
     return [r.share for r in recorded]
+
+
+async def _decide(
+    session: AsyncSession,
+    runtime: Runtime,
+    actor: Actor,
+    child: Child,
+    version: PlanVersion,
+    categories: dict[str, str],
+    facts: SharingFacts,
+    organisation: str,
+) -> db.NewShare:
+    """One member's decision, recorded with its audit entry; the share it makes."""
+    question = ShareQuestion(
+        to_organisation=organisation,
+        personal_identity_number="",  # not read: ``child`` is the child (see decide_on_facts)
+        purpose=PLAN_PURPOSE,
+        data_categories=sorted(categories_of(version.sections, categories)),
+    )
+    decision_id = uuid.uuid4()
+    decision, entry = decide_on_facts(
+        facts, question, actor=actor, child=child, runtime=runtime, decision_id=decision_id, dry_run=False
+    )
+    share = ChildPlan.share(organisation, version, categories, frozenset(decision.permitted_categories))
+    await record_decision(
+        session,
+        decision_id=decision_id,
+        decision=decision,
+        requested_by=actor.principal.subject,
+        from_org=actor.organisation_id,
+        to_org=organisation,
+        child=child.pseudonym,
+        purpose=PLAN_PURPOSE,
+        dry_run=False,
+        explanation=explanation(decision),
+        audit=entry,
+    )
+    return db.NewShare(uuid.uuid4(), share, decision_id, decision.legal_basis if share.sections else None)
