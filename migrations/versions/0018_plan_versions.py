@@ -11,7 +11,7 @@ On ``outbox``: ``plan_share_id`` (kinds ``plan-version`` and ``plan-notice``) an
 (kind ``plan-review``).
 
 Revision ID: 0018
-Revises: 0017
+Revises: 0021
 """
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
 revision = "0018"
-down_revision = "0017"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 

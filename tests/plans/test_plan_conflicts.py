@@ -12,7 +12,7 @@ from sqlalchemy import text
 from hub.runtime import Runtime
 from hub.services.delivery.polling import purge
 from tests.plans.helpers import PIN, plan_consent, plan_document, post_plan, review_answers, school_and_social
-from tests.referrals.helpers import CHILD, mailbox, set_endpoint, worker_for
+from tests.referrals.helpers import CHILD, mailbox, sent, set_endpoint, worker_for
 from tests.teams.test_team_story import SCHOOL, SOCIAL, child, county, name_school
 from tests.test_one_commit import Tally, tally
 
@@ -140,3 +140,25 @@ async def test_a_consent_withdrawn_before_delivery_takes_its_sections_with_it(
             text("select count(*) from sharing_decision where requested_by = 'hub:delivery' and not allowed")
         )
     assert refused == 1
+
+
+async def test_a_child_with_protected_identity_is_sent_as_the_marker_not_the_identity(
+    client: httpx.AsyncClient, auth: Any, county: Runtime
+) -> None:
+    """As for a referral: a member's system gets the marker (whom to ask, through the hub) in place of the
+    identity the protection withholds from it; social services, which the policy names, keeps it."""
+    await sent(client, auth, child={"personal_identity_number": CHILD, "protected_identity": True})  # marks it
+    await school_and_social(client, auth)
+    r = await client.post(
+        "/v1/children/team/lead-professional", json=child(organisation_id=SOCIAL), headers=auth(SCHOOL)
+    )
+    assert r.status_code == 201, r.text
+    await set_endpoint(county, SCHOOL, "mailbox", {})
+    await plan_consent(client, auth, SCHOOL, ["child-plan", "school-situation"])
+    assert (await post_plan(client, auth, SOCIAL)).status_code == 201
+    async with httpx.AsyncClient() as http:
+        await worker_for(county, http).run_until_idle()
+    [message] = [m for m in await mailbox(client, auth, SCHOOL) if m["kind"] == "plan-version"]
+    body = message["body"]["plan_version"]
+    assert body["protected_identity"]["contact"]["organisation"]["organisation_id"] == SOCIAL
+    assert "child" not in body and "2383" not in str(message)

@@ -19,12 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.adapters.base import Message
 from hub.db import plans as db
+from hub.db import protected_identity as protected_db
 from hub.db import referrals as outbox
 from hub.db import teams as teams_db
 from hub.db.uow import UnitOfWork
 from hub.domain.plans import strip
+from hub.domain.policy import swedish_day
 from hub.runtime import Runtime
 from hub.services.plans.recheck import recheck
+from hub.services.protected_identity import marker_for
 
 
 async def _organisation(session: AsyncSession, organisation_id: str) -> dict[str, Any]:
@@ -38,6 +41,26 @@ async def _remedies(session: AsyncSession, decision_id: uuid.UUID) -> list[Any]:
         text("select explanation from sharing_decision where id = :id"), {"id": decision_id}
     )
     return list((explanation or {}).get("remedies", []))
+
+
+async def _child(
+    runtime: Runtime, facts: db.VersionFacts, recipient: str, child: dict[str, str], base: str
+) -> dict[str, Any]:
+    """The child's identity for the receiver, or for a child with protected identity the marker (what the
+    protection withholds from this receiver, and how to reach the author through the hub) in place of
+    what it withholds: as for a referral (``hub.services.protected_identity``)."""
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        mark = await protected_db.read_facts(
+            uow.session, candidates=[facts.child_pseudonym], sender=facts.version.author, recipient=recipient
+        )
+    if not mark.protected or mark.recipient_type is None:
+        return {"child": child}
+    policy = runtime.policy.in_force(swedish_day(runtime.clock()))
+    marker = marker_for(
+        policy, recipient_id=recipient, recipient_type=mark.recipient_type, sender=mark.sender, reply_to=base
+    )
+    withheld = policy.protected_identity.withheld_from(recipient, mark.recipient_type)
+    return {"protected_identity": marker} | ({} if "identity" in withheld else {"child": child})
 
 
 def _message(
@@ -80,7 +103,7 @@ async def share_message(runtime: Runtime, entry: outbox.OutboxRow) -> Message:
     }
     content = None if sealed is None else runtime.cipher.decrypt(*sealed, bound_to=str(version.id))
     if content is not None:
-        body["child"] = content["child"]
+        body |= await _child(runtime, facts, share.organisation, content["child"], base)
     if share.kind == db.PLAN_NOTICE:
         body |= {"ask": author, "remedies": remedies, "withheld": [w.as_json() for w in share.withheld]}
         return _message(runtime, entry, version.author, {"plan_notice": body})

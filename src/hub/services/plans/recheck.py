@@ -48,4 +48,5 @@ async def recheck(runtime: Runtime, share: db.StoredShare, author: str, child: d
     )
     sections, lost = split(share.sections, categories, frozenset(recorded.decision.permitted_categories))
     remedies = explanation(recorded.decision)["remedies"]
-    return Rechecked(sections, (*share.withheld, *lost), list(remedies) if isinstance(remedies, list) else [])
+    kept = list(remedies) if isinstance(remedies, list) else []
+    return Rechecked(sections, (*share.withheld, *lost), kept)
