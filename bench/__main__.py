@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "delivery": "bench.delivery",
     "flows": "bench.flows",
     "federated": "bench.federated",
+    "plan": "bench.plan",
 }
 
 

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     payload_key_id: str | None = None
     # Days after a referral's last change before its payload and free texts are purged (metadata stays).
     payload_retention_days: int = Field(default=90, ge=1)
+    # A plan version's content (and its reviews' answers) is dropped this many days after the version was
+    # sent; its metadata (number, author, sections, each member's share and decision) remains.
+    plan_retention_days: int = Field(default=365, ge=1)
 
     # The audit log's sealer (docs/audit.md): one hub process at a time (an advisory lock) fixes the order
     # of new audit entries and their Merkle tree every audit_seal_interval_seconds, at most

@@ -23,6 +23,7 @@ from hub.api.rest import (
     flows,
     health,
     me,
+    plans,
     referrals,
     registry,
     sharing,
@@ -116,6 +117,7 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
     app.include_router(sharing.router)
     app.include_router(referrals.router)
     app.include_router(teams.router)
+    app.include_router(plans.router)
     app.include_router(audit.router)
     app.include_router(registry.router)
     app.include_router(flows.router)

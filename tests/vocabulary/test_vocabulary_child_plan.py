@@ -14,7 +14,7 @@ from hub.services.child_plan import child_plan_schema, validate_child_plan, vali
 from hub.vocabulary import EXAMPLES_DIR, load_vocabulary
 
 VOCAB = load_vocabulary()
-DOC = VOCAB.get("child-plan")
+DOC = VOCAB.get("child-plan", "1.0.0")
 assert isinstance(DOC, ChildPlanSchemaDoc)
 SCHEMA = DOC.json_schema
 REQUIRED = [s.code for s in DOC.sections if s.required]
@@ -156,3 +156,34 @@ def test_pointer_escaping() -> None:
 
 def test_schema_lookup_by_version() -> None:
     assert child_plan_schema(VOCAB, "1.0.0") is SCHEMA
+
+
+def _broken(change: Any) -> dict[str, Any]:
+    document = plan()
+    change(document)
+    return document
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        _broken(lambda d: d.pop("risk_assessment")),
+        _broken(lambda d: d.update(created_on="2025-13-01")),  # a format
+        _broken(lambda d: d.update(unknown_section={})),  # additionalProperties
+        _broken(lambda d: d["needs"][0].update(indicator="happy")),  # an enum
+        _broken(
+            lambda d: (
+                d["risk_assessment"].update(risks_identified=True, risks=None) or d["risk_assessment"].pop("risks")
+            )
+        ),
+        _broken(lambda d: d.update(schema_version="9.9.9")),
+        plan(),
+    ],
+    ids=["missing", "format", "extra", "enum", "if-then", "version", "valid"],
+)
+def test_the_compiled_check_agrees_with_the_detailed_one(document: dict[str, Any]) -> None:
+    """validate_child_plan_in answers "valid?" with a compiled validator and walks only invalid plans for
+    their violations: both must agree on every kind of violation the schema has."""
+    assert validate_child_plan_in(vocabulary=VOCAB, document=document, version="1.0.0") == validate_child_plan(
+        document, SCHEMA
+    )

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, Self
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-MessageKind = Literal["referral", "status-event", "team-offer"]
+MessageKind = Literal["referral", "status-event", "team-offer", "plan-version", "plan-notice", "plan-review"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,10 @@ class Message:
     """One thing to hand over: a referral, a change of a referral's status for the other party, or a
     team offer's news (``team-offer``: the named person's role offered to the receiver, or the answer to
     an offer it made; ``body["team_offer"]``, docs/team-and-plan.md). ``referral_id`` is None for a team
-    offer: it concerns no referral."""
+    offer: it concerns no referral. A child's plan travels as ``plan-version`` (the sections the receiver's
+    legal basis covers, ``body["plan_version"]``), ``plan-notice`` (no content: a plan exists and whom to
+    ask, ``body["plan_notice"]``) and ``plan-review`` (a review for the plan's author, ``body["plan_review"]``);
+    ``referral_id`` is None for them too."""
 
     kind: MessageKind
     message_id: str  # the hub's id for this message (stable across retries)

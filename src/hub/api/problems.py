@@ -54,6 +54,8 @@ DOMAIN_PROBLEMS: list[tuple[type[e.HubError], ProblemType]] = [
     (e.Unauthenticated, _t("unauthenticated", 401, "Authentication required")),
     (e.NotPermitted, _t("forbidden", 403, "Not permitted")),
     (e.NotFound, _t("not-found", 404, "Not found")),
+    (e.PreconditionFailed, _t("precondition-failed", 412, "The version changed; send the current ETag")),
+    (e.PreconditionRequired, _t("precondition-required", 428, "A precondition header is required")),
     (e.Conflict, _t("conflict", 409, "Conflict with the current state")),
     (e.Gone, _t("gone", 410, "No longer available")),
     (e.RateLimited, _t("rate-limited", 429, "Too many requests")),
@@ -139,6 +141,8 @@ def hub_error_response(exc: e.HubError) -> JSONResponse:
         extensions["allowed_transitions"] = exc.allowed_transitions
     if isinstance(exc, e.StateConflict):
         extensions["current"] = exc.current
+    if isinstance(exc, e.PreconditionFailed) and "etag" in exc.current:
+        headers = {"ETag": str(exc.current["etag"])}
     return problem_response(ptype, exc.detail, headers=headers, **extensions)
 
 

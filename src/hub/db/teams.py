@@ -191,22 +191,4 @@ async def organisations(session: AsyncSession, ids: Sequence[str]) -> dict[str, 
 def offer_entry(offer_id: uuid.UUID, recipient: str, state: str, at: datetime) -> OutboxRow:
     """The outbox entry that tells ``recipient``'s system of an offer's news (``state``): kind ``team-offer``,
     no referral; one per offer and state, so its idempotency key is stable across retries."""
-    return OutboxRow(
-        id=uuid.uuid4(),
-        referral_id=None,
-        event_id=None,
-        kind=TEAM_OFFER,
-        recipient_organisation=recipient,
-        idempotency_key=f"team-offer:{offer_id}:{state}",
-        state="queued",
-        attempts=0,
-        next_attempt_at=at,
-        lease_until=None,
-        last_error=None,
-        adapter=None,
-        remote_id=None,
-        delivered_at=None,
-        created_at=at,
-        updated_at=at,
-        team_offer_id=offer_id,
-    )
+    return OutboxRow.queued(TEAM_OFFER, recipient, f"team-offer:{offer_id}:{state}", at, team_offer_id=offer_id)

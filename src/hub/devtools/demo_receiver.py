@@ -46,6 +46,17 @@ def receiver_app(secret: str, *, echo: Any = print) -> FastAPI:
                 f"[{request.url.path}] team offer {o['id']}: named person ({o['stage']}) from "
                 f"{o['from']['organisation_id']} to {o['to']['organisation_id']} is {o['state']}{answer}"
             )
+        elif "plan_version" in body or "plan_notice" in body:
+            p = body.get("plan_version") or body["plan_notice"]
+            got = f"sections {', '.join(p['sections'])}" if "sections" in p else "a notice: ask the author"
+            withheld = ", ".join(w["section"] for w in p["withheld"]) or "none"
+            echo(
+                f"[{request.url.path}] child's plan version {p['version']} from {p['author']['organisation_id']}: "
+                f"{got}; withheld: {withheld}"
+            )
+        elif "plan_review" in body:
+            v = body["plan_review"]
+            echo(f"[{request.url.path}] review of plan version {v['version']} by {v['reviewer']['organisation_id']}")
         else:
             e = body["event"]
             by = e["by_organisation"] or "the hub"

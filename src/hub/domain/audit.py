@@ -42,6 +42,9 @@ class AuditAction(StrEnum):
     TEAM_READ = "team-read"
     TEAM_CHANGED = "team-changed"
     PROTECTED_IDENTITY_CLEARED = "protected-identity-cleared"
+    PLAN_VERSION_SENT = "plan-version-sent"
+    PLAN_READ = "plan-read"
+    PLAN_REVIEWED = "plan-reviewed"
 
 
 class AuditOutcome(StrEnum):

@@ -13,6 +13,8 @@ problem ``type`` in one table (``hub.api.problems``), so the domain never learns
     ├── Conflict                clashes with current state (transition, idempotency)  (409)
     │   ├── InvalidTransition   a status change the lifecycle does not allow now
     │   └── StateConflict       carries the state it clashes with (``current``)
+    │       └── PreconditionFailed  a stale ``If-Match``: ``current`` holds the ETag now   (412)
+    ├── PreconditionRequired    an update without ``If-Match``                         (428)
     ├── RateLimited             too many requests; wait ``retry_after`` seconds        (429)
     └── Unavailable             a dependency is down; retry later                     (503)
 """
@@ -95,6 +97,20 @@ class StateConflict(Conflict):
     def __init__(self, detail: str, *, current: dict[str, Any]) -> None:
         super().__init__(detail)
         self.current = dict(current)
+
+
+class PreconditionFailed(StateConflict):
+    """An update made against a version that is no longer the current one (a stale ``If-Match``);
+    ``current`` names the current version and its ETag."""
+
+    code = "precondition-failed"
+
+
+class PreconditionRequired(HubError):
+    """An update of something versioned sent without ``If-Match``: the caller must say which version it
+    changes, so that two writers never overwrite each other unseen."""
+
+    code = "precondition-required"
 
 
 class RateLimited(HubError):

@@ -57,6 +57,9 @@ ACTION_CODES: dict[AuditAction, str] = {
     AuditAction.TEAM_READ: "R",  # a member reads the team around a child (basis: its membership)
     AuditAction.TEAM_CHANGED: "U",
     AuditAction.PROTECTED_IDENTITY_CLEARED: "D",  # the child's mark is removed
+    AuditAction.PLAN_VERSION_SENT: "C",  # the responsible organisation sends a version (each share: a decision)
+    AuditAction.PLAN_READ: "R",  # a member reads a version, the sections its share holds
+    AuditAction.PLAN_REVIEWED: "C",
 }
 """AuditEvent.action for each of the hub's actions."""
 

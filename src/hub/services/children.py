@@ -32,3 +32,10 @@ def identify_child(pin: str, *, pseudonymizer: Pseudonymizer, today: date, point
         candidates=tuple(pseudonymizer.candidates(parsed)),
         age=parsed.age_on(today),
     )
+
+
+def child_identity(pin: str, *, today: date) -> dict[str, str]:
+    """The child's identity as a receiving system needs it (sealed before it is stored): the canonical
+    number and the birth date. ``pin`` is already validated by :func:`identify_child`."""
+    parsed = parse_personal_identity_number(pin, today=today)
+    return {"personal_identity_number": parsed.canonical, "birth_date": parsed.birth_date.isoformat()}

@@ -71,9 +71,26 @@ def _referral_id(message: MailboxMessage) -> uuid.UUID:
     return uuid.UUID(str(body["referral"]["id"] if message.kind == "referral" else body["event"]["referral_id"]))
 
 
+# The plan's message kinds and the key of their body (``hub.services.plans.messages``).
+PLAN_BODIES = {"plan-version": "plan_version", "plan-notice": "plan_notice", "plan-review": "plan_review"}
+
+
 async def _audit_read(session: AsyncSession, actor: Actor, message: MailboxMessage, runtime: Runtime) -> None:
     """The fetch as a read of the referral, as ``read_referral`` records one, naming the message; a team
     offer's news as a read of the team by a party to the offer."""
+    if message.kind in PLAN_BODIES:
+        plan = message.body[PLAN_BODIES[message.kind]]
+        await audit(
+            session,
+            actor,
+            AuditAction.PLAN_READ,
+            legal_basis=plan.get("legal_basis") if message.kind == "plan-version" else "team-membership",
+            decision_id=plan.get("decision_id"),
+            entity_type="CarePlan",
+            entity_id=str(plan.get("plan_id", plan["id"])),
+            details={"via": "mailbox", "message_id": message.id, "kind": message.kind},
+        )
+        return
     if message.kind == "team-offer":
         offer = message.body["team_offer"]
         await audit(

@@ -25,7 +25,7 @@ from hub.services.teams import AssignmentView, MembershipView, OrganisationRef, 
 router = APIRouter()
 Reader = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL, Role.COORDINATOR))]
 PIN_HEADER = "Child-Personal-Identity-Number"
-_ROUTE: dict[str, Any] = {
+FHIR_ROUTE: dict[str, Any] = {
     "response_class": FHIRResponse,
     "responses": {
         200: {"content": {FHIR_JSON: {}}},
@@ -47,7 +47,7 @@ def _period(start: datetime, end: datetime | None) -> dict[str, str]:
     return {k: v for k, v in (("start", _instant(start)), ("end", _instant(end))) if v}
 
 
-def _organisation(org: OrganisationRef) -> dict[str, Any]:
+def organisation_reference(org: OrganisationRef) -> dict[str, Any]:
     """By HSA-id (HL7 Sweden's system) when the registry has one, else by the hub's id."""
     identifier = (
         {"system": HSA_ID_SYSTEM, "value": org.hsa_id}
@@ -64,13 +64,17 @@ def _assignment(a: AssignmentView) -> dict[str, Any]:
     role: dict[str, Any] = {"text": ROLE_TEXT[a.role]}
     if a.stage:
         role["coding"] = [{"system": LIFE_STAGES, "code": a.stage}]
-    return {"role": [role], "member": _organisation(a.organisation), "period": _period(a.period_start, a.period_end)}
+    return {
+        "role": [role],
+        "member": organisation_reference(a.organisation),
+        "period": _period(a.period_start, a.period_end),
+    }
 
 
 def _membership(m: MembershipView) -> dict[str, Any]:
     return {
         "role": [{"text": f"{ROLE_TEXT['participant']} ({m.join_reason})"}],
-        "member": _organisation(m.organisation),
+        "member": organisation_reference(m.organisation),
         "period": _period(m.period_start, m.period_end),
     }
 
@@ -88,7 +92,7 @@ def care_team(view: TeamView, child_pseudonym: str) -> dict[str, Any]:
         "meta": {"lastUpdated": _instant(view.updated_at)},
     }
     if view.responsible.organisation is not None:
-        body["managingOrganization"] = [_organisation(view.responsible.organisation)]
+        body["managingOrganization"] = [organisation_reference(view.responsible.organisation)]
     if view.responsible.note_en:
         body["note"] = [{"text": view.responsible.note_en}]
     return body
@@ -110,21 +114,23 @@ def capability_resource() -> dict[str, Any]:
     }
 
 
-def _party(principal: Principal) -> None:
+def require_party(principal: Principal) -> None:
     if not principal.has_any(Role.SYSTEM, Role.PROFESSIONAL):  # a coordinator learns what outsiders learn
         raise NotFound(svc.NOT_ON_TEAM)
 
 
-@router.get("/CareTeam/{team_id}", summary="Read a CareTeam (its members)", **_ROUTE)
+@router.get("/CareTeam/{team_id}", summary="Read a CareTeam (its members)", **FHIR_ROUTE)
 async def read_care_team(
     team_id: Annotated[str, Path(max_length=64)], principal: Reader, runtime: RuntimeDep
 ) -> FHIRResponse:
-    _party(principal)
+    require_party(principal)
     view, pseudonym = await svc.read_team_by_id(runtime, actor_for(principal), team_id)
     return FHIRResponse(care_team(view, pseudonym), headers=NO_STORE)
 
 
-@router.get("/CareTeam", summary="Search CareTeam: the child in the Child-Personal-Identity-Number header", **_ROUTE)
+@router.get(
+    "/CareTeam", summary="Search CareTeam: the child in the Child-Personal-Identity-Number header", **FHIR_ROUTE
+)
 async def search_care_teams(
     request: Request,
     principal: Reader,
@@ -134,7 +140,7 @@ async def search_care_teams(
     """A searchset of the child's CareTeam: one entry for a member, none for anyone else."""
     entries = []
     try:
-        _party(principal)
+        require_party(principal)
         view, pseudonym = await svc.read_team_of_child(runtime, actor_for(principal), pin=pin, pointer=PIN_HEADER)
         resource = care_team(view, pseudonym)
         base = base_url(request, runtime)

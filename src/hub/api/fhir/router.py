@@ -17,7 +17,7 @@ from fastapi import APIRouter, Header, Path, Request, Response
 
 from hub import fhir
 from hub.api.deps import RuntimeDep, VocabularyDep
-from hub.api.fhir import audit_events, care_teams, translate
+from hub.api.fhir import audit_events, care_plans, care_teams, translate
 from hub.api.fhir.common import (
     FHIR_JSON,
     FHIR_OK,
@@ -149,6 +149,7 @@ async def metadata(request: Request, runtime: RuntimeDep) -> Response:
     """What this FHIR endpoint can do."""
     body = declare_referrals(fhir_audit.declare_audit_event(fhir.capability_statement(base_url(request, runtime))))
     body["rest"][0]["resource"].append(care_teams.capability_resource())
+    body["rest"][0]["resource"].append(care_plans.capability_resource())
     etag = _etag(json.dumps(body, sort_keys=True))
     return _respond(request, body, etag, LATEST_CACHE, "en")
 
@@ -176,3 +177,4 @@ for _rtype in RESOURCE_TYPES:
 # AuditEvent (auditors) lives in its own module.
 router.include_router(audit_events.router)
 router.include_router(care_teams.router)
+router.include_router(care_plans.router)

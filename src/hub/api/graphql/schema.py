@@ -14,6 +14,7 @@ from strawberry.scalars import JSON
 from hub.api.graphql.context import Context
 from hub.api.graphql.flows import FlowsQuery
 from hub.api.graphql.guard import guarded
+from hub.api.graphql.plans import PlanQuery
 from hub.api.graphql.problems import AuthenticationProblem, InvalidInputProblem, NotFoundProblem
 from hub.api.graphql.referrals import referrals_field
 from hub.api.graphql.teams import TeamQuery
@@ -112,7 +113,7 @@ def _not_found(exc: NotFound) -> NotFoundProblem:
 
 
 @strawberry.type
-class Query(FlowsQuery, TeamQuery):
+class Query(FlowsQuery, TeamQuery, PlanQuery):
     @strawberry.field(description="Every vocabulary: names, versions, checksums")
     def vocabularies(self, info: strawberry.Info[Context, None], lang: LangArg = Lang.sv) -> list[VocabularyEntry]:
         return [

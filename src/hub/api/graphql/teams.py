@@ -189,16 +189,10 @@ class TeamQuery:
         metadata=guarded(Role.SYSTEM, Role.PROFESSIONAL, Role.COORDINATOR, cost=5),
     )
     async def team(self, info: strawberry.Info[Context, None]) -> TeamResult:
-        try:
-            principal = await info.context.principal()
-        except HubError as exc:
-            return AuthenticationProblem(detail=exc.detail)
-        pin = info.context.http_request.headers.get(PIN_HEADER)
-        if not pin:
-            return InvalidInputProblem(detail=f"Name the child in the {PIN_HEADER} header.", fields=[PIN_HEADER])
-        if not principal.has_any(Role.SYSTEM, Role.PROFESSIONAL):
-            return NotFoundProblem(detail=svc.NOT_ON_TEAM, field=None)
-        actor = Actor(principal=principal, request_id=request_id_var.get())
+        asked = await child_asked(info, svc.NOT_ON_TEAM)
+        if not isinstance(asked, tuple):
+            return asked
+        actor, pin = asked
         try:
             view = await svc.read_team(info.context.runtime, actor, pin=pin, pointer=PIN_HEADER)
         except InvalidInput as exc:
@@ -206,3 +200,20 @@ class TeamQuery:
         except NotFound as exc:
             return NotFoundProblem(detail=exc.detail, field=None)
         return team(view)
+
+
+async def child_asked(
+    info: strawberry.Info[Context, None], not_found: str
+) -> tuple[Actor, str] | AuthenticationProblem | InvalidInputProblem | NotFoundProblem:
+    """The caller as an actor and the child's number from the header, or the problem to answer: no valid
+    token, no header, or a coordinator (told what everyone off the team is told: ``not_found``)."""
+    try:
+        principal = await info.context.principal()
+    except HubError as exc:
+        return AuthenticationProblem(detail=exc.detail)
+    pin = info.context.http_request.headers.get(PIN_HEADER)
+    if not pin:
+        return InvalidInputProblem(detail=f"Name the child in the {PIN_HEADER} header.", fields=[PIN_HEADER])
+    if not principal.has_any(Role.SYSTEM, Role.PROFESSIONAL):
+        return NotFoundProblem(detail=not_found, field=None)
+    return Actor(principal=principal, request_id=request_id_var.get()), pin

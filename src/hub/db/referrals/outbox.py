@@ -21,12 +21,20 @@ TERMINAL_DELIVERY = ("delivered", "dead-lettered", "abandoned")
 
 
 async def enqueue(session: AsyncSession, row: OutboxRow) -> None:
+    await enqueue_all(session, [row])
+
+
+async def enqueue_all(session: AsyncSession, rows: Sequence[OutboxRow]) -> None:
+    """Queue ``rows`` in one round trip (an executemany for several)."""
+    if not rows:
+        return
+    params = [row.__dict__ for row in rows]
     await session.execute(
         text(
             f"insert into outbox ({_fields(OutboxRow)}) "
             f"values ({', '.join(':' + n for n in OutboxRow.__dataclass_fields__)})"
         ),
-        row.__dict__,
+        params[0] if len(params) == 1 else params,
     )
 
 
@@ -34,24 +42,8 @@ def queued_entry(
     referral_id: uuid.UUID, recipient: str, idempotency_key: str, at: datetime, *, event_id: uuid.UUID | None = None
 ) -> OutboxRow:
     """A new outbox entry, due now: the referral itself to its recipient, or (``event_id``) an event."""
-    return OutboxRow(
-        id=uuid.uuid4(),
-        referral_id=referral_id,
-        event_id=event_id,
-        kind="referral" if event_id is None else "status-event",
-        recipient_organisation=recipient,
-        idempotency_key=idempotency_key,
-        state="queued",
-        attempts=0,
-        next_attempt_at=at,
-        lease_until=None,
-        last_error=None,
-        adapter=None,
-        remote_id=None,
-        delivered_at=None,
-        created_at=at,
-        updated_at=at,
-    )
+    kind = "referral" if event_id is None else "status-event"
+    return OutboxRow.queued(kind, recipient, idempotency_key, at, referral_id=referral_id, event_id=event_id)
 
 
 def status_event_entry(referral_id: uuid.UUID, event_id: uuid.UUID, recipient: str, at: datetime) -> OutboxRow:

@@ -57,7 +57,8 @@ class EventRow:
 @dataclass(frozen=True)
 class OutboxRow:
     """An outbox entry: a referral or its status event (``referral_id``), or a team offer's news
-    (``team_offer_id``, kind ``team-offer``)."""
+    (``team_offer_id``, kind ``team-offer``), or a child's plan's (``plan_share_id``: kinds ``plan-version``
+    and ``plan-notice``; ``plan_review_id``: kind ``plan-review``)."""
 
     id: uuid.UUID
     referral_id: uuid.UUID | None
@@ -76,6 +77,32 @@ class OutboxRow:
     created_at: datetime
     updated_at: datetime
     team_offer_id: uuid.UUID | None = None
+    plan_share_id: uuid.UUID | None = None
+    plan_review_id: uuid.UUID | None = None
+
+    @classmethod
+    def queued(cls, kind: str, recipient: str, idempotency_key: str, at: datetime, **links: Any) -> OutboxRow:
+        """A new entry of ``kind`` for ``recipient``, due at ``at``; ``links``: what it carries (``referral_id``,
+        ``event_id``, ``team_offer_id``, ``plan_share_id``, ``plan_review_id``)."""
+        return cls(
+            id=uuid.uuid4(),
+            referral_id=links.pop("referral_id", None),
+            event_id=links.pop("event_id", None),
+            kind=kind,
+            recipient_organisation=recipient,
+            idempotency_key=idempotency_key,
+            state="queued",
+            attempts=0,
+            next_attempt_at=at,
+            lease_until=None,
+            last_error=None,
+            adapter=None,
+            remote_id=None,
+            delivered_at=None,
+            created_at=at,
+            updated_at=at,
+            **links,
+        )
 
 
 def _fields(cls: Any) -> str:

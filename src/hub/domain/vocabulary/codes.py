@@ -244,6 +244,8 @@ class PlanSection(_Frozen):
     label: LocalizedText
     description: LocalizedText
     required: bool
+    # The data category the section is (from 1.1.0): what a legal basis must cover for it to be shared.
+    data_category: str | None = None
 
 
 class ChildPlanSchemaDoc(DocumentBase):
@@ -262,6 +264,10 @@ class ChildPlanSchemaDoc(DocumentBase):
             if s.required != (s.code in required):
                 raise ValueError(f"section {s.code!r}: 'required' disagrees with the schema")
         return self
+
+    def section_categories(self) -> dict[str, str]:
+        """Each section's data category, for the sections that declare one."""
+        return {s.code: s.data_category for s in self.sections if s.data_category is not None}
 
 
 VocabularyDocument = Annotated[

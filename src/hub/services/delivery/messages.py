@@ -20,8 +20,8 @@ from hub.domain.principal import Principal, Role
 from hub.domain.referrals import strip_to
 from hub.domain.sharing import Decision
 from hub.runtime import Runtime
+from hub.services import plans, teams
 from hub.services import referrals as ref
-from hub.services import teams
 from hub.services.context import Actor, utcnow
 from hub.services.protected_identity import marker_for
 from hub.services.sharing import ShareQuestion, decide_share
@@ -47,6 +47,10 @@ async def build(runtime: Runtime, claimed: db.Claimed, batch: db.BatchFacts) -> 
     entry = claimed.entry
     if entry.kind == TEAM_OFFER:
         return Built(await teams.offer_message(runtime, entry))
+    if entry.plan_share_id is not None:
+        return Built(await plans.share_message(runtime, entry))
+    if entry.plan_review_id is not None:
+        return Built(await plans.review_message(runtime, entry))
     assert entry.referral_id is not None
     row = batch.referrals.get(entry.referral_id)
     assert row is not None

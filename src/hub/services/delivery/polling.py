@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from hub.adapters.base import Adapter, DeliveryError, InboundStatus, OpenReferral
 from hub.adapters.registry import UnknownAdapter, adapter_class
+from hub.db import plans as plans_db
 from hub.db import referrals as db
 from hub.db.uow import UnitOfWork
 from hub.domain.errors import HubError
@@ -75,13 +76,17 @@ async def _apply(runtime: Runtime, organisation_id: str, adapter: str, change: I
 
 
 async def purge(runtime: Runtime) -> int:
+    """Referrals' payloads past their retention, and plan versions' content past the plan retention."""
     now = utcnow()
     async with UnitOfWork.of(runtime.sessions) as uow:
         purged = await db.purge_payloads(
             uow.session,
             ref.lifecycle(runtime.vocabulary).purge(now, timedelta(days=runtime.settings.payload_retention_days)),
         )
+        plans = await plans_db.purge(
+            uow.session, before=now - timedelta(days=runtime.settings.plan_retention_days), at=now
+        )
         await uow.commit()
-    if purged:
-        log.info("payloads purged", extra={"count": purged})
-    return purged
+    if purged or plans:
+        log.info("payloads purged", extra={"count": purged, "plan_versions": plans})
+    return purged + plans

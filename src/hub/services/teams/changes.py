@@ -18,12 +18,11 @@ from hub.db import teams as db
 from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction
 from hub.domain.errors import FieldError, NotFound
-from hub.domain.identity import parse_personal_identity_number
 from hub.domain.teams import Offer, Team
 from hub.domain.vocabulary import LifeStagesDoc, Vocabulary
 from hub.runtime import Runtime
 from hub.services.auditing import audit
-from hub.services.children import identify_child
+from hub.services.children import child_identity, identify_child
 from hub.services.context import Actor
 from hub.services.teams.views import OfferView, TeamView, offer_view, organisations_named, team_view
 
@@ -62,8 +61,7 @@ async def persist(
     sealed: dict[uuid.UUID, tuple[bytes, str]] = {}
     for record in team.changed:
         if isinstance(record, Offer) and record.state == "open" and pin is not None:
-            parsed = parse_personal_identity_number(pin, today=actor.today)
-            child = {"personal_identity_number": parsed.canonical, "birth_date": parsed.birth_date.isoformat()}
+            child = child_identity(pin, today=actor.today)
             sealed[record.id] = runtime.cipher.encrypt(child, bound_to=str(record.id))
     await db.save(session, team, now, sealed_children=sealed)
     for notice in team.notices:
