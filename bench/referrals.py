@@ -6,8 +6,9 @@ runs ``hub serve`` on loopback in a subprocess with its in-process delivery work
 endpoint at the ``mailbox`` adapter, records through the API one consent per benchmark child (the
 referral's categories, from any elevhälsa to BUP, for ``remiss``), then drives a closed-loop load
 generator (``bench.load``): every request is a new referral with its own ``Idempotency-Key`` and a body
-like ``tests/referrals/helpers.py::referral_body()``. It prints throughput, p50/p90/p99 latency with the
-concurrency of each, and where the CPU went.
+like ``tests/referrals/helpers.py::referral_body()``. Before measuring it settles the fresh database (a few
+seconds of referrals, then ANALYZE, as autovacuum does on a running hub; ``--no-analyze`` skips it). It
+prints throughput, p50/p90/p99 latency with the concurrency of each, and where the CPU went.
 
 In the same run it starts two yardsticks the same way, each on its own fresh database, measures them at 32
 clients and prints the hub's throughput as a share of each, with CPU per request beside req/s: the hub's own
