@@ -6,8 +6,9 @@ runs ``hub serve`` on loopback in a subprocess with its in-process delivery work
 endpoint at the ``mailbox`` adapter, records through the API one consent per benchmark child (the
 referral's categories, from any elevhälsa to BUP, for ``remiss``), then drives a closed-loop load
 generator (``bench.load``): every request is a new referral with its own ``Idempotency-Key`` and a body
-like ``tests/referrals/helpers.py::referral_body()``. It prints throughput, p50/p90/p99 latency with the
-concurrency of each, and where the CPU went.
+like ``tests/referrals/helpers.py::referral_body()``. Before measuring it settles the fresh database (a few
+seconds of referrals, then ANALYZE, as autovacuum does on a running hub; ``--no-analyze`` skips it). It
+prints throughput, p50/p90/p99 latency with the concurrency of each, and where the CPU went.
 
 In the same run it starts two yardsticks the same way, each on its own fresh database, measures them at 32
 clients and prints the hub's throughput as a share of each, with CPU per request beside req/s: the hub's own
@@ -292,6 +293,24 @@ def report(result: load.LoadResult, meter: CpuMeter, seconds: float) -> None:
         print(f"  first error: {result.first_error}")
 
 
+def settle(hub: HubUnderTest, tokens: Sequence[str], pins: Sequence[str], args: argparse.Namespace) -> None:
+    """Bring the fresh database to the state of a hub that has run for a minute: some referrals written
+    (``--warmup`` seconds at 8 clients, unmeasured), then analysed as autovacuum would have by then
+    (``HubUnderTest.analyze``). Without it every figure is of plans made for empty tables."""
+    load.run(
+        lambda: load.run_load(
+            hub.host,
+            hub.port,
+            referral_requests(f"{hub.host}:{hub.port}", tokens, pins, tag="settle"),
+            concurrency=8,
+            seconds=max(args.warmup, 1.0),
+            warmup=0.0,
+        )
+    )
+    hub.analyze()
+    print(f"settled: {max(args.warmup, 1.0):g} s of referrals at 8 clients, then ANALYZE (as autovacuum would)")
+
+
 def measure_baseline(args: argparse.Namespace, concurrencies: Sequence[int]) -> dict[int, load.LoadResult]:
     """The minimal FastAPI + asyncpg service (``bench.baseline``) on its own fresh database, same way."""
     results: dict[int, load.LoadResult] = {}
@@ -393,6 +412,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="diagnostic: disable the triggers on referral and referral_event (flow rollups) in both databases",
     )
+    parser.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="measure the fresh database's first plans (no settling load and ANALYZE before measuring)",
+    )
     parser.add_argument("--keep-log", action="store_true", help="print the server log's last lines at the end")
     args = parser.parse_args(argv)
     if not 1 <= args.senders <= len(SENDERS):
@@ -434,6 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for token in tokens:
             read = check_send(hub, token, pins[0])
         print(f"check: 202, replay answered the same referral; permitted {read['permitted_categories']}")
+        if not args.no_analyze:
+            settle(hub, tokens, pins, args)
         for c in concurrencies:
             result, meter = measure_quiet(
                 hub, lambda: referral_requests(f"{hub.host}:{hub.port}", tokens, pins, tag="r"), c, args
