@@ -70,9 +70,8 @@ async def teams(client: httpx.AsyncClient, auth: workload.Auth) -> None:
     children with a named person and unanswered handovers for Nora and the county."""
     for n in TEAM_CHILDREN:
         child = {"personal_identity_number": workload.pin(n)}
-        r = await client.post(
-            "/v1/children/team/named-person", json={"child": child, "stage": "school"}, headers=auth(workload.GRUNDSKOLA)
-        )
+        named = {"child": child, "stage": "school"}
+        r = await client.post("/v1/children/team/named-person", json=named, headers=auth(workload.GRUNDSKOLA))
         assert r.status_code == 201, r.text
         if n < 8:
             body = {"child": child, "to_organisation": "nora-gymnasieskola", "stage": "upper-secondary"}

@@ -50,12 +50,18 @@ _NAMED = """
     order by a.team_id, a.period_start desc
 """
 
+# Each team's current named person: at most one, since its periods never overlap (no sort needed).
+_CURRENT = """
+    select a.team_id, a.stage, o.type, coalesce(o.municipality_code, 'county') as municipality
+    from team_assignment a join organisation o on o.id = a.organisation_id
+    where a.role = :named and a.period_start <= :now and (a.period_end is null or a.period_end > :now)
+"""
+
 ROWS: dict[str, str] = {
     # Children with a named person now, by its stage, municipality and organisation type.
     "named": f"""
         select n.stage, n.municipality, n.type as organisation_type, f.child_key
-        from ({_NAMED}) n join flow_team f on f.team_id = n.team_id
-        where n.current""",
+        from ({_CURRENT}) n join flow_team f on f.team_id = n.team_id""",
     # Children with a lead professional now, by their named person's cell (none: the lead's municipality).
     "lead": f"""
         select coalesce(n.stage, '{NONE}') as stage,
@@ -64,7 +70,7 @@ ROWS: dict[str, str] = {
         from team_assignment l
         join organisation lo on lo.id = l.organisation_id
         join flow_team f on f.team_id = l.team_id
-        left join ({_NAMED}) n on n.team_id = l.team_id and n.current
+        left join ({_CURRENT}) n on n.team_id = l.team_id
         where l.role = :lead and l.period_start <= :now and (l.period_end is null or l.period_end > :now)""",
     # Offers open since before the cutoff: the stage offered, the offering (named person's) municipality,
     # the type of the organisation that has not answered; the UTC day it was made.
