@@ -15,14 +15,14 @@ Two indexes for the reads: current assignments by role, open offers by when they
 queries pass the roles and offer states from the domain: no SQL here names one).
 
 Revision ID: 0022
-Revises: 0021
+Revises: 0018
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0022"
-down_revision = "0021"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 

@@ -269,3 +269,40 @@ async def test_filters_that_do_not_apply_and_days_out_of_bounds_are_refused(
     assert r.status_code == 422
     r = await client.get("/v1/flows/teams", params={"by": "kind"}, headers=coordinator)
     assert r.status_code == 422
+
+
+async def test_plans_with_a_lead_professional_and_reviews_per_plan(
+    client: httpx.AsyncClient, auth: Auth, runtime: Runtime, clock: Clock, teams: dict[str, str]
+) -> None:
+    from tests.plans.helpers import plan_document, review_answers
+
+    clock.at = datetime(2027, 3, 10, 9, 0, tzinfo=UTC)
+    found = await ask(client, auth, "plans", by="stage")
+    assert found == {
+        ("*",): {
+            "plans": 0,
+            "with_lead_professional": 0,
+            "reviews": 0,
+            "reviews_per_plan": None,
+            "concern_to_plan_median_days": None,
+        }
+    }, "no plan yet"
+    for number in SCHOOL_2011[1:]:  # social services, the lead professional, writes each plan
+        await post(client, "/../plan/versions", {**child(number), "plan": plan_document()}, auth(NORA_SOCIAL))
+        review = child(number, answers=review_answers())
+        await post(client, "/../plan/versions/1/reviews", review, auth(NORA_SCHOOL))
+    found = await ask(client, auth, "plans", by="stage")
+    eight = await adjusted(runtime, {("school", "1884", "grundskola"): SCHOOL_2011[1:]})
+    assert shown(found[("school",)]["plans"], eight[("school",)])
+    assert shown(found[("school",)]["with_lead_professional"], eight[("school",)]), "the same eight children"
+    assert found[("school",)]["reviews"] is not None
+    per_plan = found[("school",)]["reviews"] / found[("school",)]["plans"]
+    assert found[("school",)]["reviews_per_plan"] == round(per_plan, 2), "from the published counts"
+    assert found[("school",)]["concern_to_plan_median_days"] is None, "no referral about these children"
+
+    # The lead role ends for all: plans remain, none with a lead professional.
+    for number in SCHOOL_2011[1:]:
+        await post(client, "/lead-professional/end", child(number), auth(NORA_SOCIAL))
+    found = await ask(client, auth, "plans", by="stage")
+    assert found[("school",)]["with_lead_professional"] == 0
+    assert shown(found[("school",)]["plans"], eight[("school",)])

@@ -68,7 +68,6 @@ def test_all_v1_vocabularies_are_published(vocab: Vocabulary) -> None:
     latest = {e.name: e.version for e in vocab.index() if e.latest}
     newer = {"legal-bases": "2.0.0", "child-plan": "1.1.0", "life-stages": "1.1.0"}
     assert latest == {name: newer.get(name, "1.0.0") for name in EXPECTED_NAMES}
-    assert latest == {name: newer.get(name, "1.0.0") for name in EXPECTED_NAMES}
 
 
 def test_published_versions_never_change() -> None:

@@ -92,7 +92,46 @@ ROWS: dict[str, str] = {
         join flow_team f on f.team_id = n.team_id
         where n.day < extract(epoch from cast(:cutoff as timestamptz))::bigint / 86400""",
 }
-Measure = Literal["named", "lead", "offers", "transitions"]
+
+# Each team's plan (its latest version by now), under the named person's cell (none: the author's
+# municipality), with the days from the child's first referral to the plan's first version.
+_PLAN = f"""
+    select coalesce(n.stage, '{NONE}') as stage,
+           coalesce(n.municipality, ao.municipality_code, 'county') as municipality,
+           coalesce(n.type, '{NONE}') as organisation_type, f.child_key, p.team_id, p.first_at
+    from (select distinct on (v.team_id) v.team_id, v.author_organisation,
+                 min(v.created_at) over (partition by v.team_id) as first_at
+          from plan_version v where v.created_at <= :now order by v.team_id, v.number desc) p
+    join organisation ao on ao.id = p.author_organisation
+    join flow_team f on f.team_id = p.team_id
+    left join ({_CURRENT}) n on n.team_id = p.team_id
+"""
+ROWS |= {
+    # Children with a plan.
+    "plans": f"select p.stage, p.municipality, p.organisation_type, p.child_key from ({_PLAN}) p",
+    # Children with a plan and a lead professional now.
+    "plans_lead": f"""
+        select p.stage, p.municipality, p.organisation_type, p.child_key from ({_PLAN}) p
+        where exists (select 1 from team_assignment l where l.team_id = p.team_id and l.role = :lead
+                      and l.period_start <= :now and (l.period_end is null or l.period_end > :now))""",
+    # Reviews on the children's plans (one row per review).
+    "reviews": f"""
+        select p.stage, p.municipality, p.organisation_type, p.child_key from ({_PLAN}) p
+        join plan_version v on v.team_id = p.team_id join plan_review r on r.plan_version_id = v.id
+        where r.created_at <= :now""",
+    # Days from the child's first referral (any kind) to its plan's first version, as a "day" that many
+    # days before today (so that today - day is the time taken). Only children referred before the plan.
+    "concern_to_plan": f"""
+        select p.stage, p.municipality, p.organisation_type, p.child_key,
+               extract(epoch from cast(:now as timestamptz))::bigint / 86400
+               - (extract(epoch from p.first_at)::bigint / 86400 - extract(epoch from c.first_at)::bigint / 86400)
+               as day
+        from ({_PLAN}) p
+        join (select r.child_key, min(r.created_at) as first_at from flow_referral r
+              where r.child_key in (select child_key from flow_team) group by r.child_key) c
+          on c.child_key = p.child_key and c.first_at <= p.first_at""",
+}
+Measure = Literal["named", "lead", "offers", "transitions", "plans", "plans_lead", "reviews", "concern_to_plan"]
 
 
 def _params(scope: TeamScope) -> dict[str, Any]:
@@ -126,7 +165,11 @@ async def _fetch(session: AsyncSession, sql: str, params: dict[str, Any]) -> lis
 
 
 async def team_counts(
-    session: AsyncSession, scope: TeamScope, *, measure: Literal["named", "lead"], groups: Sequence[str]
+    session: AsyncSession,
+    scope: TeamScope,
+    *,
+    measure: Literal["named", "lead", "plans", "plans_lead", "reviews"],
+    groups: Sequence[str],
 ) -> dict[Key, Aggregate]:
     """Children in ``measure`` now, grouped by ``groups`` (one or two of :data:`TEAM_GROUPINGS`) with
     every total: per key the sums over its base cells (stage, municipality, organisation type)."""
@@ -145,7 +188,11 @@ async def team_counts(
 
 
 async def handover_gaps(
-    session: AsyncSession, scope: TeamScope, *, measure: Literal["offers", "transitions"], groups: Sequence[str]
+    session: AsyncSession,
+    scope: TeamScope,
+    *,
+    measure: Literal["offers", "transitions", "concern_to_plan"],
+    groups: Sequence[str],
 ) -> dict[Key, Stalled]:
     """Handover gaps at the cutoff, grouped by ``groups`` with every total, and the median whole days since
     the gap began (the offer's day, the stage's expected end). A base cell is a cell and its day, so the

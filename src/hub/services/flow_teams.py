@@ -5,9 +5,8 @@ cells with their adjustments, like every flow), protected by ``hub.domain.disclo
 like every flow read. Only the role ``coordinator``. See ``docs/coordinators.md`` ("Teams and
 handovers").
 
-The plan-based measures (time from first concern to a plan, reviews per plan, plans with a lead
-professional) are further tables of the same shape: a measure in ``hub.db.flow_teams.ROWS`` and a column
-here.
+And the plans: children with a plan, with a lead professional, reviews per plan, and the time from the
+child's first referral to its plan.
 """
 
 from __future__ import annotations
@@ -138,4 +137,47 @@ async def handovers(
     return await answered(session, ctx, "handovers", groups, columns, scope, flt, rows, list(tables.values()), extra)
 
 
-__all__ = ["MAX_HANDOVER_DAYS", "TEAM_GROUPINGS", "handovers", "teams"]
+_PLAN_COLUMNS: tuple[tuple[str, Literal["plans", "plans_lead", "reviews"]], ...] = (
+    ("plans", "plans"),
+    ("with_lead_professional", "plans_lead"),
+    ("reviews", "reviews"),
+)
+
+
+async def plans(session: AsyncSession, *, ctx: Context, flt: FlowFilter, by: Sequence[str]) -> FlowAnswer:
+    """Children with a plan, those of them with a lead professional now, the reviews on their plans and
+    reviews per plan (from the published counts), and the median days from the child's first referral to
+    the plan's first version (children referred before their plan), by the named person's cell."""
+    groups = checked_groups(ctx, by, TEAM_GROUPINGS)
+    scope, team_scope = _scope(ctx, flt)
+    took = await db.handover_gaps(session, team_scope, measure="concern_to_plan", groups=groups)
+
+    def statistics(key: Key) -> dict[str, Statistic]:
+        found = took.get(key)
+        if found is None or found.median_days is None:
+            return {}
+        return {"concern_to_plan_median_days": Statistic(round(found.median_days, 1), found.children, found.noise)}
+
+    tables: dict[str, ProtectedTable] = {}
+    for column, measure in _PLAN_COLUMNS:
+        aggs = await db.team_counts(session, team_scope, measure=measure, groups=groups)
+        tables[column] = protect(
+            disclosure_table(aggs, groups, statistics if column == "plans" else None), rules=ctx.rules
+        )
+    rows = tuple(
+        FlowRow(row.key, {**row.values, "reviews_per_plan": _per(row.values["reviews"], row.values["plans"])})
+        for row in _rows(groups, tables, {"concern_to_plan_median_days": "plans"})
+    )
+    columns = ("plans", "with_lead_professional", "reviews", "reviews_per_plan", "concern_to_plan_median_days")
+    extra = {"as_of": ctx.actor.now.isoformat()}
+    return await answered(session, ctx, "plans", groups, columns, scope, flt, rows, list(tables.values()), extra)
+
+
+def _per(numerator: float | None, denominator: float | None) -> float | None:
+    """A ratio of two published counts (never of true ones), hidden when either is."""
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 2)
+
+
+__all__ = ["MAX_HANDOVER_DAYS", "TEAM_GROUPINGS", "handovers", "plans", "teams"]

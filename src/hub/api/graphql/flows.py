@@ -238,5 +238,16 @@ class FlowsQuery:
             info, lambda s, ctx: flow_teams.handovers(s, ctx=ctx, flt=_filter(filter), by=groups, days=days)
         )
 
+    @strawberry.field(
+        description="Children with a plan, with a lead professional, reviews per plan and days from the first "
+        "referral to the plan (GET /v1/flows/plans)",
+        metadata=_COORDINATOR,
+    )
+    async def flow_plans(
+        self, info: strawberry.Info[Context, None], by: list[str] | None = None, filter: Filter = None
+    ) -> FlowTableResult:
+        groups = by or ["stage"]
+        return await _run(info, lambda s, ctx: flow_teams.plans(s, ctx=ctx, flt=_filter(filter), by=groups))
+
 
 __all__ = ["FlowsQuery"]

@@ -321,3 +321,23 @@ async def handovers(
         accept,
         lambda s, ctx: flow_teams.handovers(s, ctx=ctx, flt=flt, by=by, days=days),
     )
+
+
+@router.get(
+    "/plans",
+    response_model=FlowTableRead,
+    responses=_ANSWERS,
+    summary="Children with a plan: with a lead professional, reviews per plan, days from first referral to plan",
+)
+async def plans(
+    principal: Coordinator,
+    session: FlowsSession,
+    runtime: RuntimeDep,
+    flt: Filter,
+    by: TeamGroups = ["stage"],  # noqa: B006
+    fmt: Format = None,
+    accept: AcceptHeader = None,
+) -> Any:
+    return await _answer(
+        principal, session, runtime, fmt, accept, lambda s, ctx: flow_teams.plans(s, ctx=ctx, flt=flt, by=by)
+    )
