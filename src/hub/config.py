@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     # is stalled; queries group and filter time by flows_finest_period at the finest.
     disclosure_k: int = Field(default=5, ge=3, le=100)
     stall_days: int = Field(default=30, ge=1, le=3650)
+    # A handover gap: an offer of the named person's role unanswered for handover_days, or a stage whose
+    # expected end passed handover_days ago without a new named person (coordinators' handover counts).
+    handover_days: int = Field(default=14, ge=1, le=365)
     flows_finest_period: Literal["week", "month", "quarter", "year"] = "week"
 
     # GraphQL bounds (hub.api.graphql.limits): a request over any of them is refused before it runs. Cost:

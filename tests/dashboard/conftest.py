@@ -61,6 +61,24 @@ async def more_concerns(client: httpx.AsyncClient, auth: workload.Auth, runtime:
         assert r.status_code == 201, r.text
 
 
+TEAM_CHILDREN = range(workload.CHILDREN + 7)  # children 0–14: Nora's school is their named person
+
+
+async def teams(client: httpx.AsyncClient, auth: workload.Auth) -> None:
+    """Nora's school names children 0–14 (born 2015: school until 2031) and offers the role to Nora's
+    upper-secondary school for eight of them, none answered (backdated below): the teams panel shows
+    children with a named person and unanswered handovers for Nora and the county."""
+    for n in TEAM_CHILDREN:
+        child = {"personal_identity_number": workload.pin(n)}
+        named = {"child": child, "stage": "school"}
+        r = await client.post("/v1/children/team/named-person", json=named, headers=auth(workload.GRUNDSKOLA))
+        assert r.status_code == 201, r.text
+        if n < 8:
+            body = {"child": child, "to_organisation": "nora-gymnasieskola", "stage": "upper-secondary"}
+            r = await client.post("/v1/children/team/offers", json=body, headers=auth(workload.GRUNDSKOLA))
+            assert r.status_code == 201, r.text
+
+
 @pytest.fixture(scope="package")
 async def county(app: Any, runtime: Runtime, settings: Settings) -> AsyncIterator[County]:
     """The mixed workload of ``tests/flows/workload.py`` and seven more reports of concern, then 40 days
@@ -75,10 +93,14 @@ async def county(app: Any, runtime: Runtime, settings: Settings) -> AsyncIterato
         async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
             sent = await workload.run(client, auth, runtime)
             await more_concerns(client, auth, runtime)
+            await teams(client, auth)
     async with runtime.engine.begin() as conn:
         await conn.execute(
             text("update flow_referral set changed_at = changed_at - make_interval(days => :d)"),
             {"d": STALLED_FOR_DAYS},
+        )
+        await conn.execute(
+            text("update team_offer set offered_at = offered_at - make_interval(days => :d)"), {"d": STALLED_FOR_DAYS}
         )
     yield County(settings, sent)
     await empty_database(runtime)

@@ -32,7 +32,7 @@ async def answer(hub_url: str, token: str, endpoint: str, **params: Any) -> dict
 
 
 # What each chart was given, read back from its ECharts instance (series data as drawn).
-OPTIONS = """() => Object.fromEntries(['matrix', 'funnel', 'lead', 'stalls'].map((name) => {
+OPTIONS = """() => Object.fromEntries(['matrix', 'funnel', 'lead', 'stalls', 'teams'].map((name) => {
   const option = echarts.getInstanceByDom(document.getElementById('chart-' + name)).getOption();
   const axis = [...(option.xAxis || []), ...(option.yAxis || [])].find((a) => a.type === 'category');
   return [name, {series: option.series.map((s) => ({type: s.type, data: s.data, links: s.links || null})),
@@ -108,7 +108,17 @@ async def test_after_login_every_chart_draws_the_hubs_answers_and_hidden_values_
     assert bars["Child and adolescent psychiatry"] == stalled[("bup",)]["stalled"]
     assert bars["All"] == stalled[("*",)]["stalled"]
 
-    for name in ("matrix", "funnel", "lead", "stalls"):  # drawn, not just configured
+    teams = await answer(hub_url, token, "teams", by="municipality")
+    gaps = await answer(hub_url, token, "handovers", by="municipality")
+    panel = options["teams"]
+    assert panel["categories"] == ["Nora", "All"]
+    named, lead_professional, unanswered, past = (s["data"] for s in panel["series"])
+    assert named == [teams[(m,)]["named_person"] for m in (NORA, "*")] and named[0] is not None, "15 children"
+    assert lead_professional == [0, 0], "no lead professional: a true zero"
+    assert unanswered == [gaps[(m,)]["offers_unanswered"] for m in (NORA, "*")] and unanswered[0] is not None
+    assert past == [0, 0]
+
+    for name in ("matrix", "funnel", "lead", "stalls", "teams"):  # drawn, not just configured
         width = await page.eval_on_selector(f"#chart-{name} canvas", "c => c.width")
         assert width > 300, name
     table = await page.eval_on_selector_all(
@@ -187,7 +197,7 @@ async def test_the_token_stays_in_the_tab_and_the_authorization_header(page: Any
     await login(page, token)
     await ready(page)
     flows = [r for r in requests if "/v1/flows/" in r.url]
-    assert len(flows) == 4
+    assert len(flows) == 6
     for request in requests:
         assert token not in request.url
     for request in flows:

@@ -4,13 +4,14 @@ one lead professional at a time and responsibility returning to the named person
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from hub.domain.errors import InvalidInput, NotFound, NotPermitted, StateConflict
 from hub.domain.referrals import Change, Lifecycle, Referral, Rule
-from hub.domain.teams import Team
+from hub.domain.teams import Team, expected_end
+from hub.domain.vocabulary import StageEnd
 
 T0 = datetime(2026, 8, 1, 8, tzinfo=UTC)
 STAGES = {"school": frozenset({"grundskola"}), "upper-secondary": frozenset({"gymnasieskola"})}
@@ -91,3 +92,29 @@ def test_accepting_a_referral_joins_the_team_and_its_end_leaves_it() -> None:
     assert team.leave("bup", reason=done.team.reason, now=T0 + timedelta(days=3), referral_id=uuid.uuid4()) is None
     assert team.leave("bup", reason=done.team.reason, now=T0 + timedelta(days=3), referral_id=rid) is not None
     assert "bup" not in team.member_roles(T0 + timedelta(days=4))
+
+
+def test_a_stage_ends_on_a_cohort_day_from_the_year_of_birth_and_the_handover_carries_it() -> None:
+    assert expected_end(StageEnd(turns=16, month=7, day=1), 2011) == date(2027, 7, 1)
+    assert expected_end(StageEnd(turns=6, month=2, day=31), 2018) == date(2024, 2, 29), "the month's last day"
+    assert expected_end(None, 2011) is None
+    team = Team(uuid.uuid4(), STAGES)
+    team.name_person(
+        "school-a",
+        "grundskola",
+        stage="school",
+        professional_ref=None,
+        period=(T0, None),
+        stage_ends_on=date(2027, 7, 1),
+    )
+    offer = team.offer_handover(
+        "school-a",
+        "gym",
+        "gymnasieskola",
+        stage="upper-secondary",
+        professional_ref=None,
+        now=T0,
+        stage_ends_on=date(2030, 7, 1),
+    )
+    taken = team.accept(offer.id, "gym", T0 + timedelta(days=1))
+    assert taken.stage_ends_on == date(2030, 7, 1), "the new holder's stage's end, from the offer"

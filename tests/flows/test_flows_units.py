@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from hub.config import Settings
-from hub.db.flows import Stalled, _stalled
+from hub.db.flows import Stalled, summed_days
 from hub.domain.errors import InvalidInput
 from hub.services.flows import bucket_bounds, quantiles, weeks
 from tests.flows.workload import bucket
@@ -67,7 +67,7 @@ def test_the_threshold_is_never_below_three() -> None:
 def test_a_stalls_median_is_percentile_conts_over_every_referral() -> None:
     # (days waited, referrals, children, noise) per day, as PostgreSQL's percentile_cont(0.5) would read
     # the referrals one by one: the middle value, or the mean of the two middle ones.
-    assert _stalled([(20, 1, 1, 0), (10, 1, 1, 1)]) == Stalled(2, 2, 1, 15.0)
-    assert _stalled([(5, 3, 2, -1)]).median_days == 5
-    assert _stalled([(9, 1, 1, 0), (1, 1, 1, 0), (2, 2, 2, 0)]).median_days == 2
-    assert _stalled([(1, 2, 2, 0), (3, 2, 2, 0)]).median_days == 2
+    assert summed_days([(20, 1, 1, 0), (10, 1, 1, 1)]) == Stalled(2, 2, 1, 15.0)
+    assert summed_days([(5, 3, 2, -1)]).median_days == 5
+    assert summed_days([(9, 1, 1, 0), (1, 1, 1, 0), (2, 2, 2, 0)]).median_days == 2
+    assert summed_days([(1, 2, 2, 0), (3, 2, 2, 0)]).median_days == 2

@@ -57,6 +57,7 @@ __all__ = [
     "cube",
     "cubes",
     "stalls",
+    "summed_days",
     "whole_months",
 ]
 
@@ -242,11 +243,12 @@ async def stalls(
         days.setdefault(result_key(groups, bits, (g1, g2)), []).append(
             (today - day, int(value), int(children), int(noise))
         )
-    return {key: _stalled(per_day) for key, per_day in days.items()}
+    return {key: summed_days(per_day) for key, per_day in days.items()}
 
 
-def _stalled(per_day: list[tuple[int, int, int, int]]) -> Stalled:
-    """A key's sums over its days, and the median of the days waited as percentile_cont would give it."""
+def summed_days(per_day: list[tuple[int, int, int, int]]) -> Stalled:
+    """A key's sums over its days (days waited, value, children, noise), and the median of the days waited
+    as percentile_cont would give it."""
     per_day.sort()
     n = sum(value for _, value, _, _ in per_day)
     position = (n - 1) / 2

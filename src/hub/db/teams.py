@@ -17,8 +17,14 @@ from hub.domain.teams import Assignment, FamilyChoice, Membership, Offer, Team
 
 TEAM_OFFER = "team-offer"  # the outbox kind of an offer's news
 
-_ASSIGNMENT = "id, role, organisation_id, stage, professional_ref, period_start, period_end, start_reason, end_reason"
-_OFFER = "id, stage, from_organisation, to_organisation, professional_ref, state, offered_at, answered_at, reason"
+_ASSIGNMENT = (
+    "id, role, organisation_id, stage, professional_ref, period_start, period_end, start_reason, end_reason, "
+    "stage_ends_on"
+)
+_OFFER = (
+    "id, stage, from_organisation, to_organisation, professional_ref, state, offered_at, answered_at, reason, "
+    "stage_ends_on"
+)
 _MEMBERSHIP = "id, organisation_id, period_start, period_end, join_reason, leave_reason, referral_id"
 _CHOICE = "id, about, choice, chosen_by, recorded_by, recorded_at"
 
@@ -163,7 +169,7 @@ async def offer_facts(session: AsyncSession, offer_id: uuid.UUID) -> OfferFacts 
     ).first()
     if row is None:
         return None
-    offer = Offer(*row[:9])
+    offer = Offer(*row[:10])
     orgs = await session.execute(
         text("select id, name, type, municipality_code, hsa_id from organisation where id = any(:ids)"),
         {"ids": [offer.from_organisation, offer.to_organisation]},
@@ -172,7 +178,7 @@ async def offer_facts(session: AsyncSession, offer_id: uuid.UUID) -> OfferFacts 
         r[0]: {"organisation_id": r[0], "name": r[1], "type": r[2], "municipality_code": r[3], "hsa_id": r[4]}
         for r in orgs.all()
     }
-    return OfferFacts(offer, bytes(row[9]), row[10], organisations)
+    return OfferFacts(offer, bytes(row[10]), row[11], organisations)
 
 
 async def team_id_of_offer(session: AsyncSession, offer_id: uuid.UUID) -> uuid.UUID | None:

@@ -70,6 +70,11 @@ _PROPERTY_TEXT: dict[str, LocalizedText] = {
         ),
         ("involves-other-agencies", "Involverar andra verksamheter", "Involves other agencies"),
         ("terminal", "Slutstatus", "Terminal status"),
+        (
+            "expected-end-age",
+            "Skedet väntas sluta det år barnet fyller",
+            "The stage is expected to end in the year the child turns",
+        ),
     ]
 }
 

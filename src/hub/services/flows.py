@@ -8,18 +8,14 @@ means and how the period, the municipality and the statistics are defined.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import flows as db
-from hub.db.uow import UnitOfWork
-from hub.domain.audit import AuditAction
-from hub.domain.disclosure import TOTAL, ProtectedTable, Published, Statistic, protect
-from hub.domain.errors import Explanation
-from hub.services.auditing import audit
+from hub.domain.disclosure import TOTAL, Published, Statistic, protect
+from hub.services.flow_audit import answered
 from hub.services.flow_model import (
     GROUPINGS,
     MEASURES,
@@ -103,7 +99,7 @@ async def _counts(
         aggs[(TOTAL,)] = whole.get((), db.Aggregate(0, 0, 0))
     protected = protect(disclosure_table(aggs, groups), rules=ctx.rules)
     rows = flow_rows(groups, protected, lambda key, p: {measure: p.value})
-    return await _answer(session, ctx, table, groups, (measure,), scope, flt, rows, [protected])
+    return await answered(session, ctx, table, groups, (measure,), scope, flt, rows, [protected])
 
 
 async def matrix(
@@ -118,7 +114,7 @@ async def matrix(
     aggs = await db.cube(session, scope, groups=groups, measures=[rollup_measure(measure)])
     protected = protect(disclosure_table(aggs, groups), rules=ctx.rules)
     rows = flow_rows(groups, protected, lambda key, p: {measure: p.value})
-    return await _answer(session, ctx, "matrix", groups, (measure,), scope, flt, rows, [protected])
+    return await answered(session, ctx, "matrix", groups, (measure,), scope, flt, rows, [protected])
 
 
 async def lead_times(session: AsyncSession, *, ctx: Context, flt: FlowFilter, by: Sequence[str]) -> FlowAnswer:
@@ -147,7 +143,7 @@ async def lead_times(session: AsyncSession, *, ctx: Context, flt: FlowFilter, by
     rows = flow_rows(
         groups, protected, lambda key, p: {"sent": p.value, **{c: p.statistics.get(c) for c in columns[1:]}}
     )
-    return await _answer(session, ctx, "lead-times", groups, columns, scope, flt, rows, [protected])
+    return await answered(session, ctx, "lead-times", groups, columns, scope, flt, rows, [protected])
 
 
 async def rejections(session: AsyncSession, *, ctx: Context, flt: FlowFilter, by: str) -> FlowAnswer:
@@ -185,7 +181,7 @@ async def rejections(session: AsyncSession, *, ctx: Context, flt: FlowFilter, by
             )
         )
     columns = ("sent", "rejected", "rejection_rate", "suggested", "redirected", "redirection_rate")
-    return await _answer(
+    return await answered(
         session,
         ctx,
         "rejections",
@@ -239,7 +235,7 @@ async def stalls(
         lambda key, p: {"stalled": p.value, "median_days_waiting": p.statistics.get("median_days_waiting")},
     )
     extra = {"days": days, "step": step}
-    return await _answer(session, ctx, "stalls", groups, columns, scope, flt, rows, [protected], extra)
+    return await answered(session, ctx, "stalls", groups, columns, scope, flt, rows, [protected], extra)
 
 
 async def trends(
@@ -258,61 +254,3 @@ async def trends(
         raise invalid("period", f"one of {', '.join(PERIODS)}")
     by = ("municipality", period) if by_municipality else (period,)
     return await _counts(session, ctx, flt, checked_groups(ctx, by, GROUPINGS), measure, "trends")
-
-
-async def _answer(
-    session: AsyncSession,
-    ctx: Context,
-    table: str,
-    groups: Sequence[str],
-    columns: Sequence[str],
-    scope: db.Scope,
-    flt: FlowFilter,
-    rows: Sequence[FlowRow],
-    protected: Sequence[ProtectedTable],
-    extra: Mapping[str, Any] | None = None,
-) -> FlowAnswer:
-    """End the read, then audit it (with why each hidden key is hidden: for the audit log only) on the
-    primary and commit: the answer leaves only once its audit entry is stored."""
-    filters = {
-        "municipality": list(flt.municipalities),
-        "sender_type": list(flt.sender_types),
-        "recipient_type": list(flt.recipient_types),
-        "kind": list(flt.kinds),
-        "step": list(flt.steps),
-        "dimension": flt.dimension,
-        **(extra or {}),
-    }
-    filters = {name: value for name, value in filters.items() if value not in (None, [])}
-    hidden = {"|".join(key): reason for p in protected for key, reason in p.suppression_log.items()}
-    await session.rollback()  # the reads wrote nothing (and may be on a read-only replica)
-    async with UnitOfWork.of(ctx.audit_sessions) as uow:
-        await audit(
-            uow.session,
-            ctx.actor,
-            AuditAction.FLOWS_READ,
-            entity_type="FlowTable",
-            entity_id=table,
-            details={
-                "by": list(groups),
-                "weeks": [scope.week_from.isoformat(), scope.week_to.isoformat()],
-                "filters": filters,
-                "k": ctx.rules.k,
-                "hidden": hidden,
-            },
-        )
-        await uow.commit()
-    notes: dict[str, Explanation] = {}
-    for p in protected:
-        notes.update({note.code: note for note in p.notes})
-    return FlowAnswer(
-        table=table,
-        by=tuple(groups),
-        columns=tuple(columns),
-        week_from=scope.week_from,
-        week_to=scope.week_to,
-        k=ctx.rules.k,
-        rows=tuple(rows),
-        notes=tuple(notes.values()),
-        filters=filters,
-    )

@@ -27,6 +27,9 @@
       waiting: "Median dagar väntat", where: "Var", scope: "Veckor {from} – {to} (måndagar) · k = {k}",
       missingToken: "Klistra in en token först.", failed: "Hubben svarade inte: {detail}",
       severalHint: "Ctrl- eller ⌘-klicka för flera; ingen vald: alla",
+      teamsTitle: "Teamet kring barnet, nu", namedPerson: "Med namngiven person",
+      leadProfessional: "Med ansvarig samordnare", offersUnanswered: "Obesvarade överlämningar",
+      pastTransition: "Passerat skede utan ny namngiven person",
     },
     en: {
       title: "Flows for coordinators", language: "Language", logout: "Log out", loginTitle: "Log in",
@@ -45,6 +48,9 @@
       waiting: "Median days waiting", where: "Where", scope: "Weeks {from} – {to} (Mondays) · k = {k}",
       missingToken: "Paste a token first.", failed: "The hub did not answer: {detail}",
       severalHint: "Ctrl- or ⌘-click for several; none chosen: all",
+      teamsTitle: "The team around the child, now", namedPerson: "With a named person",
+      leadProfessional: "With a lead professional", offersUnanswered: "Handovers unanswered",
+      pastTransition: "Past a stage without a new named person",
     },
   };
 
@@ -166,6 +172,13 @@
     return getJSON(`/v1/flows/${endpoint}`, params, { auth: true });
   }
 
+  // Team counts are about now, by municipality: of the filters only the municipalities apply.
+  function askTeams(endpoint) {
+    const params = new URLSearchParams({ by: "municipality" });
+    for (const code of new FormData(form()).getAll("municipality")) params.append("municipality", String(code));
+    return getJSON(`/v1/flows/${endpoint}`, params, { auth: true });
+  }
+
   async function load() {
     const board = $("board");
     const mine = ++generation;
@@ -176,19 +189,22 @@
     const days = String(data.get("days") || "").trim();
     try {
       if (region === null) await loadRegion();
-      const [matrix, funnel, lead, stalls] = await Promise.all([
+      const [matrix, funnel, lead, stalls, teams, handovers] = await Promise.all([
         ask("matrix", { level: "type" }),
         // The stairs are steps 0–3: referrals without a step stay out of this table (unless asked for).
         ask("counts", data.get("step") ? { by: "step" } : { by: "step", step: STEPS.slice(0, 4) }),
         ask("lead-times", { by: "municipality" }),
         ask("stalls", days ? { by: "recipient_type", days } : { by: "recipient_type" }),
+        askTeams("teams"),
+        askTeams("handovers"),
       ]);
       if (mine !== generation) return;
       drawMatrix(matrix);
       drawFunnel(funnel);
       drawLead(lead, milestone);
       drawStalls(stalls, String(data.get("step") || "") || "2");
-      showScope(matrix, [matrix, funnel, lead, stalls]);
+      drawTeams(teams, handovers);
+      showScope(matrix, [matrix, funnel, lead, stalls, teams, handovers]);
       board.dataset.state = "ready";
     } catch (error) {
       if (mine !== generation) return;
@@ -333,6 +349,29 @@
     bars("stalls", names, [{ name: t("stalled"), data: stalled }], { horizontal: true });
     table("table-stalls", [t("where"), t("stalled"), t("waiting")],
       rows.map((row, i) => [names[i], stalled[i], value(row, "median_days_waiting")]));
+  }
+
+  // Children with a named person and a lead professional, and the handover gaps, per municipality (the
+  // county last): two answers on the same keys, a key one of them lacks being a true zero there.
+  function drawTeams(teams, handovers) {
+    const byKey = new Map();
+    for (const row of [...teams.rows, ...handovers.rows]) {
+      const entry = byKey.get(row.key.municipality) || { total: row.total, values: {} };
+      Object.assign(entry.values, row.values);
+      byKey.set(row.key.municipality, entry);
+    }
+    const keys = [...byKey.keys()].sort((a, b) => Number(byKey.get(a).total) - Number(byKey.get(b).total));
+    const names = keys.map((key) => label("municipality", key));
+    const columns = [
+      ["named_person", "namedPerson"], ["lead_professional", "leadProfessional"],
+      ["offers_unanswered", "offersUnanswered"], ["past_transition", "pastTransition"],
+    ];
+    const series = columns.map(([column, text]) => ({
+      name: t(text), short: t(text), data: keys.map((key) => value(byKey.get(key), column)),
+    }));
+    bars("teams", names, series, { horizontal: true });
+    table("table-teams", [t("municipality"), ...columns.map(([, text]) => t(text))],
+      keys.map((key, i) => [names[i], ...series.map((s) => s.data[i])]));
   }
 
   function table(id, headers, rows) {

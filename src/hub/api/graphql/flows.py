@@ -15,6 +15,7 @@ from hub.api.graphql.guard import guarded
 from hub.api.graphql.problems import AuthenticationProblem, ForbiddenProblem, InvalidInputProblem
 from hub.domain.errors import HubError, InvalidInput, NotPermitted
 from hub.domain.principal import Role
+from hub.services import flow_teams
 from hub.services import flows as svc
 
 # A flow table runs aggregate queries and writes an audit entry: it costs the most of any field.
@@ -208,6 +209,45 @@ class FlowsQuery:
                 s, ctx=ctx, flt=_filter(filter), period=period, measure=measure, by_municipality=by_municipality
             ),
         )
+
+    @strawberry.field(
+        description="Children with a named person and with a lead professional now, by stage, municipality or "
+        "organisation type (GET /v1/flows/teams)",
+        metadata=_COORDINATOR,
+    )
+    async def flow_teams(
+        self, info: strawberry.Info[Context, None], by: list[str] | None = None, filter: Filter = None
+    ) -> FlowTableResult:
+        groups = by or ["stage"]
+        return await _run(info, lambda s, ctx: flow_teams.teams(s, ctx=ctx, flt=_filter(filter), by=groups))
+
+    @strawberry.field(
+        description="Handover gaps: offers unanswered for `days`, stage transitions passed without a new named "
+        "person (GET /v1/flows/handovers)",
+        metadata=_COORDINATOR,
+    )
+    async def flow_handovers(
+        self,
+        info: strawberry.Info[Context, None],
+        by: list[str] | None = None,
+        days: int | None = None,
+        filter: Filter = None,
+    ) -> FlowTableResult:
+        groups = by or ["stage"]
+        return await _run(
+            info, lambda s, ctx: flow_teams.handovers(s, ctx=ctx, flt=_filter(filter), by=groups, days=days)
+        )
+
+    @strawberry.field(
+        description="Children with a plan, with a lead professional, reviews per plan and days from the first "
+        "referral to the plan (GET /v1/flows/plans)",
+        metadata=_COORDINATOR,
+    )
+    async def flow_plans(
+        self, info: strawberry.Info[Context, None], by: list[str] | None = None, filter: Filter = None
+    ) -> FlowTableResult:
+        groups = by or ["stage"]
+        return await _run(info, lambda s, ctx: flow_teams.plans(s, ctx=ctx, flt=_filter(filter), by=groups))
 
 
 __all__ = ["FlowsQuery"]

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.api.auth import require
 from hub.api.deps import FlowsSession, RuntimeDep, actor_for
 from hub.domain.principal import Principal, Role
+from hub.services import flow_teams
 from hub.services import flows as svc
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
@@ -264,4 +265,79 @@ async def trends(
         fmt,
         accept,
         lambda s, ctx: svc.trends(s, ctx=ctx, flt=flt, period=period, measure=measure, by_municipality=by_municipality),
+    )
+
+
+TeamGroups = Annotated[
+    list[str],
+    Query(description="One or two of: stage (the named person's life stage), municipality, organisation_type"),
+]
+
+
+@router.get(
+    "/teams",
+    response_model=FlowTableRead,
+    responses=_ANSWERS,
+    summary="Children with a named person and with a lead professional, now",
+)
+async def teams(
+    principal: Coordinator,
+    session: FlowsSession,
+    runtime: RuntimeDep,
+    flt: Filter,
+    by: TeamGroups = ["stage"],  # noqa: B006
+    fmt: Format = None,
+    accept: AcceptHeader = None,
+) -> Any:
+    return await _answer(
+        principal, session, runtime, fmt, accept, lambda s, ctx: flow_teams.teams(s, ctx=ctx, flt=flt, by=by)
+    )
+
+
+@router.get(
+    "/handovers",
+    response_model=FlowTableRead,
+    responses=_ANSWERS,
+    summary="Handover gaps: offers unanswered, stage transitions passed without a new named person",
+)
+async def handovers(
+    principal: Coordinator,
+    session: FlowsSession,
+    runtime: RuntimeDep,
+    flt: Filter,
+    by: TeamGroups = ["stage"],  # noqa: B006
+    days: Annotated[
+        int | None,
+        Query(ge=1, le=flow_teams.MAX_HANDOVER_DAYS, description="Default: the hub's handover_days (14)"),
+    ] = None,
+    fmt: Format = None,
+    accept: AcceptHeader = None,
+) -> Any:
+    return await _answer(
+        principal,
+        session,
+        runtime,
+        fmt,
+        accept,
+        lambda s, ctx: flow_teams.handovers(s, ctx=ctx, flt=flt, by=by, days=days),
+    )
+
+
+@router.get(
+    "/plans",
+    response_model=FlowTableRead,
+    responses=_ANSWERS,
+    summary="Children with a plan: with a lead professional, reviews per plan, days from first referral to plan",
+)
+async def plans(
+    principal: Coordinator,
+    session: FlowsSession,
+    runtime: RuntimeDep,
+    flt: Filter,
+    by: TeamGroups = ["stage"],  # noqa: B006
+    fmt: Format = None,
+    accept: AcceptHeader = None,
+) -> Any:
+    return await _answer(
+        principal, session, runtime, fmt, accept, lambda s, ctx: flow_teams.plans(s, ctx=ctx, flt=flt, by=by)
     )

@@ -38,6 +38,7 @@ from hub.domain.teams.records import (
     Record,
     Responsible,
 )
+from hub.domain.teams.stages import expected_end
 from hub.domain.teams.team import Team
 
 __all__ = [
@@ -58,4 +59,5 @@ __all__ = [
     "Record",
     "Responsible",
     "Team",
+    "expected_end",
 ]

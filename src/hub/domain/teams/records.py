@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final, Literal
 
 NAMED_PERSON: Final = "named-person"
@@ -34,6 +34,7 @@ class Assignment:
     end: datetime | None
     start_reason: str
     end_reason: str | None = None
+    stage_ends_on: date | None = None  # the named person's stage is expected to end (a handover is due)
 
     def current_at(self, now: datetime) -> bool:
         return self.start <= now and (self.end is None or now < self.end)
@@ -65,6 +66,7 @@ class Offer:
     offered_at: datetime
     answered_at: datetime | None = None
     reason: str | None = None
+    stage_ends_on: date | None = None  # the offered stage's expected end, for the assignment it makes
 
     def public(self) -> dict[str, Any]:
         return {

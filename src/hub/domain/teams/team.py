@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from hub.domain.errors import FieldError, InvalidInput, NotFound, NotPermitted, StateConflict
@@ -110,12 +110,15 @@ class Team:
         professional_ref: str | None,
         period: tuple[datetime, datetime | None],
         reason: str,
+        stage_ends_on: date | None = None,
     ) -> Assignment:
         start, end = period
         if end is not None and end <= start:
             raise InvalidInput("A period ends after it starts.", errors=[FieldError("/period/end", "before the start")])
         self._no_overlap(role, start, end)
-        made = Assignment(uuid.uuid4(), role, organisation, stage, professional_ref, start, end, reason)
+        made = Assignment(
+            uuid.uuid4(), role, organisation, stage, professional_ref, start, end, reason, stage_ends_on=stage_ends_on
+        )
         self.assignments.append(made)
         self.changed.append(made)
         return made
@@ -128,16 +131,33 @@ class Team:
         stage: str,
         professional_ref: str | None,
         period: tuple[datetime, datetime | None],
+        stage_ends_on: date | None = None,
     ) -> Assignment:
         """An organisation takes the named person's role for a period no other assignment covers (the
-        first one, or after the last one ended). Replacing a current holder is a handover (``offer``)."""
+        first one, or after the last one ended). Replacing a current holder is a handover (``offer``).
+        ``stage_ends_on``: when the stage is expected to end (:func:`expected_end`), so that a handover
+        still not made after it can be counted."""
         self._check_stage(stage, organisation_type, "/stage")
         return self._assign(
-            NAMED_PERSON, organisation, stage=stage, professional_ref=professional_ref, period=period, reason="assigned"
+            NAMED_PERSON,
+            organisation,
+            stage=stage,
+            professional_ref=professional_ref,
+            period=period,
+            reason="assigned",
+            stage_ends_on=stage_ends_on,
         )
 
     def offer_handover(
-        self, by: str, to: str, to_type: str, *, stage: str, professional_ref: str | None, now: datetime
+        self,
+        by: str,
+        to: str,
+        to_type: str,
+        *,
+        stage: str,
+        professional_ref: str | None,
+        now: datetime,
+        stage_ends_on: date | None = None,
     ) -> Offer:
         """The current named person offers the role to ``to`` for ``stage``; it stays responsible until
         ``to`` accepts. One open offer at a time."""
@@ -153,7 +173,7 @@ class Team:
         self._check_stage(stage, to_type, "/stage")
         if (pending := next((o for o in self.offers if o.state == OPEN), None)) is not None:
             raise StateConflict("An offer is already open: withdraw it first.", current={"offer": pending.public()})
-        made = Offer(uuid.uuid4(), stage, by, to, professional_ref, OPEN, now)
+        made = Offer(uuid.uuid4(), stage, by, to, professional_ref, OPEN, now, stage_ends_on=stage_ends_on)
         self.offers.append(made)
         self.changed.append(made)
         self.notices.append(Notice(made.id, to, OPEN))
@@ -189,6 +209,7 @@ class Team:
             professional_ref=professional_ref or offer.professional_ref,
             period=(now, None),
             reason=HANDOVER_ACCEPTED,
+            stage_ends_on=offer.stage_ends_on,
         )
 
     def decline(self, offer_id: uuid.UUID, by: str, now: datetime, reason: str | None) -> Offer:

@@ -49,6 +49,7 @@ from hub.domain.vocabulary.codes import (
     ReferralStatusesDoc,
     ReferralTransition,
     Sector,
+    StageEnd,
     VocabularyDocument,
 )
 from hub.domain.vocabulary.parsing import InvalidRequest, LoadedDocument, checksum_of, parse_document, semver_key
@@ -133,6 +134,7 @@ __all__ = [
     "ReferralTransition",
     "ResilienceMatrixDoc",
     "Sector",
+    "StageEnd",
     "Status",
     "TabbStep",
     "Translation",

@@ -164,10 +164,21 @@ class LegalBasesDoc(CodeSystemBase):
 
 
 # ------------------------------------------------------------------------------------- life stages
+class StageEnd(_Frozen):
+    """When a stage is expected to end: this day (``month``, ``day``) in the year the child turns ``turns``
+    (Swedish schooling goes by the calendar year of birth, so the year alone dates it)."""
+
+    turns: int = Field(ge=0, le=25)
+    month: int = Field(ge=1, le=12)
+    day: int = Field(ge=1, le=31)
+
+
 class LifeStage(Concept):
-    """A stage of a child's life with the organisation types that hold the named person during it."""
+    """A stage of a child's life with the organisation types that hold the named person during it, and
+    (from 1.1.0) when it is expected to end."""
 
     organisation_types: tuple[Code, ...] = Field(min_length=1)
+    expected_end: StageEnd | None = None
 
 
 class LifeStagesDoc(CodeSystemBase):
@@ -183,11 +194,21 @@ class LifeStagesDoc(CodeSystemBase):
         return self
 
     def concepts(self) -> list[ConceptEntry]:
-        return [c.entry({"organisation-type": list(c.organisation_types)}) for c in self.concept]
+        return [
+            c.entry(
+                {"organisation-type": list(c.organisation_types)}
+                | ({} if c.expected_end is None else {"expected-end-age": c.expected_end.turns})
+            )
+            for c in self.concept
+        ]
 
     def holders(self) -> dict[str, frozenset[str]]:
         """Each stage's code and the organisation types that may hold the named person in it."""
         return {c.code: frozenset(c.organisation_types) for c in self.concept}
+
+    def ends(self) -> dict[str, StageEnd]:
+        """Each stage's expected end, where the version gives one."""
+        return {c.code: c.expected_end for c in self.concept if c.expected_end is not None}
 
 
 # ------------------------------------------------------------------------------- referral lifecycle

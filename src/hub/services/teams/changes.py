@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +18,8 @@ from hub.db import teams as db
 from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction
 from hub.domain.errors import FieldError, NotFound
-from hub.domain.teams import Offer, Team
+from hub.domain.identity import parse_personal_identity_number
+from hub.domain.teams import Offer, Team, expected_end
 from hub.domain.vocabulary import LifeStagesDoc, Vocabulary
 from hub.runtime import Runtime
 from hub.services.auditing import audit
@@ -35,6 +36,14 @@ def stages(vocabulary: Vocabulary) -> dict[str, frozenset[str]]:
     doc = vocabulary.get("life-stages")
     assert isinstance(doc, LifeStagesDoc)
     return doc.holders()
+
+
+def stage_ends_on(vocabulary: Vocabulary, stage: str, pin: str, today: date) -> date | None:
+    """When ``stage`` is expected to end for the child: from the stage vocabulary and the year of birth
+    alone (``hub.domain.teams.stages``). Call it once the number is known valid."""
+    doc = vocabulary.get("life-stages")
+    assert isinstance(doc, LifeStagesDoc)
+    return expected_end(doc.ends().get(stage), parse_personal_identity_number(pin, today=today).birth_date.year)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,15 @@ from hub.runtime import Runtime
 from hub.services.auditing import audit
 from hub.services.children import identify_child
 from hub.services.context import Actor
-from hub.services.teams.changes import MEMBERSHIP, PIN_POINTER, Changed, change_for_child, stages, view_for
+from hub.services.teams.changes import (
+    MEMBERSHIP,
+    PIN_POINTER,
+    Changed,
+    change_for_child,
+    stage_ends_on,
+    stages,
+    view_for,
+)
 from hub.services.teams.views import OfferView, TeamView
 
 NOT_ON_TEAM = "No team around this child that includes the organisation."
@@ -40,6 +48,7 @@ async def name_person(
             stage=stage,
             professional_ref=professional_ref,
             period=(start or actor.now, end),
+            stage_ends_on=stage_ends_on(runtime.vocabulary, stage, pin, actor.today),
         )
 
     return await change_for_child(
@@ -61,6 +70,7 @@ async def offer_handover(
             stage=stage,
             professional_ref=professional_ref,
             now=actor.now,
+            stage_ends_on=stage_ends_on(runtime.vocabulary, stage, pin, actor.today),
         )
         made.append(str(offer.id))
 
