@@ -316,3 +316,6 @@ async def _answer(
         notes=tuple(notes.values()),
         filters=filters,
     )
+
+
+answer_of = _answer  # the audited answer of a flow table, for the tables of other rooms (concern_flows)

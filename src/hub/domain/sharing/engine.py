@@ -20,6 +20,7 @@ from hub.domain.sharing.facts import (
     Remedy,
     ShareRequest,
 )
+from hub.domain.sharing.onward import never_onward
 
 
 def consent_state(consent: Consent, at: datetime) -> ConsentState:
@@ -162,6 +163,20 @@ def decide(
     recipient before any basis is looked at: whatever a basis would allow, they are denied with the reason
     ``identity-protected`` and the remedy ``recipient-reaches-sender``; the rest is decided as usual.
     """
+    return never_onward(  # the answer to a report of concern never travels onward, on any basis
+        request,
+        lambda asked: _decide(asked, consents=consents, assessments=assessments, policy=policy, refusals=refusals),
+    )
+
+
+def _decide(
+    request: ShareRequest,
+    *,
+    consents: Iterable[Consent],
+    assessments: Iterable[NecessityAssessment],
+    policy: Policy,
+    refusals: Iterable[ConsentRefusal],
+) -> Decision:
     policy = policy.in_force(swedish_day(request.at))  # the rules in force on the day of the share
     if not request.requested_categories:
         return Decision(False, None, None, (), (), (make_reason("no-categories-requested", None, None),))
