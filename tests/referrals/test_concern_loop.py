@@ -22,6 +22,7 @@ from tests.api.test_statutes_in_force import Clock
 from tests.flows.workload import pin
 from tests.loopback import Recorded, Recorder, Reply, serve
 from tests.referrals.helpers import CHILD, referral, set_endpoint, worker_for
+from tests.test_one_commit import tally as tally  # the fixture
 
 SECRET = "dev-secret-demo-webhook"
 REPORTER = "nora-grundskola"
@@ -230,3 +231,42 @@ async def test_the_answer_is_refused_onward_whatever_basis_is_offered(client, au
         assert r.json()["allowed"] is False and r.json()["denied_categories"] == ["concern-answer"]
     finally:
         runtime.policy = kept
+
+
+async def test_answering_and_searching_each_commit_once(client, auth, runtime, systems, clock, tally) -> None:
+    rid = await report(client, auth)
+    await deliver(runtime)
+    for act in (lambda: answer(client, auth, rid), lambda: search(client, auth, SOCIAL, CHILD)):
+        async with tally() as t:
+            r = await act()
+            assert r.status_code < 300, r.text
+        assert (t.uow_commits, t.orm_commits) == (1, 1)
+        assert len(t.transactions) == 1, "the answer, its event, its outbox entry and its audit entry: one commit"
+
+
+async def overdue_rows(client: httpx.AsyncClient, auth: Any) -> dict[str, float | None]:
+    r = await client.get("/v1/flows/concern-overdue", headers=auth("region-samordning", "coordinator"))
+    assert r.status_code == 200, r.text
+    return {row["key"]["recipient_municipality"]: row["values"]["overdue"] for row in r.json()["rows"]}
+
+
+async def test_the_coordinators_count_overdue_reports_per_municipality_suppressed(
+    client, auth, runtime, systems, clock
+) -> None:
+    kumla = []
+    for n in range(6):
+        await report(client, auth, child=pin(100 + n))
+        kumla.append(await report(client, auth, child=pin(200 + n), to="kumla-socialtjanst-myndighet"))
+    await report(client, auth, child=pin(300), to="orebro-socialtjanst-myndighet")
+    await deliver(runtime)
+    assert not [v for v in (await overdue_rows(client, auth)).values() if v]  # none is due yet
+    clock.at += timedelta(days=16)
+    rows = await overdue_rows(client, auth)
+    assert rows["1880"] is None  # Örebro's one report: too few children to show
+    assert rows["*"] is not None and rows["*"] >= 5
+    assert all(v is None or v >= 5 for v in rows.values())
+    assert (await client.get("/v1/flows/concern-overdue", headers=auth(SOCIAL, "system"))).status_code == 403
+    for rid in kumla:  # answered late, they are answered: Kumla has nothing overdue any more
+        r = await answer(client, auth, rid, "investigation-ongoing", org="kumla-socialtjanst-myndighet")
+        assert r.status_code == 201, r.text
+    assert not (await overdue_rows(client, auth)).get("1881")
