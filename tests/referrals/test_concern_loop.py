@@ -270,3 +270,8 @@ async def test_the_coordinators_count_overdue_reports_per_municipality_suppresse
         r = await answer(client, auth, rid, "investigation-ongoing", org="kumla-socialtjanst-myndighet")
         assert r.status_code == 201, r.text
     assert not (await overdue_rows(client, auth)).get("1881")
+    # The same table in GraphQL.
+    query = "{ flowConcernOverdue { ... on FlowTable { rows { key { value } values { value hidden } } } } }"
+    r = await client.post("/graphql", json={"query": query}, headers=auth("region-samordning", "coordinator"))
+    graph = {row["key"][0]["value"]: row["values"][0] for row in r.json()["data"]["flowConcernOverdue"]["rows"]}
+    assert graph["1880"] == {"value": None, "hidden": True}

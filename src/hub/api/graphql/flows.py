@@ -15,6 +15,7 @@ from hub.api.graphql.guard import guarded
 from hub.api.graphql.problems import AuthenticationProblem, ForbiddenProblem, InvalidInputProblem
 from hub.domain.errors import HubError, InvalidInput, NotPermitted
 from hub.domain.principal import Role
+from hub.services import concern_flows
 from hub.services import flows as svc
 
 # A flow table runs aggregate queries and writes an audit entry: it costs the most of any field.
@@ -207,6 +208,18 @@ class FlowsQuery:
             lambda s, ctx: svc.trends(
                 s, ctx=ctx, flt=_filter(filter), period=period, measure=measure, by_municipality=by_municipality
             ),
+        )
+
+    @strawberry.field(
+        description="Reports of concern unanswered past the policy's deadline (GET /v1/flows/concern-overdue)",
+        metadata=_COORDINATOR,
+    )
+    async def flow_concern_overdue(
+        self, info: strawberry.Info[Context, None], by: list[str] | None = None, filter: Filter = None
+    ) -> FlowTableResult:
+        groups, policy = by or ["recipient_municipality"], info.context.runtime.policy
+        return await _run(
+            info, lambda s, ctx: concern_flows.overdue(s, ctx=ctx, flt=_filter(filter), by=groups, policy=policy)
         )
 
 
