@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.db.referrals.rows import ReferralRow, _fields
+from hub.db.referrals.rows import ReferralRow
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,6 @@ async def reports_in_municipality(
     """Delivered referrals of ``kind`` about the child (under any of its ``pseudonyms``) whose recipient is an
     organisation of ``municipality``, newest first."""
     columns = ", ".join(f"r.{name}" for name in ReferralRow.__dataclass_fields__)
-    assert _fields(ReferralRow)  # the same columns the referral store reads
     rows = await session.execute(
         text(
             f"""select {columns} from referral r join organisation o on o.id = r.recipient_organisation

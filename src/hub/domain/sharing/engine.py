@@ -154,6 +154,10 @@ def decide(
     The policy applies as it is in force on the Swedish calendar day of ``request.at``
     (:meth:`Policy.in_force`): a county's dated rule takes effect on its day, for shares made that day.
 
+    A category of :data:`hub.domain.concern.NEVER_ONWARD` (the answer to a report of concern) is denied on
+    every basis, whatever the facts and the policy say (``category-never-shared-onward``): the hub alone
+    carries it, to the reporter (:func:`hub.domain.sharing.onward.never_onward`).
+
     ``refusals``: the sender's refused consent requests. While one for this child and purpose stands, a
     decision that is not fully allowed says so and its remedies point to other bases, never to asking
     for consent again (:func:`_after_refusal`).
