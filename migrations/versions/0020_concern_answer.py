@@ -6,7 +6,7 @@ organisation, and the referral event that told the reporter. The search by child
 the flows read it beside the referral.
 
 Revision ID: 0020
-Revises: 0021
+Revises: 0018
 """
 
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
 revision = "0020"
-down_revision = "0021"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
