@@ -18,6 +18,7 @@ from hub.api.graphql import graphql_router
 from hub.api.middleware import RequestContextMiddleware
 from hub.api.rest import (
     audit,
+    concern_reports,
     consent_requests,
     consents,
     flows,
@@ -118,6 +119,7 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
     app.include_router(referrals.router)
     app.include_router(teams.router)
     app.include_router(plans.router)
+    app.include_router(concern_reports.router)
     app.include_router(audit.router)
     app.include_router(registry.router)
     app.include_router(flows.router)

@@ -157,9 +157,7 @@ async def test_a_receiver_refusing_with_4xx_is_dead_lettered_not_retried_forever
     assert entry.state == "delivered"
 
 
-async def test_a_stored_config_that_no_longer_validates_is_dead_lettered_naming_the_field(
-    client, auth, county
-) -> None:
+async def test_a_stored_config_that_no_longer_validates_is_dead_lettered_naming_the_field(client, auth, county) -> None:
     # An endpoint row written before the adapter's Config changed (set_endpoint stores it unchecked): no
     # retry can fix it, so it is a configuration error at once, not eight attempts of an "adapter bug".
     receiver = Receiver()

@@ -84,7 +84,9 @@ AGREED = {
         "wellbeing-assessment",
         "concern-text",
         "child-plan",
+        "concern-answer",  # 1.1.0: social services' answer to a report of concern (the reporter's only)
     },
+    "concern-answers": {"investigation-opened", "investigation-not-opened", "investigation-ongoing"},
     "legal-bases": {"consent", "report-of-concern", "necessary-disclosure"},
     "variant-behovskompassen": {
         "trygghet",

@@ -45,6 +45,7 @@ EXPECTED_NAMES = {
     "legal-bases",
     "life-stages",
     "child-plan",
+    "concern-answers",
 }
 
 
@@ -63,10 +64,11 @@ def test_every_packaged_file_validates(path: Path) -> None:
 def test_all_v1_vocabularies_are_published(vocab: Vocabulary) -> None:
     assert set(vocab.names()) == EXPECTED_NAMES
     assert {e.name for e in vocab.index() if e.version == "1.0.0"} == EXPECTED_NAMES
-    # legal-bases 2.0.0 (dated statutes, issue #14), child-plan 1.1.0 (sections as data categories) and
-    # life-stages 1.1.0 (each stage's expected end, issue #12) are the defaults; their 1.0.0 stay published.
+    # legal-bases 2.0.0 (dated statutes, issue #14), child-plan 1.1.0 (sections as data categories, issue #12),
+    # life-stages 1.1.0 (each stage's expected end, issue #12) and data-categories 1.1.0 (concern-answer,
+    # issue #14 §2) are the defaults; their 1.0.0 stay published.
     latest = {e.name: e.version for e in vocab.index() if e.latest}
-    newer = {"legal-bases": "2.0.0", "child-plan": "1.1.0", "life-stages": "1.1.0"}
+    newer = {"legal-bases": "2.0.0", "child-plan": "1.1.0", "life-stages": "1.1.0", "data-categories": "1.1.0"}
     assert latest == {name: newer.get(name, "1.0.0") for name in EXPECTED_NAMES}
 
 

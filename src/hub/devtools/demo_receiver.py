@@ -60,7 +60,10 @@ def receiver_app(secret: str, *, echo: Any = print) -> FastAPI:
         else:
             e = body["event"]
             by = e["by_organisation"] or "the hub"
-            echo(f"[{request.url.path}] referral {e['referral_id']} is now {e['status']} (by {by})")
+            if "answer" in e:  # a report of concern answered: its code, not a new status
+                echo(f"[{request.url.path}] report of concern {e['referral_id']} answered: {e['answer']} (by {by})")
+            else:
+                echo(f"[{request.url.path}] referral {e['referral_id']} is now {e['status']} (by {by})")
         return JSONResponse({"id": seen[key]})
 
     @app.get("/{path:path}")

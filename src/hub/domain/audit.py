@@ -45,6 +45,8 @@ class AuditAction(StrEnum):
     PLAN_VERSION_SENT = "plan-version-sent"
     PLAN_READ = "plan-read"
     PLAN_REVIEWED = "plan-reviewed"
+    CONCERN_ANSWERED = "concern-answered"
+    CONCERN_REPORTS_SEARCHED = "concern-reports-searched"
 
 
 class AuditOutcome(StrEnum):

@@ -110,6 +110,11 @@ class Policy(BaseModel):
     - ``protected_identity``: for a child with protected identity, the categories withheld, the recipients
       that may still receive some of them and which, and who may clear a mark
       (:class:`~hub.domain.protected_identity.ProtectedIdentityRule`).
+    - ``concern_answer_days``: days after a report of concern reached social services (its delivery) by
+      which the reporter should have their answer; later, the report is shown overdue and counted in the
+      flows. A county's choice (``concern_answer_days_source`` says on what it rests): the law in force sets
+      no time for the answer (prop. 2025/26:12 proposes one), only 14 days for the decision to open an
+      investigation or not (docs/lawful-sharing.md, "The report-of-concern loop").
     - ``statute_provisions``: per statute reference id of the ``legal-bases`` vocabulary, the provision
       (chapter and section) a county has confirmed where the vocabulary names the act only (a policy
       switch: without it the citation names the act and says the provision is unconfirmed).
@@ -132,6 +137,12 @@ class Policy(BaseModel):
     necessity_assessment_max_age_days: int = Field(default=30, ge=1)
     consent_refusal_stands_days: int = Field(default=90, ge=0)
     protected_identity: ProtectedIdentityRule = Field(default_factory=ProtectedIdentityRule)
+    concern_answer_days: int = Field(default=14, ge=1, le=365)
+    concern_answer_days_source: str = Field(
+        default="County choice: the 14 days social services have to decide whether to open an investigation "
+        "(11 kap. 1 a § SoL 2001:453); prop. 2025/26:12 proposes feedback to reporters within a set time.",
+        min_length=1,
+    )
     statute_provisions: dict[str, StatuteProvision] = Field(default_factory=dict)
     dated_rules: tuple[DatedRule, ...] = ()
 

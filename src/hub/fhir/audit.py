@@ -60,6 +60,8 @@ ACTION_CODES: dict[AuditAction, str] = {
     AuditAction.PLAN_VERSION_SENT: "C",  # the responsible organisation sends a version (each share: a decision)
     AuditAction.PLAN_READ: "R",  # a member reads a version, the sections its share holds
     AuditAction.PLAN_REVIEWED: "C",
+    AuditAction.CONCERN_ANSWERED: "C",  # the answer is a record of its own on the report
+    AuditAction.CONCERN_REPORTS_SEARCHED: "E",
 }
 """AuditEvent.action for each of the hub's actions."""
 

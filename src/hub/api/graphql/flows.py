@@ -15,7 +15,7 @@ from hub.api.graphql.guard import guarded
 from hub.api.graphql.problems import AuthenticationProblem, ForbiddenProblem, InvalidInputProblem
 from hub.domain.errors import HubError, InvalidInput, NotPermitted
 from hub.domain.principal import Role
-from hub.services import flow_teams
+from hub.services import concern_flows, flow_teams
 from hub.services import flows as svc
 
 # A flow table runs aggregate queries and writes an audit entry: it costs the most of any field.
@@ -248,6 +248,18 @@ class FlowsQuery:
     ) -> FlowTableResult:
         groups = by or ["stage"]
         return await _run(info, lambda s, ctx: flow_teams.plans(s, ctx=ctx, flt=_filter(filter), by=groups))
+
+    @strawberry.field(
+        description="Reports of concern unanswered past the policy's deadline (GET /v1/flows/concern-overdue)",
+        metadata=_COORDINATOR,
+    )
+    async def flow_concern_overdue(
+        self, info: strawberry.Info[Context, None], by: list[str] | None = None, filter: Filter = None
+    ) -> FlowTableResult:
+        groups, policy = by or ["recipient_municipality"], info.context.runtime.policy
+        return await _run(
+            info, lambda s, ctx: concern_flows.overdue(s, ctx=ctx, flt=_filter(filter), by=groups, policy=policy)
+        )
 
 
 __all__ = ["FlowsQuery"]

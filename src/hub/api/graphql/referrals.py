@@ -15,7 +15,16 @@ from hub.api.graphql.guard import guarded
 from hub.api.graphql.problems import AuthenticationProblem, ForbiddenProblem, InvalidInputProblem
 from hub.domain.errors import HubError, InvalidInput
 from hub.domain.principal import Role
-from hub.services.referrals import ReferralQuery, list_referrals
+from hub.services.concern_states import clock
+from hub.services.referrals import ReferralQuery, ReferralView, list_referrals
+
+
+@strawberry.type(description="A report of concern's answer as it stands (a concern-answers code, no free text)")
+class ConcernAnswer:
+    answer: str | None = strawberry.field(description="investigation-opened, -not-opened or -ongoing; null: none yet")
+    answered_at: datetime | None
+    due_at: datetime | None = strawberry.field(description="null until the report has reached social services")
+    overdue: bool
 
 
 @strawberry.type(description="A referral your organisation sent or received (metadata: no identity, no free text)")
@@ -36,6 +45,9 @@ class Referral:
     updated_at: datetime
     delivery_state: str = strawberry.field(
         description="queued, retrying, delivered, dead-lettered (given up; the sender was told) or abandoned"
+    )
+    concern_answer: ConcernAnswer | None = strawberry.field(
+        default=None, description="A report of concern: its answer, when due, overdue or not (null: another kind)"
     )
 
 
@@ -87,13 +99,20 @@ async def _referrals(
                     cursor=after,
                     limit=limit,
                 ),
+                at=clock(info.context.runtime),
             )
     except InvalidInput as exc:
         return InvalidInputProblem(detail=exc.detail, fields=[e.pointer for e in exc.errors])
     return ReferralPage(
-        items=[Referral(**asdict(r)) for r in page.items],
+        items=[_referral(r) for r in page.items],
         next_cursor=page.next_cursor,
     )
+
+
+def _referral(view: ReferralView) -> Referral:
+    answer = view.concern_answer
+    fields = {**asdict(view), "concern_answer": None if answer is None else ConcernAnswer(**asdict(answer))}
+    return Referral(**fields)
 
 
 referrals_field = strawberry.field(

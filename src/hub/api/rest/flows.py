@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.api.auth import require
 from hub.api.deps import FlowsSession, RuntimeDep, actor_for
 from hub.domain.principal import Principal, Role
-from hub.services import flow_teams
+from hub.services import concern_flows, flow_teams
 from hub.services import flows as svc
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
@@ -243,6 +243,33 @@ async def stalls(
         fmt,
         accept,
         lambda s, ctx: svc.stalls(s, ctx=ctx, flt=flt, by=by, days=days, step=step),
+    )
+
+
+@router.get(
+    "/concern-overdue",
+    response_model=FlowTableRead,
+    responses=_ANSWERS,
+    summary="Reports of concern unanswered past the policy's deadline",
+)
+async def concern_overdue(
+    principal: Coordinator,
+    session: FlowsSession,
+    runtime: RuntimeDep,
+    flt: Filter,
+    by: Annotated[list[str], Query(description="One or two of: recipient_municipality, …")] = [  # noqa: B006
+        "recipient_municipality"
+    ],
+    fmt: Format = None,
+    accept: AcceptHeader = None,
+) -> Any:
+    return await _answer(
+        principal,
+        session,
+        runtime,
+        fmt,
+        accept,
+        lambda s, ctx: concern_flows.overdue(s, ctx=ctx, flt=flt, by=by, policy=runtime.policy),
     )
 
 

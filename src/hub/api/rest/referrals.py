@@ -11,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
+from hub.api.rest.concern_reports import ConcernRead
 from hub.api.rest.schemas import Instant, ProtectableChild
 from hub.domain.principal import Principal, Role
 from hub.services import mailbox as mailbox_svc
 from hub.services import referrals as svc
+from hub.services.concern_states import clock as concern_clock
 
 router = APIRouter(prefix="/v1", tags=["referrals"])
 Party = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
@@ -120,6 +122,9 @@ class ReferralSummary(BaseModel):
         description="The delivery of the referral itself, apart from its status: dead-lettered when the hub "
         "gave up (the sender was told by a delivery-failed event; an operator may queue it again)"
     )
+    concern_answer: ConcernRead | None = Field(
+        default=None, description="A report of concern: its answer, when due, overdue or not (null: another kind)"
+    )
 
 
 class ReferralRead(ReferralSummary):
@@ -201,6 +206,7 @@ async def send(
 async def list_referrals(
     principal: Party,
     session: Session,
+    runtime: RuntimeDep,
     role: Annotated[Literal["sender", "receiver"] | None, Query(description="Only sent or only received")] = None,
     status_: Annotated[list[str], Query(alias="status")] = [],  # noqa: B006 (FastAPI copies defaults)
     kind: Annotated[list[str], Query()] = [],  # noqa: B006
@@ -224,6 +230,7 @@ async def list_referrals(
             cursor=cursor,
             limit=limit,
         ),
+        at=concern_clock(runtime),
     )
     return ReferralPage(items=[ReferralSummary(**asdict(r)) for r in page.items], next_cursor=page.next_cursor)
 

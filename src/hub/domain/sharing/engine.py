@@ -20,6 +20,7 @@ from hub.domain.sharing.facts import (
     Remedy,
     ShareRequest,
 )
+from hub.domain.sharing.onward import never_onward
 
 
 def consent_state(consent: Consent, at: datetime) -> ConsentState:
@@ -153,6 +154,10 @@ def decide(
     The policy applies as it is in force on the Swedish calendar day of ``request.at``
     (:meth:`Policy.in_force`): a county's dated rule takes effect on its day, for shares made that day.
 
+    A category of :data:`hub.domain.concern.NEVER_ONWARD` (the answer to a report of concern) is denied on
+    every basis, whatever the facts and the policy say (``category-never-shared-onward``): the hub alone
+    carries it, to the reporter (:func:`hub.domain.sharing.onward.never_onward`).
+
     ``refusals``: the sender's refused consent requests. While one for this child and purpose stands, a
     decision that is not fully allowed says so and its remedies point to other bases, never to asking
     for consent again (:func:`_after_refusal`).
@@ -162,6 +167,20 @@ def decide(
     recipient before any basis is looked at: whatever a basis would allow, they are denied with the reason
     ``identity-protected`` and the remedy ``recipient-reaches-sender``; the rest is decided as usual.
     """
+    return never_onward(  # the answer to a report of concern never travels onward, on any basis
+        request,
+        lambda asked: _decide(asked, consents=consents, assessments=assessments, policy=policy, refusals=refusals),
+    )
+
+
+def _decide(
+    request: ShareRequest,
+    *,
+    consents: Iterable[Consent],
+    assessments: Iterable[NecessityAssessment],
+    policy: Policy,
+    refusals: Iterable[ConsentRefusal],
+) -> Decision:
     policy = policy.in_force(swedish_day(request.at))  # the rules in force on the day of the share
     if not request.requested_categories:
         return Decision(False, None, None, (), (), (make_reason("no-categories-requested", None, None),))

@@ -124,6 +124,12 @@ REASON_TEXTS: dict[str, tuple[str, str]] = {
         "Prövning {ref} omfattar inte: {categories}.",
         "Assessment {ref} does not cover: {categories}.",
     ),
+    "category-never-shared-onward": (
+        "Socialtjänstens svar på en orosanmälan går bara till den som anmälde, genom hubben, och delas aldrig "
+        "vidare: {categories}.",
+        "Social services' answer to a report of concern goes only to the reporter, through the hub, and is never "
+        "shared onward: {categories}.",
+    ),
     "category-not-allowed-for-basis": (
         "Policyn tillåter aldrig att {basis_sv} omfattar: {categories}.",
         "The policy never lets {basis_en} carry: {categories}.",

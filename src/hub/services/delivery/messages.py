@@ -15,6 +15,7 @@ from hub.adapters.base import Message
 from hub.db import referrals as db
 from hub.db.teams import TEAM_OFFER
 from hub.db.uow import UnitOfWork
+from hub.domain.concern import CONCERN_ANSWER
 from hub.domain.policy import swedish_day
 from hub.domain.principal import Principal, Role
 from hub.domain.referrals import strip_to
@@ -205,4 +206,6 @@ def event_body(event: db.EventRow, texts: dict[str, str] | Any) -> dict[str, Any
         "suggested_organisation": event.suggested_organisation,
         "suggested_service": event.suggested_service,
         "feedback": texts.get("feedback"),
+        # A report of concern's answer (type concern-answer) is its code alone: no text travels back.
+        **({"answer": event.reason_code} if event.type == CONCERN_ANSWER else {}),
     }

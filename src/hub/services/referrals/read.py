@@ -18,6 +18,7 @@ from hub.domain.errors import FieldError, InvalidInput, NotFound
 from hub.domain.referrals import Side
 from hub.runtime import Runtime
 from hub.services.auditing import audit
+from hub.services.concern_states import ConcernClock, clock, states
 from hub.services.context import Actor
 from hub.services.protected_identity import protect_read
 from hub.services.referrals.views import ReferralDetail, ReferralView, delivery_view, event_view, referral_view
@@ -80,8 +81,11 @@ def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         ) from None
 
 
-async def list_referrals(session: AsyncSession, *, organisation_id: str, query: ReferralQuery) -> ReferralListPage:
-    """What the organisation sent, and what it received once delivered; metadata only, newest first."""
+async def list_referrals(
+    session: AsyncSession, *, organisation_id: str, query: ReferralQuery, at: ConcernClock | None = None
+) -> ReferralListPage:
+    """What the organisation sent, and what it received once delivered; metadata only, newest first; with
+    ``at``, each report of concern's answer as it stands then (overdue or not)."""
     rows = await db.list_referrals(
         session,
         db.ReferralFilter(
@@ -98,8 +102,12 @@ async def list_referrals(session: AsyncSession, *, organisation_id: str, query: 
     )
     page = rows[: query.limit]
     delivery = await db.delivery_states(session, [r.id for r in page])
+    concerns = {} if at is None else await states(session, page, at)
     return ReferralListPage(
-        items=[referral_view(r, side_of(r, organisation_id) or "sender", delivery.get(r.id)) for r in page],
+        items=[
+            referral_view(r, side_of(r, organisation_id) or "sender", delivery.get(r.id), concerns.get(str(r.id)))
+            for r in page
+        ],
         next_cursor=_cursor(page[-1]) if len(rows) > query.limit else None,
     )
 
@@ -171,8 +179,9 @@ async def _read(session: AsyncSession, *, actor: Actor, referral_id: str, runtim
     events = await db.events(session, row.id)
     deliveries = await db.outbox_entries(session, referral_id=row.id)
     state = next((d.state for d in deliveries if d.kind == "referral"), None)
+    concern = (await states(session, [row], clock(runtime, actor.now))).get(str(row.id))
     return ReferralDetail(
-        referral=referral_view(row, side, state),
+        referral=referral_view(row, side, state, concern),
         data_categories=categories,
         basis_reference=row.basis_reference,
         decision_id=str(row.decision_id),

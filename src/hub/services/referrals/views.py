@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from hub.db import referrals as db
+from hub.domain.concern import ConcernState
 from hub.domain.referrals import WELLBEING, Side
 
 PENDING_DELIVERY = ("queued", "retrying")
@@ -37,6 +38,8 @@ class ReferralView:
     # The delivery of the referral itself, apart from its status: queued, retrying, delivered,
     # dead-lettered (given up; the sender was told; an operator may queue it again), abandoned (not sent).
     delivery_state: str
+    # A report of concern's answer: given or not, when due, overdue now (None: another kind of referral).
+    concern_answer: ConcernState | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,9 @@ class ReferralDetail:
     deliveries: list[DeliveryView]
 
 
-def referral_view(row: db.ReferralRow, side: Side, delivery_state: str | None) -> ReferralView:
+def referral_view(
+    row: db.ReferralRow, side: Side, delivery_state: str | None, concern: ConcernState | None = None
+) -> ReferralView:
     codes = side == "sender" or WELLBEING in row.permitted_categories
     return ReferralView(
         id=str(row.id),
@@ -98,6 +103,7 @@ def referral_view(row: db.ReferralRow, side: Side, delivery_state: str | None) -
         created_at=row.created_at,
         updated_at=row.updated_at,
         delivery_state=delivery_state or ("delivered" if row.delivered_at else "queued"),
+        concern_answer=concern,
     )
 
 
