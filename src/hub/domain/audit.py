@@ -45,6 +45,9 @@ class AuditAction(StrEnum):
     PLAN_VERSION_SENT = "plan-version-sent"
     PLAN_READ = "plan-read"
     PLAN_REVIEWED = "plan-reviewed"
+    SIP_INVITATION_SENT = "sip-invitation-sent"
+    SIP_READ = "sip-meeting-read"
+    SIP_CHANGED = "sip-meeting-changed"
 
 
 class AuditOutcome(StrEnum):

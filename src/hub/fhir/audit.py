@@ -60,6 +60,9 @@ ACTION_CODES: dict[AuditAction, str] = {
     AuditAction.PLAN_VERSION_SENT: "C",  # the responsible organisation sends a version (each share: a decision)
     AuditAction.PLAN_READ: "R",  # a member reads a version, the sections its share holds
     AuditAction.PLAN_REVIEWED: "C",
+    AuditAction.SIP_INVITATION_SENT: "C",  # an invitation to a SIP meeting shared with an invitee
+    AuditAction.SIP_READ: "R",
+    AuditAction.SIP_CHANGED: "U",
 }
 """AuditEvent.action for each of the hub's actions."""
 
