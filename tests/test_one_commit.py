@@ -22,6 +22,9 @@ from hub.devtools.demo import load_demo
 from hub.runtime import Runtime
 from tests.api.test_lawful_sharing_http import CHILD, consent_body, question
 from tests.conftest import KEEP_TABLES
+from tests.sip.test_sip_meetings import SCHOOL as SIP_INVITEE
+from tests.sip.test_sip_meetings import SOCIAL as SIP_INVITER
+from tests.sip.test_sip_meetings import invite, sip_consent
 
 Auth = Callable[..., dict[str, str]]
 SCHOOL, ELEVHALSA, BUP, REGION = "nora-grundskola", "nora-elevhalsa", "region-bup", "region-samordning"
@@ -225,6 +228,30 @@ async def clear_protected_identity(client: httpx.AsyncClient, auth: Auth) -> Cal
     return lambda: client.post("/v1/protected-identity/clearances", json=body, headers=auth(social, "system"))
 
 
+async def invite_to_sip_meeting(client: httpx.AsyncClient, auth: Auth) -> Callable[[], Awaitable[httpx.Response]]:
+    """Three invitees, three decisions with their audit entries, the meeting and its deliveries: one commit."""
+    await sip_consent(client, auth)
+    return lambda: invite(client, auth)
+
+
+async def _sip_meeting(client: httpx.AsyncClient, auth: Auth) -> str:
+    await sip_consent(client, auth)
+    r = await invite(client, auth)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def answer_sip_invitation(client: httpx.AsyncClient, auth: Auth) -> Callable[[], Awaitable[httpx.Response]]:
+    mid = await _sip_meeting(client, auth)
+    body = {"answer": "accepted"}
+    return lambda: client.post(f"/v1/sip-meetings/{mid}/answers", json=body, headers=auth(SIP_INVITEE))
+
+
+async def cancel_sip_meeting(client: httpx.AsyncClient, auth: Auth) -> Callable[[], Awaitable[httpx.Response]]:
+    mid = await _sip_meeting(client, auth)
+    return lambda: client.post(f"/v1/sip-meetings/{mid}/cancel", headers=auth(SIP_INVITER))
+
+
 @pytest.mark.parametrize(
     "use_case",
     [
@@ -243,6 +270,9 @@ async def clear_protected_identity(client: httpx.AsyncClient, auth: Auth) -> Cal
         confirm_waiting_time,
         deactivate_service,
         clear_protected_identity,
+        invite_to_sip_meeting,
+        answer_sip_invitation,
+        cancel_sip_meeting,
     ],
 )
 async def test_a_use_case_commits_once_through_its_unit_of_work(
@@ -288,6 +318,8 @@ class Boom(Exception):
         (put_endpoint, "endpoint"),
         (create_service, "service"),
         (confirm_waiting_time, "service"),
+        (answer_sip_invitation, "sip_meeting"),
+        (cancel_sip_meeting, "sip_meeting"),
     ],
 )
 async def test_a_use_case_that_fails_after_a_write_leaves_nothing_written(

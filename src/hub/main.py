@@ -28,6 +28,7 @@ from hub.api.rest import (
     referrals,
     registry,
     sharing,
+    sip,
     teams,
     vocabulary,
 )
@@ -120,6 +121,7 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
     app.include_router(teams.router)
     app.include_router(plans.router)
     app.include_router(concern_reports.router)
+    app.include_router(sip.router)
     app.include_router(audit.router)
     app.include_router(registry.router)
     app.include_router(flows.router)

@@ -22,7 +22,16 @@ from typing import Any, ClassVar, Literal, Self
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-MessageKind = Literal["referral", "status-event", "team-offer", "plan-version", "plan-notice", "plan-review"]
+MessageKind = Literal[
+    "referral",
+    "status-event",
+    "team-offer",
+    "plan-version",
+    "plan-notice",
+    "plan-review",
+    "sip-invitation",
+    "sip-answer",
+]
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,9 @@ class Message:
     offer: it concerns no referral. A child's plan travels as ``plan-version`` (the sections the receiver's
     legal basis covers, ``body["plan_version"]``), ``plan-notice`` (no content: a plan exists and whom to
     ask, ``body["plan_notice"]``) and ``plan-review`` (a review for the plan's author, ``body["plan_review"]``);
-    ``referral_id`` is None for them too."""
+    ``referral_id`` is None for them too. A SIP meeting's news travels as ``sip-invitation`` (an invitation,
+    or its cancellation, to an invitee: ``body["sip_invitation"]``) and ``sip-answer`` (an invitee's answer
+    to the inviter: ``body["sip_answer"]``; docs/team-and-plan.md); no referral either."""
 
     kind: MessageKind
     message_id: str  # the hub's id for this message (stable across retries)

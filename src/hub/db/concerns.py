@@ -1,4 +1,4 @@
-"""Answers to reports of concern (``concern_answer``, migration 0020) and the receiving social services'
+"""Answers to reports of concern (``concern_answer``, migration 0021) and the receiving social services'
 search by child. Codes, ids and times only: no personal data is stored here. Nothing here commits."""
 
 from __future__ import annotations

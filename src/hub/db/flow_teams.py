@@ -1,7 +1,7 @@
 """Coordinators' counts of the teams around children, in PostgreSQL: children with a named person and with
 a lead professional now, and the handover gaps (offers unanswered, stage transitions passed without a new
 named person). Read from the team tables with each team's child record key from ``flow_team`` (kept by
-the trigger of migration 0022), grouped into base cells that no filter or grouping splits, each with its
+the trigger of migration 0020), grouped into base cells that no filter or grouping splits, each with its
 value, distinct children and adjustment, exactly as :mod:`hub.db.flows` sums the rollups' rows.
 
 A team's **municipality** is its named person's organisation's (``county`` for a county-wide one); a team

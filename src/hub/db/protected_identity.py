@@ -1,4 +1,4 @@
-"""The sticky protected-identity mark per child pseudonym (table ``protected_identity``, migration 0021).
+"""The sticky protected-identity mark per child pseudonym (table ``protected_identity``, migration 0018).
 
 Marks are written in the statement that records the marking message (``hub.db.lawful.MARK_CTE``) and read
 with the sharing facts (``hub.db.lawful.FACTS``); here are the receiver's read and the clear."""

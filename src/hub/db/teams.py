@@ -170,15 +170,20 @@ async def offer_facts(session: AsyncSession, offer_id: uuid.UUID) -> OfferFacts 
     if row is None:
         return None
     offer = Offer(*row[:10])
-    orgs = await session.execute(
-        text("select id, name, type, municipality_code, hsa_id from organisation where id = any(:ids)"),
-        {"ids": [offer.from_organisation, offer.to_organisation]},
-    )
-    organisations = {
-        r[0]: {"organisation_id": r[0], "name": r[1], "type": r[2], "municipality_code": r[3], "hsa_id": r[4]}
-        for r in orgs.all()
-    }
+    organisations = await organisation_cards(session, [offer.from_organisation, offer.to_organisation])
     return OfferFacts(offer, bytes(row[10]), row[11], organisations)
+
+
+async def organisation_cards(session: AsyncSession, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each registered organisation as a message names it (id, name, type, municipality, HSA-id), by id."""
+    rows = await session.execute(
+        text("select id, name, type, municipality_code, hsa_id from organisation where id = any(:ids)"),
+        {"ids": list(ids)},
+    )
+    return {
+        r[0]: {"organisation_id": r[0], "name": r[1], "type": r[2], "municipality_code": r[3], "hsa_id": r[4]}
+        for r in rows.all()
+    }
 
 
 async def team_id_of_offer(session: AsyncSession, offer_id: uuid.UUID) -> uuid.UUID | None:

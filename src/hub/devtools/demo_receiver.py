@@ -57,6 +57,16 @@ def receiver_app(secret: str, *, echo: Any = print) -> FastAPI:
         elif "plan_review" in body:
             v = body["plan_review"]
             echo(f"[{request.url.path}] review of plan version {v['version']} by {v['reviewer']['organisation_id']}")
+        elif "sip_invitation" in body:
+            m = body["sip_invitation"]
+            answer = f"; answer at {m['answer']}" if "answer" in m else ""
+            echo(
+                f"[{request.url.path}] SIP meeting {m['meeting_id']} from {m['inviter']['organisation_id']} "
+                f"is {m['state']}{answer}"
+            )
+        elif "sip_answer" in body:
+            a = body["sip_answer"]
+            echo(f"[{request.url.path}] SIP meeting {a['meeting_id']}: {a['from']['organisation_id']} {a['answer']}")
         else:
             e = body["event"]
             by = e["by_organisation"] or "the hub"

@@ -47,6 +47,9 @@ class AuditAction(StrEnum):
     PLAN_REVIEWED = "plan-reviewed"
     CONCERN_ANSWERED = "concern-answered"
     CONCERN_REPORTS_SEARCHED = "concern-reports-searched"
+    SIP_INVITATION_SENT = "sip-invitation-sent"
+    SIP_READ = "sip-meeting-read"
+    SIP_CHANGED = "sip-meeting-changed"
 
 
 class AuditOutcome(StrEnum):

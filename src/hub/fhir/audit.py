@@ -62,6 +62,9 @@ ACTION_CODES: dict[AuditAction, str] = {
     AuditAction.PLAN_REVIEWED: "C",
     AuditAction.CONCERN_ANSWERED: "C",  # the answer is a record of its own on the report
     AuditAction.CONCERN_REPORTS_SEARCHED: "E",
+    AuditAction.SIP_INVITATION_SENT: "C",  # an invitation to a SIP meeting shared with an invitee
+    AuditAction.SIP_READ: "R",
+    AuditAction.SIP_CHANGED: "U",
 }
 """AuditEvent.action for each of the hub's actions."""
 

@@ -24,6 +24,7 @@ from hub.services.auditing import audit
 from hub.services.context import Actor
 from hub.services.protected_identity import protect_mailbox_copy
 from hub.services.referrals.read import audit_read
+from hub.services.sip.read import audit_fetch as audit_sip_fetch
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ PLAN_BODIES = {"plan-version": "plan_version", "plan-notice": "plan_notice", "pl
 
 async def _audit_read(session: AsyncSession, actor: Actor, message: MailboxMessage, runtime: Runtime) -> None:
     """The fetch as a read of the referral, as ``read_referral`` records one, naming the message; a team
-    offer's news as a read of the team by a party to the offer."""
+    offer's news as a read of the team by a party to the offer; a SIP meeting's as a read of the meeting."""
     if message.kind in PLAN_BODIES:
         plan = message.body[PLAN_BODIES[message.kind]]
         await audit(
@@ -102,6 +103,9 @@ async def _audit_read(session: AsyncSession, actor: Actor, message: MailboxMessa
             entity_id=str(offer["team_id"]),
             details={"offer": offer["id"], "via": "mailbox", "message_id": message.id},
         )
+        return
+    if message.kind in ("sip-invitation", "sip-answer"):
+        await audit_sip_fetch(session, actor, message.id, message.body)
         return
     row = await db.referral(session, _referral_id(message))
     if row is None:  # cannot happen while the referral's outbox entry holds the message (foreign key)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -158,20 +158,47 @@ async def decide_share(
         answer = RecordedDecision(decision_id, actor.now, *parties, question.purpose, decision, True, protected)
         if record_if is not None and not record_if(decision):
             return dataclasses.replace(answer, recorded=False)
-        await record_decision(
+        await record_share(
             connection,
-            decision_id=decision_id,
-            decision=decision,
-            requested_by=actor.principal.subject,
-            from_org=actor.organisation_id,
+            actor,
+            child,
             to_org=question.to_organisation,
-            child=child.pseudonym,
             purpose=question.purpose,
+            decided=(decision_id, decision, entry),
             dry_run=dry_run,
-            explanation=explanation(decision),
-            audit=entry,
         )
     return answer
+
+
+async def record_share(
+    on: AsyncSession | Any,
+    actor: Actor,
+    child: Child,
+    *,
+    to_org: str,
+    purpose: str,
+    decided: tuple[uuid.UUID, Decision, AuditRecord],
+    dry_run: bool = False,
+    mark_protected: bool = False,
+) -> None:
+    """Record a decision with its audit entry (``hub.db.lawful.record_decision``) as every share does:
+    asked by the caller, from its organisation, with the decision's explanation kept; ``mark_protected``:
+    the message marked the child's identity protected (kept, sticky)."""
+    decision_id, decision, entry = decided
+    await record_decision(
+        on,
+        decision_id=decision_id,
+        decision=decision,
+        requested_by=actor.principal.subject,
+        from_org=actor.organisation_id,
+        to_org=to_org,
+        child=child.pseudonym,
+        purpose=purpose,
+        dry_run=dry_run,
+        explanation=explanation(decision),
+        audit=entry,
+        mark_protected=mark_protected,
+    )
 
 
 def _check_codes(question: ShareQuestion, vocabulary: Vocabulary) -> None:

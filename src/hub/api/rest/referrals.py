@@ -278,7 +278,16 @@ async def add_event(
 
 class MailboxItem(BaseModel):
     id: str
-    kind: Literal["referral", "status-event", "team-offer", "plan-version", "plan-notice", "plan-review"]
+    kind: Literal[
+        "referral",
+        "status-event",
+        "team-offer",
+        "plan-version",
+        "plan-notice",
+        "plan-review",
+        "sip-invitation",
+        "sip-answer",
+    ]
     body: dict[str, Any]
     fetch_count: int = Field(description="More than 1: fetched before and not acknowledged")
     created_at: datetime

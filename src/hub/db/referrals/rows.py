@@ -58,7 +58,8 @@ class EventRow:
 class OutboxRow:
     """An outbox entry: a referral or its status event (``referral_id``), or a team offer's news
     (``team_offer_id``, kind ``team-offer``), or a child's plan's (``plan_share_id``: kinds ``plan-version``
-    and ``plan-notice``; ``plan_review_id``: kind ``plan-review``)."""
+    and ``plan-notice``; ``plan_review_id``: kind ``plan-review``), or a SIP meeting's news
+    (``sip_event_id``, kinds ``sip-invitation`` and ``sip-answer``)."""
 
     id: uuid.UUID
     referral_id: uuid.UUID | None
@@ -79,11 +80,12 @@ class OutboxRow:
     team_offer_id: uuid.UUID | None = None
     plan_share_id: uuid.UUID | None = None
     plan_review_id: uuid.UUID | None = None
+    sip_event_id: uuid.UUID | None = None
 
     @classmethod
     def queued(cls, kind: str, recipient: str, idempotency_key: str, at: datetime, **links: Any) -> OutboxRow:
         """A new entry of ``kind`` for ``recipient``, due at ``at``; ``links``: what it carries (``referral_id``,
-        ``event_id``, ``team_offer_id``, ``plan_share_id``, ``plan_review_id``)."""
+        ``event_id``, ``team_offer_id``, ``plan_share_id``, ``plan_review_id``, ``sip_event_id``)."""
         return cls(
             id=uuid.uuid4(),
             referral_id=links.pop("referral_id", None),

@@ -13,6 +13,7 @@ from typing import Any
 
 from hub.adapters.base import Message
 from hub.db import referrals as db
+from hub.db.sip import SIP_ANSWER, SIP_INVITATION
 from hub.db.teams import TEAM_OFFER
 from hub.db.uow import UnitOfWork
 from hub.domain.concern import CONCERN_ANSWER
@@ -21,7 +22,7 @@ from hub.domain.principal import Principal, Role
 from hub.domain.referrals import strip_to
 from hub.domain.sharing import Decision
 from hub.runtime import Runtime
-from hub.services import plans, teams
+from hub.services import plans, sip, teams
 from hub.services import referrals as ref
 from hub.services.context import Actor, utcnow
 from hub.services.protected_identity import marker_for
@@ -52,6 +53,9 @@ async def build(runtime: Runtime, claimed: db.Claimed, batch: db.BatchFacts) -> 
         return Built(await plans.share_message(runtime, entry))
     if entry.plan_review_id is not None:
         return Built(await plans.review_message(runtime, entry))
+    if entry.kind in (SIP_INVITATION, SIP_ANSWER):
+        built = await sip.sip_message(runtime, claimed)
+        return None if built is None else Built(*built)
     assert entry.referral_id is not None
     row = batch.referrals.get(entry.referral_id)
     assert row is not None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from hub.db import referrals as db
-from hub.db.lawful import SharingFacts, record_decision, sharing_facts
+from hub.db.lawful import SharingFacts, sharing_facts
 from hub.db.uow import UnitOfWork
 from hub.domain.audit import AuditAction, AuditRecord
 from hub.domain.errors import Conflict, InvalidInput, SharingDenied
@@ -28,7 +28,7 @@ from hub.services.referrals.draft import ReferralDraft, hash_request, validate_d
 from hub.services.referrals.transitions import event_row
 
 # decide_share's own steps, shared so that a referral decides exactly as POST /v1/sharing-decisions does.
-from hub.services.sharing import ShareQuestion, decide_on_facts, explanation
+from hub.services.sharing import ShareQuestion, decide_on_facts, explanation, record_share
 
 
 @dataclass(frozen=True)
@@ -181,18 +181,13 @@ async def _refuse(
 ) -> NoReturn:
     """A refusal: recorded with its audit entry (one statement, committed), then raised with the reasons."""
     decision, decision_entry = decided
-    await record_decision(
+    await record_share(
         connection,
-        decision_id=decision_id,
-        decision=decision,
-        requested_by=s.actor.principal.subject,
-        from_org=s.actor.organisation_id,
+        s.actor,
+        s.child,
         to_org=recipient,
-        child=s.child.pseudonym,
         purpose=s.draft.kind,
-        dry_run=False,
-        explanation=explanation(decision),
-        audit=decision_entry,
+        decided=(decision_id, decision, decision_entry),
         mark_protected=s.draft.protected_identity,  # a refused message still tells the hub of the protection
     )
     raise SharingDenied(

@@ -6,14 +6,14 @@ marked it (``marked_at``) until an organisation the policy names clears it (the 
 audited). It holds no organisation: who marked it is in the sender's audit trail, not here, so the mark
 tells nobody who knows about the child.
 
-Revision ID: 0021
+Revision ID: 0018
 Revises: 0017
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021"
+revision = "0018"
 down_revision = "0017"
 branch_labels = None
 depends_on = None

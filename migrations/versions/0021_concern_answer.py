@@ -5,16 +5,16 @@ receiving social services: ``answer`` a ``concern-answers`` code (no free text),
 organisation, and the referral event that told the reporter. The search by child and the overdue count in
 the flows read it beside the referral.
 
-Revision ID: 0020
-Revises: 0018
+Revision ID: 0021
+Revises: 0020
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
-revision = "0020"
-down_revision = "0022"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 

@@ -14,15 +14,15 @@ secret, together with ``flow_rebuild()``).
 Two indexes for the reads: current assignments by role, open offers by when they were made (the
 queries pass the roles and offer states from the domain: no SQL here names one).
 
-Revision ID: 0022
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0022"
-down_revision = "0018"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

@@ -10,16 +10,16 @@ covers; ``plan-notice``: none) with the sections withheld and why, and the recor
 On ``outbox``: ``plan_share_id`` (kinds ``plan-version`` and ``plan-notice``) and ``plan_review_id``
 (kind ``plan-review``).
 
-Revision ID: 0018
-Revises: 0021
+Revision ID: 0019
+Revises: 0018
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
-revision = "0018"
-down_revision = "0021"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
