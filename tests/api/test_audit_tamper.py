@@ -39,7 +39,7 @@ async def client(db: Runtime) -> AsyncIterator[httpx.AsyncClient]:
             yield c
 
 
-async def hub(settings: Settings, *args: str) -> tuple[int, str]:
+async def hub(settings: Settings, *args: str, dev_mode: bool = True) -> tuple[int, str]:
     """The real command line, as an operator runs it, as the hub's runtime role (it needs only to read,
     and to insert for a checkpoint)."""
     assert settings.database_url is not None
@@ -47,7 +47,7 @@ async def hub(settings: Settings, *args: str) -> tuple[int, str]:
         **os.environ,
         "HUB_DATABASE_URL": settings.database_url.get_secret_value(),
         "HUB_DATA_DIR": str(settings.data_dir),
-        "HUB_DEV_MODE": "true",  # the dev audit signing key in the data directory, as the hub uses
+        "HUB_DEV_MODE": str(dev_mode).lower(),  # the dev audit signing key in the data directory, as the hub uses
     }
     proc = await asyncio.create_subprocess_exec(
         str(HUB), *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -249,3 +249,16 @@ async def test_the_documented_verifier_needs_no_hub_code(
     await attack(owner_runtime)
     code, out = await documented_verifier(settings, tmp_path)
     assert code == 1 and ("BROKEN" in out or "entries were removed" in out), out
+
+
+async def test_a_checkpoint_without_a_signing_key_is_one_line_to_the_operator(
+    audited, settings: Settings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    kept = tmp_path / "checkpoint.json"
+    code, out = await hub(settings, "audit", "checkpoint", "--output", str(kept), dev_mode=False)
+    assert code == 2, out
+    assert (
+        out.strip()
+        == "cannot sign a checkpoint: Set HUB_AUDIT_SIGNING_KEY (dev mode makes a key; production must not)."
+    )
+    assert not kept.exists()

@@ -71,9 +71,15 @@ def audit_checkpoint(
     """Seal every queued audit entry and sign a checkpoint of the log now; print or write it (JSON). Keep
     it outside the database: `hub audit verify --checkpoint FILE` checks the log against it."""
     from hub.db.engine import database_url, make_engine
+    from hub.keys import KeyConfigurationError, audit_signer
     from hub.services.audit_sealer import SealRound, seal_all
 
     settings = load_settings()
+    try:  # before touching the database: a missing key is a line to the operator, not a traceback
+        audit_signer(settings)
+    except KeyConfigurationError as exc:
+        typer.echo(f"cannot sign a checkpoint: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     async def run() -> SealRound:
         engine = make_engine(database_url(settings), settings)
