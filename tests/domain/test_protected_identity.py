@@ -68,3 +68,20 @@ def test_the_policy_names_recipients_by_id_and_what_they_receive():
     decision = decide(asked, consents=CONSENTS, assessments=[], policy=policy)
     assert decision.permitted_categories == ("guardians-contact", "identity") and not decision.denied_categories
     assert "socialtjanst-myndighet" in Policy().referenced_codes()["organisation-type"]
+
+
+@pytest.mark.parametrize(
+    "consents",
+    [[], [consent(data_categories=["school-situation"])]],
+    ids=["no basis at all", "a basis without identity"],
+)
+def test_without_a_basis_for_identity_a_protected_child_is_answered_like_any_other(consents):
+    # Anyone holding a personal identity number may ask; only a sender that could lawfully have disclosed the
+    # identity learns that it is protected. Everyone else gets the answer any child would give (no oracle).
+    asked = request(requested_categories=["identity", "guardians-contact", "school-situation"])
+    plain = decide(asked, consents=consents, assessments=[], policy=Policy())
+    protected = decide(
+        asked.model_copy(update={"child_identity_protected": True}), consents=consents, assessments=[], policy=Policy()
+    )
+    assert protected == plain
+    assert "identity-protected" not in {r.code for r in protected.reasons}

@@ -164,8 +164,11 @@ def decide(
 
     ``request.child_identity_protected``: the policy's protected-identity rule
     (:class:`~hub.domain.protected_identity.ProtectedIdentityRule`) withholds its categories from this
-    recipient before any basis is looked at: whatever a basis would allow, they are denied with the reason
-    ``identity-protected`` and the remedy ``recipient-reaches-sender``; the rest is decided as usual.
+    recipient: of what a basis allows, they are denied with the reason ``identity-protected`` and the remedy
+    ``recipient-reaches-sender``. What no basis allows is denied for its own reasons, and the protection is
+    not mentioned: only a sender that could lawfully have disclosed the identity learns that it is
+    protected — anyone else holding a personal identity number gets the same answer for a protected child
+    as for any other (no oracle).
     """
     return never_onward(  # the answer to a report of concern never travels onward, on any basis
         request,
@@ -184,13 +187,13 @@ def _decide(
     policy = policy.in_force(swedish_day(request.at))  # the rules in force on the day of the share
     if not request.requested_categories:
         return Decision(False, None, None, (), (), (make_reason("no-categories-requested", None, None),))
-    withheld = NOTHING
-    if request.child_identity_protected:
-        to = request.to_party
-        withheld = request.requested_categories & policy.protected_identity.withheld_from(
-            to.organisation_id, to.organisation_type
-        )
-    decision = _decide_on(request, request.requested_categories - withheld, consents, assessments, policy, refusals)
+    decision = _decide_on(request, request.requested_categories, consents, assessments, policy, refusals)
+    if not request.child_identity_protected:
+        return decision
+    to = request.to_party
+    withheld = frozenset(decision.permitted_categories) & policy.protected_identity.withheld_from(
+        to.organisation_id, to.organisation_type
+    )
     return _protected(decision, request, withheld) if withheld else decision
 
 
@@ -202,9 +205,7 @@ def _decide_on(
     policy: Policy,
     refusals: Iterable[ConsentRefusal],
 ) -> Decision:
-    """:func:`decide` for ``requested``: what remains of the request once protection withheld its part."""
-    if not requested:  # protection withheld everything asked for: no basis is looked at
-        return Decision(False, None, None, (), (), ())
+    """:func:`decide` for ``requested``, before the child's protected identity is applied."""
     candidates, best, best_permitted = _screen(request, consents, assessments, policy, requested)
     if best is not None and len(best_permitted) == len(requested):
         # Fully allowed: the chosen basis alone explains it, and its only reason is that it applies.
@@ -222,17 +223,26 @@ def _decide_on(
 
 
 def _protected(decision: Decision, request: ShareRequest, withheld: frozenset[str]) -> Decision:
-    """``decision`` with the categories the child's protected identity withholds from this recipient denied,
-    the reason recorded and the remedy saying how the recipient reaches the sender instead. The reason does
-    not say where the mark came from (this sender or an earlier message): the answer is the same."""
+    """``decision`` with the permitted categories the child's protected identity withholds from this
+    recipient denied, the reason recorded and the remedy saying how the recipient reaches the sender
+    instead. The reason does not say where the mark came from (this sender or an earlier message): the
+    answer is the same. When nothing permitted remains, the basis explains nothing: the decision is a
+    refusal, and its first reason (the basis's) gives way to the protection's."""
     cats = _cats(withheld)
     reason = make_reason("identity-protected", None, None, cats, recipient=request.to_party.label())
     remedy = make_remedy("recipient-reaches-sender", cats)
     denied = _cats(set(decision.denied_categories) | withheld)
     remedies = (*(r for r in decision.remedies if r.code != remedy.code), remedy)
-    return dataclasses.replace(
-        decision, denied_categories=denied, reasons=(*decision.reasons, reason), remedies=remedies
-    )
+    permitted = tuple(c for c in decision.permitted_categories if c not in withheld)
+    if permitted:
+        return dataclasses.replace(
+            decision,
+            permitted_categories=permitted,
+            denied_categories=denied,
+            reasons=(*decision.reasons, reason),
+            remedies=remedies,
+        )
+    return Decision(False, None, None, (), denied, (reason, *decision.reasons[1:]), remedies)
 
 
 # Remedies that ask the guardians or the child for a consent (again): not offered while a refusal stands.
