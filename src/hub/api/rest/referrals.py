@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub.adapters.base import MessageKind
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
 from hub.api.rest.concern_reports import ConcernRead
@@ -278,16 +279,7 @@ async def add_event(
 
 class MailboxItem(BaseModel):
     id: str
-    kind: Literal[
-        "referral",
-        "status-event",
-        "team-offer",
-        "plan-version",
-        "plan-notice",
-        "plan-review",
-        "sip-invitation",
-        "sip-answer",
-    ]
+    kind: MessageKind
     body: dict[str, Any]
     fetch_count: int = Field(description="More than 1: fetched before and not acknowledged")
     created_at: datetime
