@@ -12,13 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import plans as db
 from hub.db import referrals as outbox
-from hub.db.lawful import SharingFacts, record_decision, sharing_facts
+from hub.db.lawful import SharingFacts, sharing_facts
 from hub.domain.plans import ChildPlan, PlanVersion, Share, categories_of
 from hub.domain.vocabulary import ChildPlanSchemaDoc, Vocabulary
 from hub.runtime import Runtime
 from hub.services.children import Child
 from hub.services.context import Actor
-from hub.services.sharing import ShareQuestion, decide_on_facts, explanation
+from hub.services.sharing import ShareQuestion, decide_on_facts, record_share
 
 # The purpose a plan is shared for, as the consents and assessments the engine weighs name purposes: the
 # referral kind "request for collaboration" (samverkansförfrågan) is the work a shared plan coordinates.
@@ -93,17 +93,7 @@ async def _decide(
         facts, question, actor=actor, child=child, runtime=runtime, decision_id=decision_id, dry_run=False
     )
     share = ChildPlan.share(organisation, version, categories, frozenset(decision.permitted_categories))
-    await record_decision(
-        session,
-        decision_id=decision_id,
-        decision=decision,
-        requested_by=actor.principal.subject,
-        from_org=actor.organisation_id,
-        to_org=organisation,
-        child=child.pseudonym,
-        purpose=PLAN_PURPOSE,
-        dry_run=False,
-        explanation=explanation(decision),
-        audit=entry,
+    await record_share(
+        session, actor, child, to_org=organisation, purpose=PLAN_PURPOSE, decided=(decision_id, decision, entry)
     )
     return db.NewShare(uuid.uuid4(), share, decision_id, decision.legal_basis if share.sections else None)
