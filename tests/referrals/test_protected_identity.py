@@ -306,3 +306,38 @@ async def test_a_named_person_offer_for_a_protected_child_carries_the_marker_not
     assert "child" not in offer and "accept" in offer
     assert offer["protected_identity"]["contact"]["organisation"]["organisation_id"] == SCHOOL
     assert offer["protected_identity"]["withheld_categories"] == ["guardians-contact", "identity"]
+
+
+async def test_an_organisation_without_a_basis_cannot_tell_a_protected_child_from_any_other(
+    client, auth, county
+) -> None:
+    r = await post(client, auth, ELEVHALSA, to_school(protected=True))  # the hub now keeps CHILD's mark
+    assert r.status_code == 202, r.text
+
+    async def ask(pin: str) -> dict[str, Any]:
+        question = {
+            "to_organisation": SCHOOL,
+            "child": {"personal_identity_number": pin},
+            "purpose": "samverkansforfragan",
+            "data_categories": ["identity", "guardians-contact", "school-situation"],
+        }
+        r = await client.post("/v1/sharing-decisions", json=question, headers=auth("region-bup", "system"))
+        assert r.status_code in (200, 201), r.text
+        answer = r.json()
+        return {k: v for k, v in answer.items() if k not in ("id", "decided_at")}
+
+    protected, other = await ask(CHILD), await ask(OTHER_CHILD)
+    assert protected == other  # nothing lets BUP, which has no basis, learn that CHILD is protected
+    assert "identity-protected" not in json.dumps(protected)
+    # The pupil health team, whose consent covers the identity, is told: it needs to know why it won't travel.
+    r = await client.post(
+        "/v1/sharing-decisions",
+        json={
+            "to_organisation": SCHOOL,
+            "child": {"personal_identity_number": CHILD},
+            "purpose": "samverkansforfragan",
+            "data_categories": ["identity", "school-situation"],
+        },
+        headers=auth(ELEVHALSA, "system"),
+    )
+    assert "identity-protected" in [reason["code"] for reason in r.json()["reasons"]]
