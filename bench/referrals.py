@@ -490,32 +490,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(hub.log_path.read_text()[-2000:])
     if not args.no_baseline:
         baseline_cs = [int(c) for c in args.baseline_concurrency.split(",") if c.strip()]
-        base_results = measure_baseline(args, baseline_cs)
-        for c, base in base_results.items():
-            if c in hub_results and base.throughput > 0:
-                share = hub_results[c].throughput / base.throughput
-                line = (
-                    f"hub / minimal service at {c} clients: {hub_results[c].throughput:,.0f} / "
-                    f"{base.throughput:,.0f} referrals/s = {share:.0%}"
-                )
-                if c == 32:
-                    met = share >= TARGET_SHARE_OF_BASELINE
-                    ok &= met
-                    line += f" (target ≥ {TARGET_SHARE_OF_BASELINE:.0%}: {'met' if met else 'NOT met'})"
-                print(line)
-        for c, base in measure_minimal(args, baseline_cs).items():
-            if c in hub_results and base.throughput > 0:
-                share = hub_results[c].throughput / base.throughput
-                line = (
-                    f"hub / minimal three-insert service at {c} clients: {hub_results[c].throughput:,.0f} / "
-                    f"{base.throughput:,.0f} referrals/s = {share:.0%}"
-                )
-                if c == 32:
-                    met = share >= TARGET_SHARE_OF_MINIMAL
-                    ok &= met
-                    line += f" (target ≥ {TARGET_SHARE_OF_MINIMAL:.0%}: {'met' if met else 'NOT met'})"
-                print(line)
+        ok &= _compare(hub_results, measure_baseline(args, baseline_cs), "minimal service", TARGET_SHARE_OF_BASELINE)
+        ok &= _compare(
+            hub_results, measure_minimal(args, baseline_cs), "minimal three-insert service", TARGET_SHARE_OF_MINIMAL
+        )
     return 0 if ok else 1
+
+
+def _compare(hub_results: dict[int, Any], yardstick: dict[int, Any], name: str, target: float) -> bool:
+    """Print the hub's throughput as a share of a yardstick's at each client count; the target is judged at 32."""
+    ok = True
+    for c, base in yardstick.items():
+        if c in hub_results and base.throughput > 0:
+            share = hub_results[c].throughput / base.throughput
+            line = (
+                f"hub / {name} at {c} clients: {hub_results[c].throughput:,.0f} / "
+                f"{base.throughput:,.0f} referrals/s = {share:.0%}"
+            )
+            if c == 32:
+                met = share >= target
+                ok &= met
+                line += f" (target ≥ {target:.0%}: {'met' if met else 'NOT met'})"
+            print(line)
+    return ok
 
 
 if __name__ == "__main__":
