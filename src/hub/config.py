@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # then one probe at a time goes to it, about every delivery_breaker_probe_seconds (with jitter), and
     # only the horizon gives its entries up (a failed probe says the receiver is down, not the message bad).
     delivery_breaker_threshold: int = Field(default=5, ge=1)
-    delivery_breaker_probe_seconds: float = Field(default=1.0, gt=0)
+    delivery_breaker_probe_seconds: float = Field(default=0.5, gt=0)
     delivery_timeout_seconds: float = Field(default=10.0, gt=0)
     worker_batch_size: int = Field(default=20, ge=1, le=500)
     # Deliveries a worker has in flight at once (and its HTTP connections). More is slower, not faster:

@@ -2,9 +2,9 @@
 
 After ``delivery_breaker_threshold`` transient failures in a row, by any workers, a receiver is down
 (open): no worker claims its entries, and one probe at a time goes to it, about every
-``delivery_breaker_probe_seconds`` (jittered: half to all of it). A probe every second costs a receiver
-that is down one request a second, and finds it back within a second, so the queue drains at full speed
-almost as soon as it returns (bench/RESULTS.md, issue #11). Any
+``delivery_breaker_probe_seconds`` (jittered: half to all of it). A probe every half second costs a
+receiver that is down two requests a second (a refused connection, mostly), and finds it back within half a
+second, so the queue drains at full speed almost as soon as it returns (bench/RESULTS.md, issue #11). Any
 answer from the receiver (a delivery, or a refusal for good: it is up) closes the breaker and releases
 its queue (everything waiting for a retry is due at once). The state is a row per receiver in PostgreSQL
 (``hub.db.referrals.breaker``), so it holds across workers; each worker also remembers which receivers
