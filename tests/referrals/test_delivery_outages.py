@@ -263,13 +263,15 @@ async def test_a_stale_worker_cannot_overwrite_the_outcome_of_the_worker_that_to
 
 
 async def test_a_heartbeat_keeps_the_lease_of_a_slow_delivery(client, auth, county) -> None:
-    receiver = Scripted(delay=4.5)  # three leases long
+    # More than two leases long. The lease is long enough that a machine busy with other work (a heartbeat
+    # is due every third of it, one second here) does not let it lapse between two beats.
+    receiver = Scripted(delay=7.0)
     with serve(receiver) as url:
         await set_endpoint(county, RECEIVER, "webhook", {"url": url, **WEBHOOK})
         await sent(client, auth)
         async with httpx.AsyncClient() as http:
-            a = worker_for(county, http, worker_lease_seconds=1.5)
-            b = worker_for(county, http, worker_lease_seconds=1.5)
+            a = worker_for(county, http, worker_lease_seconds=3.0)
+            b = worker_for(county, http, worker_lease_seconds=3.0)
             delivering = asyncio.create_task(a.run_once())
             await until(lambda: receiver.in_flight > 0)
             [claimed] = await outbox(county)
