@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +132,24 @@ async def test_a_refusal_is_permanent_and_names_the_status_but_not_the_message(
         with pytest.raises(PermanentDeliveryError) as caught:
             await adapter(context, url).deliver(message)
     assert f"HTTP {status}" in caught.value.detail
-    assert "Invalid referral" in caught.value.detail
+    assert "[/problems/invalid]" in caught.value.detail
+    assert "Invalid referral" not in caught.value.detail  # the receiver's words reach no one: only the type
     assert KIT_PERSONAL_IDENTITY_NUMBER not in str(caught.value)
     assert caught.value.retry_after_seconds is None
+
+
+@pytest.mark.parametrize(
+    "problem_type",
+    [f"/problems/{KIT_PERSONAL_IDENTITY_NUMBER}", "/problems/x?child=Anna", "/problems/unknown child", 7, "x" * 200],
+)
+async def test_a_refusal_keeps_no_text_of_the_receivers(context: AdapterContext, problem_type: object) -> None:
+    """What a receiver writes in words (a title, a type that is not an identifier) could name the child; the
+    detail ends up in the sender's view of its delivery, logs and dead-letter records."""
+    problem = {"type": problem_type, "title": f"Barnet {KIT_PERSONAL_IDENTITY_NUMBER} är redan aktuellt"}
+    with serve(Recorder(lambda r: Reply(422, problem, {"content-type": "application/problem+json"}))) as url:
+        with pytest.raises(PermanentDeliveryError) as caught:
+            await adapter(context, url).deliver(make_samples("https://hub.example").referral)
+    assert caught.value.detail == f"HTTP 422 {HTTPStatus(422).phrase}"
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,12 @@ so can yours, through ``hub.adapters``)::
     3xx (redirects are not followed)      → AdapterConfigError (dead-lettered): configure the final URL
     any other 4xx                         → PermanentDeliveryError
 
-An error's detail names the status and, from an RFC 9457 problem document, only its ``type`` and
-``title``: never the response body or the problem's ``detail`` (a receiver may echo the message back,
-personal data included, and error details end up in logs and dead-letter records).
+An error's detail names the status (with the standard reason phrase, not the receiver's) and, from an
+RFC 9457 problem document, only its ``type``, when it looks like an identifier: never the response body, the
+problem's ``title`` or ``detail``, or anything else a receiver wrote in words. A receiver may echo the
+message back, personal data included, and error details end up in logs, dead-letter records and the
+sender's view of its delivery: the sender must not learn from the receiver's system what no legal decision
+shared.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -28,7 +32,10 @@ import httpx
 from hub.adapters.base import AdapterConfigError, AdapterContext, DeliveryError, PermanentDeliveryError
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\u024f]+")
+_KNOWN_STATUSES = frozenset(s.value for s in HTTPStatus)
+# A problem type as an identifier: a URI reference without query or fragment, short, and without a run of
+# digits that could be a date of birth or a personal identity number.
+_PROBLEM_TYPE = re.compile(r"(?!.*\d{6})[A-Za-z0-9:/._~-]{1,120}")
 
 
 async def http_request(
@@ -67,20 +74,18 @@ def raise_for_delivery(response: httpx.Response, *, now: datetime | None = None)
 
 
 def describe(response: httpx.Response) -> str:
-    """``HTTP 422 Unprocessable Entity`` plus a problem document's type and title, short and printable."""
-    text = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
-    content_type = response.headers.get("content-type", "")
-    if "json" not in content_type:
+    """``HTTP 422 Unprocessable Entity`` plus a problem document's type when it is an identifier."""
+    status = response.status_code
+    phrase = HTTPStatus(status).phrase if status in _KNOWN_STATUSES else ""
+    text = f"HTTP {status} {phrase}".rstrip()
+    if "json" not in response.headers.get("content-type", ""):
         return text
     try:
         problem = json.loads(response.content[:65536])
     except (ValueError, UnicodeDecodeError):
         return text
-    if not isinstance(problem, dict):
-        return text
-    parts = [_short(problem.get(key)) for key in ("title", "type")]
-    extra = " ".join(f"[{p}]" if i else p for i, p in enumerate(parts) if p)
-    return f"{text}: {extra}" if extra else text
+    kind = problem.get("type") if isinstance(problem, dict) else None
+    return f"{text} [{kind}]" if isinstance(kind, str) and _PROBLEM_TYPE.fullmatch(kind) else text
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -115,10 +120,3 @@ def remote_id(response: httpx.Response, *keys: str) -> str | None:
     if location:
         return location.rstrip("/").rsplit("/", 1)[-1] or None
     return None
-
-
-def _short(value: object, limit: int = 120) -> str:
-    if not isinstance(value, str):
-        return ""
-    value = _UNPRINTABLE.sub(" ", value).strip()
-    return value if len(value) <= limit else value[: limit - 1] + "…"
