@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_seconds: float = Field(default=300.0, gt=0)
     # Whether `hub serve` and `hub worker` run the sealer (the lock keeps it to one of them at a time).
     audit_sealer: bool = True
+    # The bearer token a scraper presents at /metrics (Prometheus: `authorization: {credentials: ...}`).
+    # Unset, /metrics answers in dev mode only: its series name receiving organisations with their queues
+    # and breakers, small counts included, which no organisation or coordinator may read unsuppressed.
+    metrics_token: SecretStr | None = None
 
     # Delivery: the outbox worker. `hub serve` runs one in-process when serve_runs_worker (default: dev mode).
     serve_runs_worker: bool | None = None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
@@ -12,8 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from hub.adapters.registry import load_problems
 from hub.api.deps import RuntimeDep
 from hub.api.problems import ALL_PROBLEM_TYPES
+from hub.config import Settings
 from hub.database_availability import is_database_unavailable
-from hub.domain.errors import NotFound
+from hub.domain.errors import NotFound, Unauthenticated
 from hub.services.delivery.metrics import outbox_metrics
 
 router = APIRouter(tags=["operations"])
@@ -52,9 +55,18 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-async def metrics(runtime: RuntimeDep) -> Response:
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (with the bearer token HUB_METRICS_TOKEN; in dev mode without)",
+    response_class=PlainTextResponse,
+    responses={
+        401: {"description": "The metrics token is missing or wrong"},
+        404: {"description": "Metrics are off: no HUB_METRICS_TOKEN outside dev mode"},
+    },
+)
+async def metrics(runtime: RuntimeDep, authorization: Annotated[str, Header()] = "") -> Response:
     """The process's metrics, and the outbox's (every worker's, from the database): docs/operations.md."""
+    _admit_scraper(runtime.settings, authorization)
     try:
         async with asyncio.timeout(runtime.settings.database_connect_timeout):
             outbox = await outbox_metrics(runtime)
@@ -63,6 +75,18 @@ async def metrics(runtime: RuntimeDep) -> Response:
             raise
         outbox = b"# the outbox: database unavailable\n"
     return Response(generate_latest() + outbox, media_type=CONTENT_TYPE_LATEST)
+
+
+def _admit_scraper(settings: Settings, authorization: str) -> None:
+    """The outbox's series name organisations and their queues: only the operators' scraper reads them."""
+    token = settings.metrics_token
+    if token is None:
+        if settings.dev_mode:
+            return
+        raise NotFound("Metrics are off: the operator sets HUB_METRICS_TOKEN to scrape them.")
+    expected = f"Bearer {token.get_secret_value()}".encode()
+    if not hmac.compare_digest(authorization.encode("utf-8", "surrogateescape"), expected):
+        raise Unauthenticated("Present the metrics token: Authorization: Bearer <HUB_METRICS_TOKEN>.")
 
 
 @router.get("/problems/{code}", summary="What a problem type means", tags=["operations"])
