@@ -122,3 +122,53 @@ async def test_a_sealer_killed_mid_batch_loses_nothing(
     await seal_all(runtime.engine, runtime.settings)  # waits for PostgreSQL to notice the death
     entries, positions, ids, queued = await log_state(runtime)
     assert positions == list(range(6)) and len(set(ids)) == 6 and queued == 0
+
+
+async def test_a_batch_is_the_queues_lowest_ids_in_order_and_a_sealed_entry_is_not_sealed_again(
+    db: Runtime,
+) -> None:
+    """The claim (``hub.db.audit_tree._CLAIM``) takes the ``limit`` lowest queued ids whatever order they
+    were queued in, seals them in id order, leaves the rest queued, and dequeues an entry that is queued
+    again after it was sealed without giving it a second leaf. Its plan is made on an empty queue first (as
+    the sealer mostly leaves it), then run on a long one."""
+    from datetime import UTC, datetime
+
+    from hub.db import audit as audit_db
+    from hub.db import audit_tree
+    from hub.domain.audit import AuditAction, AuditOutcome, AuditRecord
+
+    async with db.engine.begin() as conn:
+        assert (await audit_tree.seal_batch(conn, limit=5)).entries == 0
+    async with db.sessions() as session:
+        ids = []
+        for n in range(12):
+            record = AuditRecord(
+                occurred_at=datetime(2026, 12, 6, 10, n, tzinfo=UTC),
+                action=AuditAction.SHARING_DECISION,
+                outcome=AuditOutcome.SUCCESS,
+                actor_subject="system",
+                actor_organisation="nora-elevhalsa",
+                actor_roles=("system",),
+                request_id=f"req-{n}",
+            )
+            ids.append(await audit_db.append(session, record))
+        await session.commit()
+    async with db.engine.begin() as conn:
+        # Queued in another order than the ids' (concurrent appends commit in any order).
+        await conn.execute(text("delete from audit_pending"))
+        for entry_id in reversed(ids):
+            await conn.execute(text("insert into audit_pending (entry_id) values (:id)"), {"id": entry_id})
+        sealed = await audit_tree.seal_batch(conn, limit=5)
+    assert (sealed.entries, sealed.size) == (5, 5)
+    entries, positions, sealed_ids, queued = await log_state(db)
+    assert (entries, positions, sealed_ids, queued) == (12, list(range(5)), ids[:5], 7)
+
+    async with db.engine.begin() as conn:  # the first, sealed, queued again: dequeued, not sealed twice
+        await conn.execute(text("insert into audit_pending (entry_id) values (:id)"), {"id": ids[0]})
+        again = await audit_tree.seal_batch(conn, limit=3)
+    assert (again.entries, again.size) == (2, 7)  # ids[0] (dequeued), ids[5], ids[6]
+    await seal_all(db.engine, db.settings)
+    entries, positions, sealed_ids, queued = await log_state(db)
+    assert (positions, sealed_ids, queued) == (list(range(12)), ids, 0)
+    report = await verify_log(db.engine)
+    assert report.intact and report.sealed == 12, report.problems
