@@ -10,11 +10,12 @@ leaves' unique keys.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.domain.checkpoint import Checkpoint, TreeHead
@@ -119,14 +120,36 @@ class Sealed:
     size: int  # the log's size after it
 
 
-async def seal_batch(conn: AsyncConnection, *, limit: int) -> Sealed:
+SEAL_CHUNK = 250
+"""Entries claimed, hashed and inserted per statement of a batch. The sealer shares the event loop with the
+requests (``hub serve``): between statements it waits on the database and the requests run, so the chunk
+bounds how long it holds the loop at a time (a whole batch of ~1,000 entries held it for several
+milliseconds, one request's worth of latency; bench/RESULTS.md)."""
+
+
+async def seal_batch(conn: AsyncConnection, *, limit: int, chunk: int = SEAL_CHUNK) -> Sealed:
     """Seal up to ``limit`` queued entries (by id) at the end of the log, in the caller's transaction,
-    which must hold the sealer's lock (:func:`try_lock`)."""
+    which must hold the sealer's lock (:func:`try_lock`); ``chunk`` entries a statement at most (the log,
+    its tree and the queue end the same whatever the chunk)."""
     size = await sealed_size(conn)
-    rows = (await conn.execute(_CLAIM, {"limit": limit})).all()
-    if not rows:
-        return Sealed(0, size)
-    tree = await frontier(conn, size)
+    tree: Frontier | None = None
+    sealed = 0
+    while sealed < limit:
+        wanted = min(chunk, limit - sealed)
+        rows = (await conn.execute(_CLAIM, {"limit": wanted})).all()
+        if not rows:
+            break
+        if tree is None:
+            tree = await frontier(conn, size)
+        await _append(conn, tree, rows)
+        sealed += len(rows)
+        if len(rows) < wanted:
+            break  # the queue is empty (or held entries sealed already): the next round looks again
+    return Sealed(sealed, size if tree is None else tree.size)
+
+
+async def _append(conn: AsyncConnection, tree: Frontier, rows: Sequence[Row[Any]]) -> None:
+    """Hash ``rows`` (entry id, canonical) onto ``tree`` and store their leaves and the nodes they complete."""
     seqs, ids, hashes = [], [], []
     levels, indexes, node_hashes = [], [], []
     for entry_id, canonical in rows:
@@ -141,7 +164,6 @@ async def seal_batch(conn: AsyncConnection, *, limit: int) -> Sealed:
     await conn.execute(_INSERT_LEAVES, {"seqs": seqs, "ids": ids, "hashes": hashes})
     if levels:
         await conn.execute(_INSERT_NODES, {"levels": levels, "indexes": indexes, "hashes": node_hashes})
-    return Sealed(len(rows), tree.size)
 
 
 async def tree_root(conn: AsyncConnection, size: int) -> bytes:

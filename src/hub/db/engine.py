@@ -197,6 +197,14 @@ async def driver(session: AsyncSession, *, own_transaction: bool = False) -> Asy
                 await connection.invalidate()
             raise
         return
+    async with pooled_driver(engine) as own:
+        yield own
+
+
+@asynccontextmanager
+async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """A driver connection straight from ``engine``'s pool, returned on exit (``driver``'s own
+    transaction); discarded if the block ends in cancellation or a connection error."""
     pooled = await engine.raw_connection()
     own = pooled.driver_connection
     assert own is not None  # a connection just checked out of the pool
