@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.domain.checkpoint import Checkpoint, TreeHead
@@ -148,7 +148,7 @@ async def seal_batch(conn: AsyncConnection, *, limit: int, chunk: int = SEAL_CHU
     return Sealed(sealed, size if tree is None else tree.size)
 
 
-async def _append(conn: AsyncConnection, tree: Frontier, rows: Sequence[Row[Any]]) -> None:
+async def _append(conn: AsyncConnection, tree: Frontier, rows: Sequence[Any]) -> None:
     """Hash ``rows`` (entry id, canonical) onto ``tree`` and store their leaves and the nodes they complete."""
     seqs, ids, hashes = [], [], []
     levels, indexes, node_hashes = [], [], []
