@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.db.engine import Statement
 from hub.domain.checkpoint import Checkpoint, TreeHead
 from hub.domain.merkle import EMPTY_ROOT, Frontier, Node, fold, leaf_hash, perfect_parts
 
@@ -30,7 +31,7 @@ SEALER_LOCK = 7274211
 # it), as a nested-loop semi join re-reading the sorted batch for every queued row (quadratic: 23 ms for 300
 # entries); and the entries are fetched by their ids (``= any``) rather than by a join, which it may plan,
 # when its statistics say the queue is long, as a merge join walking all of audit_event from its first id.
-_CLAIM = text(
+_CLAIM = Statement(
     """
     with claimed as (
         delete from audit_pending
@@ -44,13 +45,13 @@ _CLAIM = text(
     order by e.id
     """
 )
-_INSERT_LEAVES = text(
+_INSERT_LEAVES = Statement(
     """
     insert into audit_leaf (seq, entry_id, leaf_hash)
     select * from unnest(cast(:seqs as bigint[]), cast(:ids as bigint[]), cast(:hashes as bytea[]))
     """
 )
-_INSERT_NODES = text(
+_INSERT_NODES = Statement(
     """
     insert into audit_node (level, index, hash)
     select * from unnest(cast(:levels as smallint[]), cast(:indexes as bigint[]), cast(:hashes as bytea[]))
@@ -123,32 +124,36 @@ class Sealed:
 SEAL_CHUNK = 250
 """Entries claimed, hashed and inserted per statement of a batch. The sealer shares the event loop with the
 requests (``hub serve``): between statements it waits on the database and the requests run, so the chunk
-bounds how long it holds the loop at a time (a whole batch of ~1,000 entries held it for several
-milliseconds, one request's worth of latency; bench/RESULTS.md)."""
+bounds how long it holds the loop at a time. A batch of 1,000 entries in one statement held it for 3.5-5 ms
+of CPU at once, longer than a request's whole CPU; in chunks of 250, ~1.5 ms (for ~3 µs more CPU per
+entry: more statements)."""
 
 
 async def seal_batch(conn: AsyncConnection, *, limit: int, chunk: int = SEAL_CHUNK) -> Sealed:
     """Seal up to ``limit`` queued entries (by id) at the end of the log, in the caller's transaction,
     which must hold the sealer's lock (:func:`try_lock`); ``chunk`` entries a statement at most (the log,
     its tree and the queue end the same whatever the chunk)."""
-    size = await sealed_size(conn)
+    size = await sealed_size(conn)  # through SQLAlchemy first: the transaction has begun on the connection
+    # The chunks' statements run on the driver connection, in that transaction: SQLAlchemy's own work per
+    # statement and per row was most of the sealer's CPU.
+    driver = (await conn.get_raw_connection()).driver_connection
     tree: Frontier | None = None
     sealed = 0
     while sealed < limit:
         wanted = min(chunk, limit - sealed)
-        rows = (await conn.execute(_CLAIM, {"limit": wanted})).all()
+        rows = await _CLAIM.fetch(driver, {"limit": wanted})
         if not rows:
             break
         if tree is None:
             tree = await frontier(conn, size)
-        await _append(conn, tree, rows)
+        await _append(driver, tree, rows)
         sealed += len(rows)
         if len(rows) < wanted:
             break  # the queue is empty (or held entries sealed already): the next round looks again
     return Sealed(sealed, size if tree is None else tree.size)
 
 
-async def _append(conn: AsyncConnection, tree: Frontier, rows: Sequence[Any]) -> None:
+async def _append(driver: Any, tree: Frontier, rows: Sequence[Any]) -> None:
     """Hash ``rows`` (entry id, canonical) onto ``tree`` and store their leaves and the nodes they complete."""
     seqs, ids, hashes = [], [], []
     levels, indexes, node_hashes = [], [], []
@@ -161,9 +166,9 @@ async def _append(conn: AsyncConnection, tree: Frontier, rows: Sequence[Any]) ->
             levels.append(level)
             indexes.append(index)
             node_hashes.append(h)
-    await conn.execute(_INSERT_LEAVES, {"seqs": seqs, "ids": ids, "hashes": hashes})
+    await _INSERT_LEAVES.execute(driver, {"seqs": seqs, "ids": ids, "hashes": hashes})
     if levels:
-        await conn.execute(_INSERT_NODES, {"levels": levels, "indexes": indexes, "hashes": node_hashes})
+        await _INSERT_NODES.execute(driver, {"levels": levels, "indexes": indexes, "hashes": node_hashes})
 
 
 async def tree_root(conn: AsyncConnection, size: int) -> bytes:

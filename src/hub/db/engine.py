@@ -167,6 +167,13 @@ class Statement:
         rows: list[Any] = await on.fetch(self.native_sql, *[params[name] for name in self.names])
         return rows
 
+    async def execute(self, on: AsyncSession | Any, params: Mapping[str, Any]) -> None:
+        """Run it for its effect, on a session or a driver connection."""
+        if isinstance(on, AsyncSession):
+            await on.execute(self.clause, params)
+            return
+        await on.execute(self.native_sql, *[params[name] for name in self.names])
+
     async def fetchval(self, on: AsyncSession | Any, params: Mapping[str, Any]) -> Any:
         """The first column of the first row, or None."""
         row = await self.fetchrow(on, params)
