@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from hub.config import Settings
+from hub.db import audit_tree
 from hub.keys import audit_signer
 from hub.main import create_app
 from hub.runtime import Runtime
@@ -172,3 +173,41 @@ async def test_a_batch_is_the_queues_lowest_ids_in_order_and_a_sealed_entry_is_n
     assert (positions, sealed_ids, queued) == (list(range(12)), ids, 0)
     report = await verify_log(db.engine)
     assert report.intact and report.sealed == 12, report.problems
+
+
+async def _sealed_tree(runtime: Runtime, *, limit: int, chunk: int, keep: bool) -> tuple[int, list[tuple], bytes]:
+    """Seal in one transaction with ``chunk``-entry statements: entries sealed, the leaves and nodes
+    stored, the root; rolled back unless ``keep``."""
+    async with runtime.engine.connect() as conn:
+        await conn.begin()
+        assert await audit_tree.try_lock(conn)
+        sealed = await audit_tree.seal_batch(conn, limit=limit, chunk=chunk)
+        leaves = (await conn.execute(text("select seq, entry_id, leaf_hash from audit_leaf order by seq"))).all()
+        nodes = (await conn.execute(text("select level, index, hash from audit_node order by level, index"))).all()
+        root = await audit_tree.tree_root(conn, sealed.size)
+        await (conn.commit() if keep else conn.rollback())
+    return sealed.entries, [tuple(r) for r in leaves] + [tuple(n) for n in nodes], root
+
+
+async def test_sealing_in_chunks_builds_the_same_tree_as_one_statement(
+    client: httpx.AsyncClient, auth: Auth, demo: None, runtime: Runtime
+) -> None:
+    await record_consent(client, auth)
+    for _ in range(9):
+        await ask(client, auth)
+    # Part of the log sealed already, so that the chunks continue a tree that has a right edge.
+    assert (await _sealed_tree(runtime, limit=3, chunk=2, keep=True))[0] == 3
+    whole = await _sealed_tree(runtime, limit=100, chunk=100, keep=False)
+    chunked = await _sealed_tree(runtime, limit=100, chunk=2, keep=False)
+    assert whole[0] == chunked[0] == 7
+    assert chunked == whole  # the same leaves at the same positions, the same nodes, the same root
+
+    # A batch stops at its limit, whatever the chunk; the next one continues where it stopped.
+    assert (await _sealed_tree(runtime, limit=5, chunk=2, keep=True))[0] == 5
+    assert (await _sealed_tree(runtime, limit=5, chunk=2, keep=True))[0] == 2
+    _, stored, root = await _sealed_tree(runtime, limit=5, chunk=2, keep=False)
+    assert stored == whole[1] and root == whole[2]
+    signed = await seal_all(runtime.engine, runtime.settings, checkpoint=True)
+    assert signed.checkpoint is not None and signed.checkpoint.head.root == whole[2]
+    report = await verify_log(runtime.engine)
+    assert report.intact and report.sealed == 10, report.problems

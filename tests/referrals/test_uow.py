@@ -35,3 +35,24 @@ async def test_one_commit_and_nothing_without_it(runtime: Runtime) -> None:
     assert await _present(runtime, [committed, failed, forgotten]) == {committed}
     async with runtime.engine.begin() as conn:
         await conn.execute(text("delete from organisation where id = :id"), {"id": committed})
+
+
+async def test_the_fast_path_makes_no_session_and_a_used_session_is_closed(runtime: Runtime) -> None:
+    pool = runtime.engine.pool
+    out = pool.checkedout()  # type: ignore[attr-defined]
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        async with uow.statement() as connection:
+            assert await connection.fetchval("select 1") == 1
+            assert pool.checkedout() == out + 1  # type: ignore[attr-defined]
+        await uow.end_reads()  # nothing read: nothing to end
+    assert uow._session is None and pool.checkedout() == out  # type: ignore[attr-defined]
+
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        assert await uow.session.scalar(text("select 1")) == 1
+        session = uow.session
+        assert session.in_transaction() and pool.checkedout() == out + 1  # type: ignore[attr-defined]
+        await uow.end_reads()
+        async with uow.statement() as connection:  # after the reads: a pooled connection of its own
+            assert await connection.fetchval("select 2") == 2
+    assert uow.session is session and not session.in_transaction()
+    assert pool.checkedout() == out  # type: ignore[attr-defined]

@@ -167,6 +167,13 @@ class Statement:
         rows: list[Any] = await on.fetch(self.native_sql, *[params[name] for name in self.names])
         return rows
 
+    async def execute(self, on: AsyncSession | Any, params: Mapping[str, Any]) -> None:
+        """Run it for its effect, on a session or a driver connection."""
+        if isinstance(on, AsyncSession):
+            await on.execute(self.clause, params)
+            return
+        await on.execute(self.native_sql, *[params[name] for name in self.names])
+
     async def fetchval(self, on: AsyncSession | Any, params: Mapping[str, Any]) -> Any:
         """The first column of the first row, or None."""
         row = await self.fetchrow(on, params)
@@ -197,6 +204,14 @@ async def driver(session: AsyncSession, *, own_transaction: bool = False) -> Asy
                 await connection.invalidate()
             raise
         return
+    async with pooled_driver(engine) as own:
+        yield own
+
+
+@asynccontextmanager
+async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """A driver connection straight from ``engine``'s pool, returned on exit (``driver``'s own
+    transaction); discarded if the block ends in cancellation or a connection error."""
     pooled = await engine.raw_connection()
     own = pooled.driver_connection
     assert own is not None  # a connection just checked out of the pool

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hub.adapters.base import MessageKind
@@ -15,6 +15,7 @@ from hub.api.deps import RuntimeDep, Session, actor_for
 from hub.api.rest.concern_reports import ConcernRead
 from hub.api.rest.schemas import Instant, ProtectableChild
 from hub.domain.principal import Principal, Role
+from hub.runtime import Runtime
 from hub.services import mailbox as mailbox_svc
 from hub.services import referrals as svc
 from hub.services.concern_states import clock as concern_clock
@@ -170,11 +171,12 @@ async def send(
     body: ReferralCreate,
     key: IdempotencyKey,
     principal: Party,
-    runtime: RuntimeDep,
+    request: Request,
     response: Response,
 ) -> ReferralAccepted:
     """The decision engine decides; an allowed referral is stored with its outbox entry in one transaction
     and answered 202. Retrying with the same Idempotency-Key and body returns the same referral."""
+    runtime: Runtime = request.app.state.runtime  # as RuntimeDep reads it, without a dependency to resolve
     sent = await svc.send_referral(
         actor=actor_for(principal),
         draft=svc.ReferralDraft(

@@ -46,9 +46,15 @@ class ReferralDraft:
 def hash_request(draft: ReferralDraft, child_pseudonym: str) -> str:
     # The number itself is left out (it is matched through its pseudonym), so the hash cannot be tested
     # against guessed numbers.
-    body = {**json.loads(json.dumps(draft, default=lambda o: o.__dict__)), "personal_identity_number": None}
-    body["child"] = child_pseudonym
-    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    # One encoding, the nested dataclasses as their fields: the same text (and hash) as the encode, decode
+    # and encode again it replaces, at a third of the cost (a replay compares it with stored hashes).
+    body = {**draft.__dict__, "personal_identity_number": None, "child": child_pseudonym}
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False, default=_fields)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _fields(value: object) -> dict[str, Any]:
+    return value.__dict__
 
 
 def validate_draft(draft: ReferralDraft, vocabulary: Vocabulary) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
