@@ -254,24 +254,34 @@ async def from_scratch(conn: AsyncConnection) -> dict[RollupKey, tuple[int, int,
     }
 
 
+# A base cell's rollup row: its slots' rows summed (migration 0023), the histograms' elements in one list.
+SUMMED_ROLLUP = """select measure, dimension, week::text, municipality, sender_municipality, sender_type,
+                          recipient_municipality, recipient_type, kind, trappan_step, sum(value)::integer as value,
+                          sum(children)::integer as children, (sum(cell_key) % 4294967296)::bigint as cell_key,
+                          flow_hist_cat(hist) as hist
+                   from flow_rollup
+                   group by measure, dimension, week, cell, municipality, sender_municipality, sender_type,
+                            recipient_municipality, recipient_type, kind, trappan_step"""
+
+
+def histogram(elements: list[int] | None) -> dict[int, int]:
+    """bucket -> count of a histogram's elements (bucket << 32 | count), a bucket's counts summed."""
+    counts: Counter[int] = Counter()
+    for e in elements or []:
+        counts[e >> 32] += e & 0xFFFFFFFF
+    return dict(counts)
+
+
 async def rollups(conn: AsyncConnection) -> dict[RollupKey, tuple[int, int, int, dict[int, int]]]:
-    """The non-empty rollup rows as stored (rows a status has been left behind by must be all zero)."""
-    rows = (
-        await conn.execute(
-            text(
-                """select measure, dimension, week::text, municipality, sender_municipality, sender_type,
-                          recipient_municipality, recipient_type, kind, trappan_step, value, children, cell_key, hist
-                   from flow_rollup"""
-            )
-        )
-    ).all()
+    """The non-empty base cells as stored, each the sum of its slots (a base cell a status has been left
+    behind by must be all zero)."""
     out = {}
-    for row in rows:
+    for row in (await conn.execute(text(SUMMED_ROLLUP))).all():
         *k, value, children, cell_key, hist = row
         if value == 0:
             assert children == 0 and cell_key == 0, row
             continue
-        out[tuple(k)] = (value, children, cell_key, {e >> 32: e & 0xFFFFFFFF for e in hist or []})
+        out[tuple(k)] = (value, children, cell_key, histogram(hist))
     return out  # type: ignore[return-value]
 
 
@@ -313,7 +323,7 @@ async def base_cells(conn: AsyncConnection) -> list[BaseCell]:
             text(
                 f"""select measure, dimension, week::text, municipality, sender_type, recipient_type, kind,
                            trappan_step, value, children, {draw}
-                    from flow_rollup where value > 0
+                    from ({SUMMED_ROLLUP}) b where value > 0
                     union all
                     select 'status:requested', d, week::text, municipality, sender_type, recipient_type, kind,
                            trappan_step, value, children, {draw}

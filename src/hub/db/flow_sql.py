@@ -137,6 +137,14 @@ def group_columns(exprs: Sequence[str]) -> str:
     return f"{padded[0]} as g1, {padded[1]} as g2"
 
 
+# A base cell's key in each rollup: its rows differ only in their slot (migration 0023).
+BASE_CELLS = {
+    "flow_rollup": "f.measure, f.dimension, f.week, f.cell",
+    "flow_rollup_month": "f.measure, f.dimension, f.month, f.municipality, f.sender_type, f.recipient_type, f.kind, "
+    "f.trappan_step",
+}
+
+
 def rollup_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any]) -> str:
     """The base cells of the query, each with its group values g1 and g2, from ``flow_rollup``."""
     return rows_of("flow_rollup", COLUMNS, scope_filters(scope, params), scope, groups, measures, params)
@@ -196,10 +204,14 @@ def rows_of(
     else:
         where.append("f.dimension = :dimension")
     params["dimension"] = scope.dimension or ALL
-    return (
-        f"select f.value, f.children, {ADJUSTMENT} as adjustment, f.hist, {group_columns(exprs)} "
-        f"from {table} f where {' and '.join(where)}"
+    # A base cell is its slots' rows summed (migration 0023): its figures and its adjustment are the ones
+    # one row per cell would hold. Its group values are the same in each slot (they are the cell's).
+    cells = (
+        f"select sum(f.value)::integer as value, sum(f.children)::integer as children, "
+        f"(sum(f.cell_key) % {MODULUS})::bigint as cell_key, flow_hist_cat(f.hist) as hist, {group_columns(exprs)} "
+        f"from {table} f where {' and '.join(where)} group by {BASE_CELLS[table]}, g1, g2"
     )
+    return f"select f.value, f.children, {ADJUSTMENT} as adjustment, f.hist, f.g1, f.g2 from ({cells}) f"
 
 
 WEEK = timedelta(weeks=1)
