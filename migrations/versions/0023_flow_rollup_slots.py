@@ -30,9 +30,20 @@ most of them not in a rollup write at any moment); when all sixteen are taken th
 sets it before replaying (it holds the raw tables locked, so no trigger writes meanwhile) and
 ``flow_rebuild_bulk``/``flow_month_fill`` leave the column at its default. Existing rows become slot 0.
 
+The same revision takes the last row every referral could wait on besides its child's out of the
+trigger: ``flow_enter`` raised ``flow_state.max_child_referrals`` (the most referrals any child has) in
+the referral's transaction whenever a child's count passed it, so the referrals that passed it at the
+same moment took turns on ``flow_state``'s single row, each until the other's commit was flushed (seen
+in the wait events at 8 clients with one sender). Nothing reads the column (it was a bound kept for
+reasoning about how often one child can be counted in merged rows) and ``flow_child`` holds the same
+figure (``select max(referrals) from flow_child``), so it is dropped; the rebuilds no longer write it.
+What one sender's referrals still share is each child's ``flow_child`` row, which serialises the
+referrals of the same child (its distinct-children counts rest on that).
+
 The functions this revision replaces are written out in full, as they become and (for the downgrade) as
 0007 and 0010 left them: a migration is a snapshot that never changes and reads on its own. The
-downgrade folds every base cell's slots into one row (slot 0) before dropping the column.
+downgrade folds every base cell's slots into one row (slot 0) before dropping the column, and computes
+``max_child_referrals`` from ``flow_child``.
 
 Revision ID: 0023
 Revises: 0022
@@ -154,7 +165,7 @@ begin
 end $$
 """  # noqa: E501 (the function's text as 0007 had it)
 
-# 0010's flow_enter, its ``sent`` rows written to the transaction's slot.
+# 0010's flow_enter, its ``sent`` rows written to the transaction's slot, and flow_state no longer updated.
 ENTER = r"""
 create or replace function flow_enter(ref referral, status text) returns void
 language plpgsql set plan_cache_mode = force_generic_plan as $$
@@ -205,9 +216,6 @@ begin
     if not found then
         return;  -- entered already
     end if;
-    if n > s.max_child_referrals then  -- s was read first: the stored maximum is at least that
-        update flow_state set max_child_referrals = n where id = 1 and max_child_referrals < n;
-    end if;
     if (select c.initial from referral_status_class c where c.status = r.status) then
         insert into flow_rollup as f (measure, dimension, week, cell, municipality, sender_municipality,
             sender_type, recipient_municipality, recipient_type, kind, trappan_step, value, children, cell_key, slot)
@@ -247,7 +255,7 @@ begin
 end $$
 """
 
-# 0010's flow_rebuild, every row in slot 0.
+# 0010's flow_rebuild, every row in slot 0, flow_state as it is.
 REBUILD = r"""
 create or replace function flow_rebuild() returns void language plpgsql as $$
 declare
@@ -257,7 +265,6 @@ begin
     truncate flow_referral, flow_rollup, flow_child, flow_suggestion, flow_rollup_month;
     -- Slot 0 for every row, without a slot lock: no trigger writes while the tables are locked.
     perform set_config('hub.flow_rollup_slot', '0', true);
-    update flow_state set max_child_referrals = 0;
     for step in
         select id, seq from (
             select created_at as at, id, 0 as seq from referral
@@ -274,6 +281,182 @@ begin
             perform flow_event(e) from referral_event e where e.referral_id = step.id and e.seq = step.seq;
         end if;
     end loop;
+end $$
+"""
+
+# 0010's flow_rebuild_bulk, without flow_state.max_child_referrals.
+REBUILD_BULK = r"""
+create or replace function flow_rebuild_bulk() returns void language plpgsql
+set work_mem = '256MB' set maintenance_work_mem = '256MB' as $$
+declare
+    s flow_state := flow_state_row();
+    pair record;
+    last_referral uuid;
+begin
+    lock table referral, referral_event in share mode;
+    truncate flow_referral, flow_rollup, flow_child, flow_suggestion, flow_rollup_month;
+
+    -- Each referral as flow_enter enters it (its first event's status, as flow_rebuild takes it) and as
+    -- flow_event leaves it after its moving events, in their order (seq).
+    insert into flow_referral
+    select src.id, src.cell, src.week, src.municipality, src.sender_municipality, src.sender_type,
+           src.recipient_municipality, src.recipient_type, src.kind, src.trappan_step, src.dimensions,
+           flow_record_key(src.child_pseudonym, s.inner_pad, s.outer_pad),
+           coalesce(m.status, src.initial), m.reason, coalesce(m.suggested, false), false,
+           coalesce(m.reached, '{}'), src.created_at, coalesce(m.changed_at, src.created_at)
+    from (
+        select r.id, r.created_at, r.kind, r.child_pseudonym,
+               date_trunc('week', r.created_at at time zone 'Europe/Stockholm')::date as week,
+               coalesce(so.municipality_code, ro.municipality_code, 'county') as municipality,
+               coalesce(so.municipality_code, 'county') as sender_municipality, so.type as sender_type,
+               coalesce(ro.municipality_code, 'county') as recipient_municipality, ro.type as recipient_type,
+               coalesce(r.trappan_step, -1)::smallint as trappan_step,
+               md5(concat_ws('|', date_trunc('week', r.created_at at time zone 'Europe/Stockholm')::date,
+                             coalesce(so.municipality_code, 'county'), so.type,
+                             coalesce(ro.municipality_code, 'county'), ro.type, r.kind,
+                             coalesce(r.trappan_step, -1)))::uuid as cell,
+               array['*'] || case when cardinality(r.dimensions) = 0 then array['none']
+                                  else array(select distinct d from unnest(r.dimensions) as d order by d) end
+                   as dimensions,
+               coalesce((select e.to_status from referral_event e
+                         where e.referral_id = r.id and e.from_status is null order by e.seq limit 1),
+                        (select c.status from referral_status_class c where c.initial)) as initial
+        from referral r
+        join organisation so on so.id = r.sender_organisation
+        join organisation ro on ro.id = r.recipient_organisation
+    ) as src
+    left join (
+        select e.referral_id,
+               (array_agg(e.to_status order by e.seq desc))[1] as status,
+               (array_agg(e.occurred_at order by e.seq desc))[1] as changed_at,
+               (array_agg(coalesce(e.reason_code, 'unspecified') order by e.seq desc)
+                   filter (where tc.rejection))[1] as reason,
+               bool_or(tc.rejection
+                       and (e.suggested_organisation is not null or e.suggested_service is not null)) as suggested,
+               array(select x from unnest(array_agg(e.to_status order by e.seq)
+                         filter (where tc.milestone))
+                         with ordinality as u(x, i) group by x order by min(i)) as reached
+        from referral_event e
+        left join referral_status_class tc on tc.status = e.to_status
+        where e.type = 'status' and e.from_status is not null and e.to_status is not null
+          and e.from_status <> e.to_status
+        group by e.referral_id
+    ) as m on m.referral_id = src.id;
+
+    insert into flow_child (child_key, referrals)
+    select child_key, count(*) from flow_referral group by child_key;
+
+    -- The first rejection with a suggestion of each referral (flow_event's insert does nothing after it).
+    insert into flow_suggestion (referral_id, child_key, suggested_organisation, suggested_service, rejected_at)
+    select distinct on (e.referral_id) e.referral_id, f.child_key, e.suggested_organisation, e.suggested_service,
+           e.occurred_at
+    from referral_event e join flow_referral f on f.referral_id = e.referral_id
+    where e.type = 'status' and e.from_status is not null
+      and e.from_status not in (select c.status from referral_status_class c where c.rejection)
+      and e.to_status in (select c.status from referral_status_class c where c.rejection)
+      and (e.suggested_organisation is not null or e.suggested_service is not null)
+    order by e.referral_id, e.seq;
+
+    -- Redirections, in the order flow_enter meets the referrals: each takes the earliest suggestion of its
+    -- child still open that it matches. Only pairs that could match are visited.
+    for pair in
+        select fs.referral_id as suggestion, r.id as referral
+        from flow_suggestion fs
+        join flow_referral f on f.child_key = fs.child_key
+        join referral r on r.id = f.referral_id
+        where fs.rejected_at <= r.created_at and r.id <> fs.referral_id
+          and (fs.suggested_organisation = r.recipient_organisation or fs.suggested_service = r.service_id)
+        order by r.created_at, r.id, fs.rejected_at
+    loop
+        continue when pair.referral = last_referral;
+        update flow_suggestion set followed_by = pair.referral
+        where referral_id = pair.suggestion and followed_by is null;
+        if found then
+            last_referral := pair.referral;
+            update flow_referral set redirected = true where referral_id = pair.suggestion;
+        end if;
+    end loop;
+
+    -- Every measure each referral is in now, and every status it has left (its row stays, at zero), once
+    -- per dimension; lead measures with their bucket.
+    create temporary table flow_bulk_member on commit drop as
+    select t.measure, d.dimension, f.cell, f.child_key, t.inside, t.bucket
+    from flow_referral f
+    cross join lateral (
+        select 'sent' as measure, true as inside, null::integer as bucket
+        union all
+        select 'rejected:' || f.reason, true, null
+        where f.status in (select c.status from referral_status_class c where c.rejection)
+        union all
+        select 'suggested', true, null where f.suggested
+        union all
+        select 'redirected', true, null where f.redirected
+    ) as t
+    cross join unnest(f.dimensions) as d(dimension);
+
+    insert into flow_bulk_member
+    select 'status:' || x.status, d.dimension, f.cell, f.child_key, x.status = f.status, null::integer
+    from flow_referral f
+    join (
+        select e.referral_id, e.to_status as status from referral_event e
+        where e.type = 'status' and e.from_status is not null and e.to_status is not null
+          and e.from_status <> e.to_status
+        union
+        select e.referral_id, e.from_status from referral_event e
+        where e.type = 'status' and e.from_status is not null and e.to_status is not null
+          and e.from_status <> e.to_status
+        union
+        select f2.referral_id, f2.status from flow_referral f2
+    ) as x on x.referral_id = f.referral_id
+    cross join unnest(f.dimensions) as d(dimension)
+    where x.status not in (select c.status from referral_status_class c where c.initial);
+
+    insert into flow_bulk_member
+    select 'lead:' || l.to_status, d.dimension, f.cell, f.child_key, true,
+           flow_bucket(greatest(0, extract(epoch from l.occurred_at - f.created_at))::float8)
+    from (
+        select distinct on (e.referral_id, e.to_status) e.referral_id, e.to_status, e.occurred_at
+        from referral_event e
+        where e.type = 'status' and e.from_status is not null and e.from_status <> e.to_status
+          and e.to_status in (select c.status from referral_status_class c where c.milestone)
+        order by e.referral_id, e.to_status, e.seq
+    ) as l
+    join flow_referral f on f.referral_id = l.referral_id
+    cross join unnest(f.dimensions) as d(dimension);
+
+    -- Distinct children in two steps (per child, then per row): two hash aggregates, no sort.
+    insert into flow_rollup (measure, dimension, week, cell, municipality, sender_municipality, sender_type,
+        recipient_municipality, recipient_type, kind, trappan_step, value, children, cell_key, hist)
+    select agg.measure, agg.dimension, c.week, agg.cell, c.municipality, c.sender_municipality, c.sender_type,
+           c.recipient_municipality, c.recipient_type, c.kind, c.trappan_step, agg.value, agg.children,
+           agg.cell_key, h.hist
+    from (
+        select measure, dimension, cell, sum(n)::integer as value, (count(*) filter (where n > 0))::integer
+                   as children,
+               coalesce(sum(child_key) filter (where n > 0), 0) % 4294967296 as cell_key
+        from (
+            select measure, dimension, cell, child_key, count(*) filter (where inside) as n
+            from flow_bulk_member group by measure, dimension, cell, child_key
+        ) as per_child
+        group by measure, dimension, cell
+    ) as agg
+    join (select distinct on (cell) cell, week, municipality, sender_municipality, sender_type,
+                 recipient_municipality, recipient_type, kind, trappan_step from flow_referral) as c
+      on c.cell = agg.cell
+    left join (
+        select measure, dimension, cell, array_agg((bucket::bigint << 32) | n order by bucket) as hist
+        from (
+            select measure, dimension, cell, bucket, count(*) as n
+            from flow_bulk_member where bucket is not null group by measure, dimension, cell, bucket
+        ) as per_bucket
+        group by measure, dimension, cell
+    ) as h on h.measure = agg.measure and h.dimension = agg.dimension and h.cell = agg.cell;
+
+    drop table flow_bulk_member;
+    analyze flow_referral;
+    perform flow_month_fill();
+    analyze flow_rollup;
+    analyze flow_rollup_month;
 end $$
 """
 
@@ -461,6 +644,185 @@ begin
 end $$
 """
 
+REBUILD_BULK_0010 = r"""
+create or replace function flow_rebuild_bulk() returns void language plpgsql
+set work_mem = '256MB' set maintenance_work_mem = '256MB' as $$
+declare
+    s flow_state := flow_state_row();
+    pair record;
+    last_referral uuid;
+begin
+    lock table referral, referral_event in share mode;
+    truncate flow_referral, flow_rollup, flow_child, flow_suggestion, flow_rollup_month;
+
+    -- Each referral as flow_enter enters it (its first event's status, as flow_rebuild takes it) and as
+    -- flow_event leaves it after its moving events, in their order (seq).
+    insert into flow_referral
+    select src.id, src.cell, src.week, src.municipality, src.sender_municipality, src.sender_type,
+           src.recipient_municipality, src.recipient_type, src.kind, src.trappan_step, src.dimensions,
+           flow_record_key(src.child_pseudonym, s.inner_pad, s.outer_pad),
+           coalesce(m.status, src.initial), m.reason, coalesce(m.suggested, false), false,
+           coalesce(m.reached, '{}'), src.created_at, coalesce(m.changed_at, src.created_at)
+    from (
+        select r.id, r.created_at, r.kind, r.child_pseudonym,
+               date_trunc('week', r.created_at at time zone 'Europe/Stockholm')::date as week,
+               coalesce(so.municipality_code, ro.municipality_code, 'county') as municipality,
+               coalesce(so.municipality_code, 'county') as sender_municipality, so.type as sender_type,
+               coalesce(ro.municipality_code, 'county') as recipient_municipality, ro.type as recipient_type,
+               coalesce(r.trappan_step, -1)::smallint as trappan_step,
+               md5(concat_ws('|', date_trunc('week', r.created_at at time zone 'Europe/Stockholm')::date,
+                             coalesce(so.municipality_code, 'county'), so.type,
+                             coalesce(ro.municipality_code, 'county'), ro.type, r.kind,
+                             coalesce(r.trappan_step, -1)))::uuid as cell,
+               array['*'] || case when cardinality(r.dimensions) = 0 then array['none']
+                                  else array(select distinct d from unnest(r.dimensions) as d order by d) end
+                   as dimensions,
+               coalesce((select e.to_status from referral_event e
+                         where e.referral_id = r.id and e.from_status is null order by e.seq limit 1),
+                        (select c.status from referral_status_class c where c.initial)) as initial
+        from referral r
+        join organisation so on so.id = r.sender_organisation
+        join organisation ro on ro.id = r.recipient_organisation
+    ) as src
+    left join (
+        select e.referral_id,
+               (array_agg(e.to_status order by e.seq desc))[1] as status,
+               (array_agg(e.occurred_at order by e.seq desc))[1] as changed_at,
+               (array_agg(coalesce(e.reason_code, 'unspecified') order by e.seq desc)
+                   filter (where tc.rejection))[1] as reason,
+               bool_or(tc.rejection
+                       and (e.suggested_organisation is not null or e.suggested_service is not null)) as suggested,
+               array(select x from unnest(array_agg(e.to_status order by e.seq)
+                         filter (where tc.milestone))
+                         with ordinality as u(x, i) group by x order by min(i)) as reached
+        from referral_event e
+        left join referral_status_class tc on tc.status = e.to_status
+        where e.type = 'status' and e.from_status is not null and e.to_status is not null
+          and e.from_status <> e.to_status
+        group by e.referral_id
+    ) as m on m.referral_id = src.id;
+
+    insert into flow_child (child_key, referrals)
+    select child_key, count(*) from flow_referral group by child_key;
+
+    update flow_state set max_child_referrals =
+        (select coalesce(max(referrals) filter (where referrals > 1), 0) from flow_child)
+    where id = 1;
+
+    -- The first rejection with a suggestion of each referral (flow_event's insert does nothing after it).
+    insert into flow_suggestion (referral_id, child_key, suggested_organisation, suggested_service, rejected_at)
+    select distinct on (e.referral_id) e.referral_id, f.child_key, e.suggested_organisation, e.suggested_service,
+           e.occurred_at
+    from referral_event e join flow_referral f on f.referral_id = e.referral_id
+    where e.type = 'status' and e.from_status is not null
+      and e.from_status not in (select c.status from referral_status_class c where c.rejection)
+      and e.to_status in (select c.status from referral_status_class c where c.rejection)
+      and (e.suggested_organisation is not null or e.suggested_service is not null)
+    order by e.referral_id, e.seq;
+
+    -- Redirections, in the order flow_enter meets the referrals: each takes the earliest suggestion of its
+    -- child still open that it matches. Only pairs that could match are visited.
+    for pair in
+        select fs.referral_id as suggestion, r.id as referral
+        from flow_suggestion fs
+        join flow_referral f on f.child_key = fs.child_key
+        join referral r on r.id = f.referral_id
+        where fs.rejected_at <= r.created_at and r.id <> fs.referral_id
+          and (fs.suggested_organisation = r.recipient_organisation or fs.suggested_service = r.service_id)
+        order by r.created_at, r.id, fs.rejected_at
+    loop
+        continue when pair.referral = last_referral;
+        update flow_suggestion set followed_by = pair.referral
+        where referral_id = pair.suggestion and followed_by is null;
+        if found then
+            last_referral := pair.referral;
+            update flow_referral set redirected = true where referral_id = pair.suggestion;
+        end if;
+    end loop;
+
+    -- Every measure each referral is in now, and every status it has left (its row stays, at zero), once
+    -- per dimension; lead measures with their bucket.
+    create temporary table flow_bulk_member on commit drop as
+    select t.measure, d.dimension, f.cell, f.child_key, t.inside, t.bucket
+    from flow_referral f
+    cross join lateral (
+        select 'sent' as measure, true as inside, null::integer as bucket
+        union all
+        select 'rejected:' || f.reason, true, null
+        where f.status in (select c.status from referral_status_class c where c.rejection)
+        union all
+        select 'suggested', true, null where f.suggested
+        union all
+        select 'redirected', true, null where f.redirected
+    ) as t
+    cross join unnest(f.dimensions) as d(dimension);
+
+    insert into flow_bulk_member
+    select 'status:' || x.status, d.dimension, f.cell, f.child_key, x.status = f.status, null::integer
+    from flow_referral f
+    join (
+        select e.referral_id, e.to_status as status from referral_event e
+        where e.type = 'status' and e.from_status is not null and e.to_status is not null
+          and e.from_status <> e.to_status
+        union
+        select e.referral_id, e.from_status from referral_event e
+        where e.type = 'status' and e.from_status is not null and e.to_status is not null
+          and e.from_status <> e.to_status
+        union
+        select f2.referral_id, f2.status from flow_referral f2
+    ) as x on x.referral_id = f.referral_id
+    cross join unnest(f.dimensions) as d(dimension)
+    where x.status not in (select c.status from referral_status_class c where c.initial);
+
+    insert into flow_bulk_member
+    select 'lead:' || l.to_status, d.dimension, f.cell, f.child_key, true,
+           flow_bucket(greatest(0, extract(epoch from l.occurred_at - f.created_at))::float8)
+    from (
+        select distinct on (e.referral_id, e.to_status) e.referral_id, e.to_status, e.occurred_at
+        from referral_event e
+        where e.type = 'status' and e.from_status is not null and e.from_status <> e.to_status
+          and e.to_status in (select c.status from referral_status_class c where c.milestone)
+        order by e.referral_id, e.to_status, e.seq
+    ) as l
+    join flow_referral f on f.referral_id = l.referral_id
+    cross join unnest(f.dimensions) as d(dimension);
+
+    -- Distinct children in two steps (per child, then per row): two hash aggregates, no sort.
+    insert into flow_rollup (measure, dimension, week, cell, municipality, sender_municipality, sender_type,
+        recipient_municipality, recipient_type, kind, trappan_step, value, children, cell_key, hist)
+    select agg.measure, agg.dimension, c.week, agg.cell, c.municipality, c.sender_municipality, c.sender_type,
+           c.recipient_municipality, c.recipient_type, c.kind, c.trappan_step, agg.value, agg.children,
+           agg.cell_key, h.hist
+    from (
+        select measure, dimension, cell, sum(n)::integer as value, (count(*) filter (where n > 0))::integer
+                   as children,
+               coalesce(sum(child_key) filter (where n > 0), 0) % 4294967296 as cell_key
+        from (
+            select measure, dimension, cell, child_key, count(*) filter (where inside) as n
+            from flow_bulk_member group by measure, dimension, cell, child_key
+        ) as per_child
+        group by measure, dimension, cell
+    ) as agg
+    join (select distinct on (cell) cell, week, municipality, sender_municipality, sender_type,
+                 recipient_municipality, recipient_type, kind, trappan_step from flow_referral) as c
+      on c.cell = agg.cell
+    left join (
+        select measure, dimension, cell, array_agg((bucket::bigint << 32) | n order by bucket) as hist
+        from (
+            select measure, dimension, cell, bucket, count(*) as n
+            from flow_bulk_member where bucket is not null group by measure, dimension, cell, bucket
+        ) as per_bucket
+        group by measure, dimension, cell
+    ) as h on h.measure = agg.measure and h.dimension = agg.dimension and h.cell = agg.cell;
+
+    drop table flow_bulk_member;
+    analyze flow_referral;
+    perform flow_month_fill();
+    analyze flow_rollup;
+    analyze flow_rollup_month;
+end $$
+"""
+
 # The downgrade: every base cell with rows in other slots than 0 summed into one row of slot 0 (the
 # histogram's counts summed per bucket, in bucket order as the bulk rebuild writes them), then the column
 # and the keys as 0022 had them.
@@ -524,6 +886,18 @@ FOLD = [
     "drop table flow_rollup_month_folded",
 ]
 
+# flow_state.max_child_referrals again, computed from flow_child as the bulk rebuild did, in its place before
+# created_at (whose values are kept).
+STATE_0022 = [
+    "alter table flow_state add column max_child_referrals integer not null default 0",
+    """update flow_state set max_child_referrals =
+        (select coalesce(max(referrals) filter (where referrals > 1), 0) from flow_child)""",
+    "alter table flow_state rename column created_at to created_at_0023",
+    "alter table flow_state add column created_at timestamptz not null default now()",
+    "update flow_state set created_at = created_at_0023",
+    "alter table flow_state drop column created_at_0023",
+]
+
 COLUMNS_0022 = [
     "alter table flow_rollup drop constraint flow_rollup_pkey",
     "alter table flow_rollup drop column slot",
@@ -536,12 +910,13 @@ COLUMNS_0022 = [
 
 
 def upgrade() -> None:
-    for statement in (*COLUMNS, SLOT, HIST_CAT, APPLY, ENTER, REBUILD):
+    for statement in (*COLUMNS, SLOT, HIST_CAT, APPLY, ENTER, REBUILD, REBUILD_BULK):
         op.execute(statement)
+    op.execute("alter table flow_state drop column max_child_referrals")
 
 
 def downgrade() -> None:
-    for statement in (APPLY_0007, ENTER_0010, REBUILD_0010, *FOLD, *COLUMNS_0022):
+    for statement in (*STATE_0022, APPLY_0007, ENTER_0010, REBUILD_0010, REBUILD_BULK_0010, *FOLD, *COLUMNS_0022):
         op.execute(statement)
     op.execute("drop aggregate flow_hist_cat(bigint[])")
     op.execute("drop function flow_slot()")
