@@ -93,10 +93,6 @@ begin
 end $$
 """
 
-# The readers' histogram of a base cell: its slots' element lists one after the other (a bucket may then
-# appear more than once; every reader sums the counts per bucket).
-HIST_CAT = "create aggregate flow_hist_cat(bigint[]) (sfunc = array_cat, stype = bigint[])"
-
 # 0007's flow_apply, writing the transaction's slot (the conflict key includes it).
 APPLY = r"""
 create or replace function flow_apply(r flow_referral, measures text[], deltas integer[], seconds double precision[])
@@ -910,7 +906,7 @@ COLUMNS_0022 = [
 
 
 def upgrade() -> None:
-    for statement in (*COLUMNS, SLOT, HIST_CAT, APPLY, ENTER, REBUILD, REBUILD_BULK):
+    for statement in (*COLUMNS, SLOT, APPLY, ENTER, REBUILD, REBUILD_BULK):
         op.execute(statement)
     op.execute("alter table flow_state drop column max_child_referrals")
 
@@ -918,5 +914,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in (*STATE_0022, APPLY_0007, ENTER_0010, REBUILD_0010, REBUILD_BULK_0010, *FOLD, *COLUMNS_0022):
         op.execute(statement)
-    op.execute("drop aggregate flow_hist_cat(bigint[])")
     op.execute("drop function flow_slot()")

@@ -254,34 +254,41 @@ async def from_scratch(conn: AsyncConnection) -> dict[RollupKey, tuple[int, int,
     }
 
 
-# A base cell's rollup row: its slots' rows summed (migration 0023), the histograms' elements in one list.
+# A base cell's rollup row: its slots' rows summed (migration 0023).
 SUMMED_ROLLUP = """select measure, dimension, week::text, municipality, sender_municipality, sender_type,
                           recipient_municipality, recipient_type, kind, trappan_step, sum(value)::integer as value,
-                          sum(children)::integer as children, (sum(cell_key) % 4294967296)::bigint as cell_key,
-                          flow_hist_cat(hist) as hist
+                          sum(children)::integer as children, (sum(cell_key) % 4294967296)::bigint as cell_key
                    from flow_rollup
                    group by measure, dimension, week, cell, municipality, sender_municipality, sender_type,
                             recipient_municipality, recipient_type, kind, trappan_step"""
 
 
-def histogram(elements: list[int] | None) -> dict[int, int]:
-    """bucket -> count of a histogram's elements (bucket << 32 | count), a bucket's counts summed."""
-    counts: Counter[int] = Counter()
-    for e in elements or []:
-        counts[e >> 32] += e & 0xFFFFFFFF
-    return dict(counts)
-
-
 async def rollups(conn: AsyncConnection) -> dict[RollupKey, tuple[int, int, int, dict[int, int]]]:
-    """The non-empty base cells as stored, each the sum of its slots (a base cell a status has been left
-    behind by must be all zero)."""
+    """The non-empty base cells as stored, each the sum of its slots' rows, histograms summed per bucket
+    (a base cell a status has been left behind by must be all zero)."""
+    rows = (
+        await conn.execute(
+            text(
+                """select measure, dimension, week::text, municipality, sender_municipality, sender_type,
+                          recipient_municipality, recipient_type, kind, trappan_step, value, children, cell_key, hist
+                   from flow_rollup"""
+            )
+        )
+    ).all()
+    cells: dict[tuple[Any, ...], list[Any]] = {}
+    for *k, value, children, cell_key, hist in rows:
+        cell = cells.setdefault(tuple(k), [0, 0, 0, Counter()])
+        cell[0] += value
+        cell[1] += children
+        cell[2] = (cell[2] + cell_key) % CELL_KEY_MODULUS
+        for e in hist or []:
+            cell[3][e >> 32] += e & 0xFFFFFFFF
     out = {}
-    for row in (await conn.execute(text(SUMMED_ROLLUP))).all():
-        *k, value, children, cell_key, hist = row
+    for k, (value, children, cell_key, hist) in cells.items():
         if value == 0:
-            assert children == 0 and cell_key == 0, row
+            assert children == 0 and cell_key == 0 and not hist, k
             continue
-        out[tuple(k)] = (value, children, cell_key, histogram(hist))
+        out[k] = (value, children, cell_key, dict(hist))
     return out  # type: ignore[return-value]
 
 

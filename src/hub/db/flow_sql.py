@@ -145,20 +145,26 @@ BASE_CELLS = {
 }
 
 
-def rollup_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any]) -> str:
-    """The base cells of the query, each with its group values g1 and g2, from ``flow_rollup``."""
-    return rows_of("flow_rollup", COLUMNS, scope_filters(scope, params), scope, groups, measures, params)
+def rollup_rows(
+    scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any], *, slots: bool = False
+) -> str:
+    """The base cells of the query, each with its group values g1 and g2, from ``flow_rollup``; with
+    ``slots``, their rows as stored instead (see :func:`rows_of`)."""
+    where = scope_filters(scope, params)
+    return rows_of("flow_rollup", COLUMNS, where, scope, groups, measures, params, slots=slots)
 
 
-def histogram_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any]) -> str:
+def histogram_rows(
+    scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any], *, slots: bool = False
+) -> str:
     """The rows a cube with histograms sums: :func:`rollup_rows`, or for lead measures, when the groups
     allow, the whole months of the scope from ``flow_rollup_month`` and the weeks before and after them
-    from ``flow_rollup``. A monthly row is its weeks' rows summed, children included, and has its own
-    adjustment from its own key: fine for the statistics' thresholds these cubes serve, never for a
-    published count (a count read both ways would give two readings of the same base cells)."""
+    from ``flow_rollup`` (``slots`` as there). A monthly row is its weeks' rows summed, children included,
+    and has its own adjustment from its own key: fine for the statistics' thresholds these cubes serve,
+    never for a published count (a count read both ways would give two readings of the same base cells)."""
     months = whole_months(scope)
     if months is None or not all(m.startswith("lead:") for m in measures) or not set(groups) <= MONTH_COLUMNS.keys():
-        return rollup_rows(scope, groups, measures, params)
+        return rollup_rows(scope, groups, measures, params, slots=slots)
     first, last = months
     params.update(month_from=first, month_to=last)
     parts = [
@@ -170,6 +176,7 @@ def histogram_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str],
             groups,
             measures,
             params,
+            slots=slots,
         )
     ]
     for name, weeks in (
@@ -179,7 +186,7 @@ def histogram_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str],
         if weeks[0] <= weeks[1]:
             params.update({f"{name}_from": weeks[0], f"{name}_to": weeks[1]})
             where = [f"f.week between :{name}_from and :{name}_to", *unperiodic_filters(scope, params)]
-            parts.append(rows_of("flow_rollup", COLUMNS, where, scope, groups, measures, params))
+            parts.append(rows_of("flow_rollup", COLUMNS, where, scope, groups, measures, params, slots=slots))
     return " union all ".join(parts)
 
 
@@ -191,7 +198,14 @@ def rows_of(
     groups: Sequence[str],
     measures: Sequence[str],
     params: dict[str, Any],
+    *,
+    slots: bool = False,
 ) -> str:
+    """The query's rows of ``table`` with their group values g1 and g2: per base cell its value, distinct
+    children and adjustment, its slots' rows summed first (migration 0023: the figures and the adjustment
+    are the ones one row per cell would hold; the group values are the cell's, the same in each slot).
+    With ``slots``, the rows as stored with their histograms, for what is a plain sum over rows whatever
+    cells they are in (the histograms' counts per bucket), without grouping them into cells."""
     exprs = [
         f"substr(f.measure, {len(FAMILIES[g]) + 1})" if g in FAMILIES else columns.get(g, "f.dimension") for g in groups
     ]
@@ -204,14 +218,14 @@ def rows_of(
     else:
         where.append("f.dimension = :dimension")
     params["dimension"] = scope.dimension or ALL
-    # A base cell is its slots' rows summed (migration 0023): its figures and its adjustment are the ones
-    # one row per cell would hold. Its group values are the same in each slot (they are the cell's).
+    if slots:
+        return f"select f.value, f.hist, {group_columns(exprs)} from {table} f where {' and '.join(where)}"
     cells = (
         f"select sum(f.value)::integer as value, sum(f.children)::integer as children, "
-        f"(sum(f.cell_key) % {MODULUS})::bigint as cell_key, flow_hist_cat(f.hist) as hist, {group_columns(exprs)} "
+        f"(sum(f.cell_key) % {MODULUS})::bigint as cell_key, {group_columns(exprs)} "
         f"from {table} f where {' and '.join(where)} group by {BASE_CELLS[table]}, g1, g2"
     )
-    return f"select f.value, f.children, {ADJUSTMENT} as adjustment, f.hist, f.g1, f.g2 from ({cells}) f"
+    return f"select f.value, f.children, {ADJUSTMENT} as adjustment, f.g1, f.g2 from ({cells}) f"
 
 
 WEEK = timedelta(weeks=1)
@@ -259,5 +273,5 @@ def requested_rows(scope: Scope, groups: Sequence[str], params: dict[str, Any]) 
                 group by r.cell, r.g1, r.g2"""
     return (
         f"select c.value, c.children, {adjustment_sql('c.cell_key', 'c.children')} as adjustment, "
-        f"null::bigint[] as hist, c.g1, c.g2 from ({cells}) c"
+        f"c.g1, c.g2 from ({cells}) c"
     )

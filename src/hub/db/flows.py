@@ -127,7 +127,12 @@ async def cube(
         for bits, g1, g2, value, children, noise in result
         if value is not None  # the grand total of nothing
     }
-    histograms = await _histograms(session, groups, rows, params) if histogram else {}
+    if histogram:  # the rows as stored: a histogram is a plain sum over them, slots or not
+        histograms = await _histograms(
+            session, groups, histogram_rows(scope, groups, measures, params, slots=True), params
+        )
+    else:
+        histograms = {}
     return {
         key: Aggregate(value, children, noise, histograms.get(key, {}))
         for key, (value, children, noise) in totals.items()
