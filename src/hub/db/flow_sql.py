@@ -218,14 +218,24 @@ def rows_of(
     else:
         where.append("f.dimension = :dimension")
     params["dimension"] = scope.dimension or ALL
+    condition = " and ".join(where)
     if slots:
-        return f"select f.value, f.hist, {group_columns(exprs)} from {table} f where {' and '.join(where)}"
+        return f"select f.value, f.hist, {group_columns(exprs)} from {table} f where {condition}"
+    # Summing the slots costs a hash aggregate over every row read (as much again as reading them). Rows of
+    # the query in other slots than 0 are found by the partial index on them; without any, each row is a
+    # whole cell and is read as it is. The check is one uncorrelated subquery, evaluated once before either
+    # branch runs, in the statement's snapshot: exactly one branch reads the rows.
+    spread = f"exists (select from {table} f where {condition} and f.slot <> 0)"
+    whole = f"select f.value, f.children, {ADJUSTMENT} as adjustment, {group_columns(exprs)} from {table} f"
     cells = (
         f"select sum(f.value)::integer as value, sum(f.children)::integer as children, "
         f"(sum(f.cell_key) % {MODULUS})::bigint as cell_key, {group_columns(exprs)} "
-        f"from {table} f where {' and '.join(where)} group by {BASE_CELLS[table]}, g1, g2"
+        f"from {table} f where {condition} and {spread} group by {BASE_CELLS[table]}, g1, g2"
     )
-    return f"select f.value, f.children, {ADJUSTMENT} as adjustment, f.g1, f.g2 from ({cells}) f"
+    return (
+        f"{whole} where {condition} and not {spread} "
+        f"union all select f.value, f.children, {ADJUSTMENT} as adjustment, f.g1, f.g2 from ({cells}) f"
+    )
 
 
 WEEK = timedelta(weeks=1)
