@@ -46,13 +46,13 @@ downgrade folds every base cell's slots into one row (slot 0) before dropping th
 ``max_child_referrals`` from ``flow_child``.
 
 Revision ID: 0023
-Revises: 0022
+Revises: 0024
 """
 
 from alembic import op
 
 revision = "0023"
-down_revision = "0022"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 
@@ -825,7 +825,7 @@ end $$
 
 # The downgrade: every base cell with rows in other slots than 0 summed into one row of slot 0 (the
 # histogram's counts summed per bucket, in bucket order as the bulk rebuild writes them), then the column
-# and the keys as 0022 had them.
+# and the keys as 0024 (and 0022 before it) had them.
 FOLD = [
     """create temporary table flow_rollup_folded on commit drop as
     select s.*, h.hist from (
@@ -888,7 +888,7 @@ FOLD = [
 
 # flow_state.max_child_referrals again, computed from flow_child as the bulk rebuild did, in its place before
 # created_at (whose values are kept).
-STATE_0022 = [
+STATE_0024 = [
     "alter table flow_state add column max_child_referrals integer not null default 0",
     """update flow_state set max_child_referrals =
         (select coalesce(max(referrals) filter (where referrals > 1), 0) from flow_child)""",
@@ -898,7 +898,7 @@ STATE_0022 = [
     "alter table flow_state drop column created_at_0023",
 ]
 
-COLUMNS_0022 = [
+COLUMNS_0024 = [
     "drop index flow_rollup_spread",
     "drop index flow_rollup_month_spread",
     "alter table flow_rollup drop constraint flow_rollup_pkey",
@@ -918,6 +918,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for statement in (*STATE_0022, APPLY_0007, ENTER_0010, REBUILD_0010, REBUILD_BULK_0010, *FOLD, *COLUMNS_0022):
+    for statement in (*STATE_0024, APPLY_0007, ENTER_0010, REBUILD_0010, REBUILD_BULK_0010, *FOLD, *COLUMNS_0024):
         op.execute(statement)
     op.execute("drop function flow_slot()")
