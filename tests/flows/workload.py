@@ -254,8 +254,18 @@ async def from_scratch(conn: AsyncConnection) -> dict[RollupKey, tuple[int, int,
     }
 
 
+# A base cell's rollup row: its slots' rows summed (migration 0023).
+SUMMED_ROLLUP = """select measure, dimension, week::text, municipality, sender_municipality, sender_type,
+                          recipient_municipality, recipient_type, kind, trappan_step, sum(value)::integer as value,
+                          sum(children)::integer as children, (sum(cell_key) % 4294967296)::bigint as cell_key
+                   from flow_rollup
+                   group by measure, dimension, week, cell, municipality, sender_municipality, sender_type,
+                            recipient_municipality, recipient_type, kind, trappan_step"""
+
+
 async def rollups(conn: AsyncConnection) -> dict[RollupKey, tuple[int, int, int, dict[int, int]]]:
-    """The non-empty rollup rows as stored (rows a status has been left behind by must be all zero)."""
+    """The non-empty base cells as stored, each the sum of its slots' rows, histograms summed per bucket
+    (a base cell a status has been left behind by must be all zero)."""
     rows = (
         await conn.execute(
             text(
@@ -265,13 +275,20 @@ async def rollups(conn: AsyncConnection) -> dict[RollupKey, tuple[int, int, int,
             )
         )
     ).all()
+    cells: dict[tuple[Any, ...], list[Any]] = {}
+    for *k, value, children, cell_key, hist in rows:
+        cell = cells.setdefault(tuple(k), [0, 0, 0, Counter()])
+        cell[0] += value
+        cell[1] += children
+        cell[2] = (cell[2] + cell_key) % CELL_KEY_MODULUS
+        for e in hist or []:
+            cell[3][e >> 32] += e & 0xFFFFFFFF
     out = {}
-    for row in rows:
-        *k, value, children, cell_key, hist = row
+    for k, (value, children, cell_key, hist) in cells.items():
         if value == 0:
-            assert children == 0 and cell_key == 0, row
+            assert children == 0 and cell_key == 0 and not hist, k
             continue
-        out[tuple(k)] = (value, children, cell_key, {e >> 32: e & 0xFFFFFFFF for e in hist or []})
+        out[k] = (value, children, cell_key, dict(hist))
     return out  # type: ignore[return-value]
 
 
@@ -313,7 +330,7 @@ async def base_cells(conn: AsyncConnection) -> list[BaseCell]:
             text(
                 f"""select measure, dimension, week::text, municipality, sender_type, recipient_type, kind,
                            trappan_step, value, children, {draw}
-                    from flow_rollup where value > 0
+                    from ({SUMMED_ROLLUP}) b where value > 0
                     union all
                     select 'status:requested', d, week::text, municipality, sender_type, recipient_type, kind,
                            trappan_step, value, children, {draw}

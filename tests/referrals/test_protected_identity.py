@@ -232,8 +232,8 @@ async def flow_state(runtime: Runtime) -> list[tuple[Any, ...]]:
             await conn.execute(
                 text(
                     """select measure, dimension, week, municipality, sender_type, recipient_type, kind,
-                              trappan_step, value, children from flow_rollup
-                       order by 1, 2, 3, 4, 5, 6, 7, 8"""
+                              trappan_step, sum(value), sum(children) from flow_rollup
+                       group by cell, 1, 2, 3, 4, 5, 6, 7, 8 order by 1, 2, 3, 4, 5, 6, 7, 8"""
                 )
             )
         ).all()

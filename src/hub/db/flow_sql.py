@@ -137,20 +137,34 @@ def group_columns(exprs: Sequence[str]) -> str:
     return f"{padded[0]} as g1, {padded[1]} as g2"
 
 
-def rollup_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any]) -> str:
-    """The base cells of the query, each with its group values g1 and g2, from ``flow_rollup``."""
-    return rows_of("flow_rollup", COLUMNS, scope_filters(scope, params), scope, groups, measures, params)
+# A base cell's key in each rollup: its rows differ only in their slot (migration 0023).
+BASE_CELLS = {
+    "flow_rollup": "f.measure, f.dimension, f.week, f.cell",
+    "flow_rollup_month": "f.measure, f.dimension, f.month, f.municipality, f.sender_type, f.recipient_type, f.kind, "
+    "f.trappan_step",
+}
 
 
-def histogram_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any]) -> str:
+def rollup_rows(
+    scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any], *, slots: bool = False
+) -> str:
+    """The base cells of the query, each with its group values g1 and g2, from ``flow_rollup``; with
+    ``slots``, their rows as stored instead (see :func:`rows_of`)."""
+    where = scope_filters(scope, params)
+    return rows_of("flow_rollup", COLUMNS, where, scope, groups, measures, params, slots=slots)
+
+
+def histogram_rows(
+    scope: Scope, groups: Sequence[str], measures: Sequence[str], params: dict[str, Any], *, slots: bool = False
+) -> str:
     """The rows a cube with histograms sums: :func:`rollup_rows`, or for lead measures, when the groups
     allow, the whole months of the scope from ``flow_rollup_month`` and the weeks before and after them
-    from ``flow_rollup``. A monthly row is its weeks' rows summed, children included, and has its own
-    adjustment from its own key: fine for the statistics' thresholds these cubes serve, never for a
-    published count (a count read both ways would give two readings of the same base cells)."""
+    from ``flow_rollup`` (``slots`` as there). A monthly row is its weeks' rows summed, children included,
+    and has its own adjustment from its own key: fine for the statistics' thresholds these cubes serve,
+    never for a published count (a count read both ways would give two readings of the same base cells)."""
     months = whole_months(scope)
     if months is None or not all(m.startswith("lead:") for m in measures) or not set(groups) <= MONTH_COLUMNS.keys():
-        return rollup_rows(scope, groups, measures, params)
+        return rollup_rows(scope, groups, measures, params, slots=slots)
     first, last = months
     params.update(month_from=first, month_to=last)
     parts = [
@@ -162,6 +176,7 @@ def histogram_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str],
             groups,
             measures,
             params,
+            slots=slots,
         )
     ]
     for name, weeks in (
@@ -171,7 +186,7 @@ def histogram_rows(scope: Scope, groups: Sequence[str], measures: Sequence[str],
         if weeks[0] <= weeks[1]:
             params.update({f"{name}_from": weeks[0], f"{name}_to": weeks[1]})
             where = [f"f.week between :{name}_from and :{name}_to", *unperiodic_filters(scope, params)]
-            parts.append(rows_of("flow_rollup", COLUMNS, where, scope, groups, measures, params))
+            parts.append(rows_of("flow_rollup", COLUMNS, where, scope, groups, measures, params, slots=slots))
     return " union all ".join(parts)
 
 
@@ -183,7 +198,14 @@ def rows_of(
     groups: Sequence[str],
     measures: Sequence[str],
     params: dict[str, Any],
+    *,
+    slots: bool = False,
 ) -> str:
+    """The query's rows of ``table`` with their group values g1 and g2: per base cell its value, distinct
+    children and adjustment, its slots' rows summed first (migration 0023: the figures and the adjustment
+    are the ones one row per cell would hold; the group values are the cell's, the same in each slot).
+    With ``slots``, the rows as stored with their histograms, for what is a plain sum over rows whatever
+    cells they are in (the histograms' counts per bucket), without grouping them into cells."""
     exprs = [
         f"substr(f.measure, {len(FAMILIES[g]) + 1})" if g in FAMILIES else columns.get(g, "f.dimension") for g in groups
     ]
@@ -196,9 +218,23 @@ def rows_of(
     else:
         where.append("f.dimension = :dimension")
     params["dimension"] = scope.dimension or ALL
+    condition = " and ".join(where)
+    if slots:
+        return f"select f.value, f.hist, {group_columns(exprs)} from {table} f where {condition}"
+    # Summing the slots costs a hash aggregate over every row read (as much again as reading them). Rows of
+    # the query in other slots than 0 are found by the partial index on them; without any, each row is a
+    # whole cell and is read as it is. The check is one uncorrelated subquery, evaluated once before either
+    # branch runs, in the statement's snapshot: exactly one branch reads the rows.
+    spread = f"exists (select from {table} f where {condition} and f.slot <> 0)"
+    whole = f"select f.value, f.children, {ADJUSTMENT} as adjustment, {group_columns(exprs)} from {table} f"
+    cells = (
+        f"select sum(f.value)::integer as value, sum(f.children)::integer as children, "
+        f"(sum(f.cell_key) % {MODULUS})::bigint as cell_key, {group_columns(exprs)} "
+        f"from {table} f where {condition} and {spread} group by {BASE_CELLS[table]}, g1, g2"
+    )
     return (
-        f"select f.value, f.children, {ADJUSTMENT} as adjustment, f.hist, {group_columns(exprs)} "
-        f"from {table} f where {' and '.join(where)}"
+        f"{whole} where {condition} and not {spread} "
+        f"union all select f.value, f.children, {ADJUSTMENT} as adjustment, f.g1, f.g2 from ({cells}) f"
     )
 
 
@@ -247,5 +283,5 @@ def requested_rows(scope: Scope, groups: Sequence[str], params: dict[str, Any]) 
                 group by r.cell, r.g1, r.g2"""
     return (
         f"select c.value, c.children, {adjustment_sql('c.cell_key', 'c.children')} as adjustment, "
-        f"null::bigint[] as hist, c.g1, c.g2 from ({cells}) c"
+        f"c.g1, c.g2 from ({cells}) c"
     )

@@ -4,8 +4,9 @@ per-referral facts beside them (``flow_referral``), both kept current by the tri
 
 Every query groups by at most two groupings, with the totals of each (PostgreSQL grouping sets), and
 returns per key what the disclosure contract needs (``hub.domain.disclosure``): sums over the key's
-*base cells* (a rollup row: measure × dimension × week × cell) of their value, their distinct children
-and their adjustments (:func:`adjustment_sql`). Nothing here commits.
+*base cells* (a rollup cell: measure × dimension × week × cell, its slots' rows summed: migration 0023)
+of their value, their distinct children and their adjustments (:func:`adjustment_sql`). Nothing here
+commits.
 """
 
 from __future__ import annotations
@@ -126,7 +127,12 @@ async def cube(
         for bits, g1, g2, value, children, noise in result
         if value is not None  # the grand total of nothing
     }
-    histograms = await _histograms(session, groups, rows, params) if histogram else {}
+    if histogram:  # the rows as stored: a histogram is a plain sum over them, slots or not
+        histograms = await _histograms(
+            session, groups, histogram_rows(scope, groups, measures, params, slots=True), params
+        )
+    else:
+        histograms = {}
     return {
         key: Aggregate(value, children, noise, histograms.get(key, {}))
         for key, (value, children, noise) in totals.items()
