@@ -1,4 +1,4 @@
-"""A base cell spread over slots (migration 0023): referrals of one cell written by overlapping transactions
+"""A base cell spread over slots (migration 0025): referrals of one cell written by overlapping transactions
 go to different rows and do not wait for each other, and every flow figure is still its base cells' sums,
 exactly what one row per cell (a rebuild) gives. Runs after the other flow tests: it adds referrals."""
 

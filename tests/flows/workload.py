@@ -254,7 +254,7 @@ async def from_scratch(conn: AsyncConnection) -> dict[RollupKey, tuple[int, int,
     }
 
 
-# A base cell's rollup row: its slots' rows summed (migration 0023).
+# A base cell's rollup row: its slots' rows summed (migration 0025).
 SUMMED_ROLLUP = """select measure, dimension, week::text, municipality, sender_municipality, sender_type,
                           recipient_municipality, recipient_type, kind, trappan_step, sum(value)::integer as value,
                           sum(children)::integer as children, (sum(cell_key) % 4294967296)::bigint as cell_key

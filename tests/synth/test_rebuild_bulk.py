@@ -29,7 +29,7 @@ SNAPSHOTS = {
 
 
 async def snapshot(conn: AsyncConnection) -> dict[str, list[tuple[Any, ...]]]:
-    """The tables' rows; a rollup's base cells, each its slots' rows summed (migration 0023: the triggers
+    """The tables' rows; a rollup's base cells, each its slots' rows summed (migration 0025: the triggers
     spread a cell over slots when transactions overlap, the rebuild writes one), with its histogram as
     bucket -> count (the triggers append its elements in the order events happened to arrive, the rebuild
     by bucket: the same histogram)."""

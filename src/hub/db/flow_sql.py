@@ -137,7 +137,7 @@ def group_columns(exprs: Sequence[str]) -> str:
     return f"{padded[0]} as g1, {padded[1]} as g2"
 
 
-# A base cell's key in each rollup: its rows differ only in their slot (migration 0023).
+# A base cell's key in each rollup: its rows differ only in their slot (migration 0025).
 BASE_CELLS = {
     "flow_rollup": "f.measure, f.dimension, f.week, f.cell",
     "flow_rollup_month": "f.measure, f.dimension, f.month, f.municipality, f.sender_type, f.recipient_type, f.kind, "
@@ -202,7 +202,7 @@ def rows_of(
     slots: bool = False,
 ) -> str:
     """The query's rows of ``table`` with their group values g1 and g2: per base cell its value, distinct
-    children and adjustment, its slots' rows summed first (migration 0023: the figures and the adjustment
+    children and adjustment, its slots' rows summed first (migration 0025: the figures and the adjustment
     are the ones one row per cell would hold; the group values are the cell's, the same in each slot).
     With ``slots``, the rows as stored with their histograms, for what is a plain sum over rows whatever
     cells they are in (the histograms' counts per bucket), without grouping them into cells."""

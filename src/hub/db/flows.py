@@ -4,7 +4,7 @@ per-referral facts beside them (``flow_referral``), both kept current by the tri
 
 Every query groups by at most two groupings, with the totals of each (PostgreSQL grouping sets), and
 returns per key what the disclosure contract needs (``hub.domain.disclosure``): sums over the key's
-*base cells* (a rollup cell: measure × dimension × week × cell, its slots' rows summed: migration 0023)
+*base cells* (a rollup cell: measure × dimension × week × cell, its slots' rows summed: migration 0025)
 of their value, their distinct children and their adjustments (:func:`adjustment_sql`). Nothing here
 commits.
 """

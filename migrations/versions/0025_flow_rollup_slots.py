@@ -45,13 +45,13 @@ The functions this revision replaces are written out in full, as they become and
 downgrade folds every base cell's slots into one row (slot 0) before dropping the column, and computes
 ``max_child_referrals`` from ``flow_child``.
 
-Revision ID: 0023
+Revision ID: 0025
 Revises: 0024
 """
 
 from alembic import op
 
-revision = "0023"
+revision = "0025"
 down_revision = "0024"
 branch_labels = None
 depends_on = None
@@ -892,10 +892,10 @@ STATE_0024 = [
     "alter table flow_state add column max_child_referrals integer not null default 0",
     """update flow_state set max_child_referrals =
         (select coalesce(max(referrals) filter (where referrals > 1), 0) from flow_child)""",
-    "alter table flow_state rename column created_at to created_at_0023",
+    "alter table flow_state rename column created_at to created_at_0025",
     "alter table flow_state add column created_at timestamptz not null default now()",
-    "update flow_state set created_at = created_at_0023",
-    "alter table flow_state drop column created_at_0023",
+    "update flow_state set created_at = created_at_0025",
+    "alter table flow_state drop column created_at_0025",
 ]
 
 COLUMNS_0024 = [
