@@ -244,10 +244,10 @@ _PLAN_RESTORE = text("select set_config('plan_cache_mode', :mode, true)")
 async def planned_per_call(session: AsyncSession) -> AsyncIterator[None]:
     """Statements run inside are planned at each execution for the tables as they are then, never with the
     generic plan PostgreSQL keeps for a prepared statement (made at its sixth execution for the tables as
-    they were then, kept until their statistics change). For queue claims: one made while the queue table
-    looked empty (after an ANALYZE of an empty table, as on a fresh hub) reads the whole table, every
-    finished row included, on every call, whatever the statement's shape; planning per call costs about
-    0.3 ms and two round trips."""
+    they were then, kept until their statistics change). For queue claims, which poll empty tables: one
+    made while the statistics said the table was empty (an ANALYZE of it empty, as a deploy's of a new
+    database) reads the whole table, every finished row included, on every call until the next ANALYZE,
+    whatever the statement's shape. Planning per call costs about 0.3 ms and two round trips."""
     mode = (await session.execute(_PLAN_PER_CALL)).scalar_one()
     yield
     await session.execute(_PLAN_RESTORE, {"mode": mode})
