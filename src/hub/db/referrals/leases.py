@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.db.engine import Statement
+from hub.db.engine import Statement, planned_per_call
 from hub.db.referrals.rows import OutboxRow, _fields
 
 
@@ -31,14 +31,16 @@ class Claimed:
     probe: bool = False
 
 
-_CLAIMED = f"{_fields(OutboxRow)}, checked_outcome, coalesce(requeued_at, created_at)"
+_CLAIMED = f"{_fields(OutboxRow)}, checked_outcome, coalesce(requeued_at, created_at) as since"
 
 # Reserve due entries for one worker: rows other workers hold are skipped, not waited for, and so are the
-# receivers whose circuit breaker is open (only their probe goes, below).
+# receivers whose circuit breaker is open (only their probe goes, below). The locked pick is a materialized
+# CTE, run once: as ``id in (select ... limit ... for update skip locked)`` a plan could re-run it for every
+# outbox row, each run skipping the rows this statement had already updated, which claimed every due entry
+# (not ``limit``) at a cost of outbox rows times batch. Returned oldest first.
 CLAIM = Statement(
     f"""
-    update outbox set lease_until = :now + make_interval(secs => :lease), attempts = attempts + 1, updated_at = :now
-    where id in (
+    with picked as materialized (
         select id from outbox
         where state in ('queued', 'retrying') and next_attempt_at <= :now
           and (lease_until is null or lease_until < :now)
@@ -47,14 +49,20 @@ CLAIM = Statement(
         order by next_attempt_at
         limit :limit
         for update skip locked
+    ), claimed as (
+        update outbox set lease_until = :now + make_interval(secs => :lease), attempts = attempts + 1,
+                          updated_at = :now
+        where id = any(array(select id from picked))
+        returning {_CLAIMED}
     )
-    returning {_CLAIMED}
+    select {_fields(OutboxRow)}, checked_outcome, since from claimed order by next_attempt_at, id
     """
 )
 
 # One probe per open breaker whose time has come and that has no probe out: the breaker row is leased
 # (``probe_lease_until``) so that across every worker one probe at a time goes to a receiver that is down.
-# The probe is the receiver's oldest pending entry, due or not.
+# The probe is the receiver's oldest pending entry, due or not. The entries are fetched by id (``= any``)
+# rather than joined, which a plan may do by reading all of outbox.
 CLAIM_PROBES = Statement(
     f"""
     with due as (
@@ -74,9 +82,8 @@ CLAIM_PROBES = Statement(
         from picked where b.recipient_organisation = picked.recipient_organisation and picked.id is not null
     )
     update outbox set lease_until = :now + make_interval(secs => :lease), attempts = attempts + 1, updated_at = :now
-    from picked where outbox.id = picked.id
-    returning {", ".join("outbox." + f for f in OutboxRow.__dataclass_fields__)}, outbox.checked_outcome,
-              coalesce(outbox.requeued_at, outbox.created_at)
+    where id = any(array(select id from picked where id is not null))
+    returning {_CLAIMED}
     """
 )
 
@@ -88,11 +95,12 @@ async def claim_due(
     is open and due a probe (``probe_lease_seconds`` > 0). Rows other workers hold are skipped, not
     waited for; a reservation (lease) that outlives its worker expires and the entry is claimed again."""
     params = {"now": now, "lease": float(lease_seconds), "limit": limit}
-    rows = await CLAIM.fetch(session, params)
-    claimed = [_claimed(r) for r in rows]
-    if probe_lease_seconds > 0:
-        probes = await CLAIM_PROBES.fetch(session, params | {"probe_lease": float(probe_lease_seconds)})
-        claimed += [_claimed(r, probe=True) for r in probes]
+    async with planned_per_call(session):  # linear in what is claimed whatever the outbox was when planned
+        rows = await CLAIM.fetch(session, params)
+        claimed = [_claimed(r) for r in rows]
+        if probe_lease_seconds > 0:
+            probes = await CLAIM_PROBES.fetch(session, params | {"probe_lease": float(probe_lease_seconds)})
+            claimed += [_claimed(r, probe=True) for r in probes]
     return claimed
 
 

@@ -9,6 +9,8 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.db.engine import planned_per_call
+
 
 async def mailbox_put(
     session: AsyncSession,
@@ -59,26 +61,31 @@ class MailboxRow:
     created_at: datetime
 
 
+# The organisation's oldest visible messages, locked once (a materialized CTE: as ``id in (select ... limit
+# ... for update skip locked)`` a plan could re-run the pick per row and hand out every visible message).
+_FETCH = text(
+    """
+    with picked as materialized (
+        select id from mailbox_message
+        where organisation_id = :org and acknowledged_at is null and visible_at <= :now
+        order by created_at limit :limit for update skip locked
+    )
+    update mailbox_message set visible_at = :now + make_interval(secs => :vis), fetch_count = fetch_count + 1
+    where id = any(array(select id from picked))
+    returning id, outbox_id, kind, body, body_key_id, fetch_count, created_at
+    """
+)
+
+
 async def mailbox_fetch(
     session: AsyncSession, *, organisation_id: str, now: datetime, visibility_seconds: float, limit: int
 ) -> list[MailboxRow]:
     """Messages due for the organisation; each becomes invisible for ``visibility_seconds`` and comes back
     unless acknowledged (at-least-once, like NHS MESH)."""
-    rows = await session.execute(
-        text(
-            """
-            update mailbox_message set visible_at = :now + make_interval(secs => :vis), fetch_count = fetch_count + 1
-            where id in (
-                select id from mailbox_message
-                where organisation_id = :org and acknowledged_at is null and visible_at <= :now
-                order by created_at limit :limit for update skip locked
-            )
-            returning id, outbox_id, kind, body, body_key_id, fetch_count, created_at
-            """
-        ),
-        {"org": organisation_id, "now": now, "vis": visibility_seconds, "limit": limit},
-    )
-    return sorted((MailboxRow(*r) for r in rows.all()), key=lambda m: m.created_at)
+    params = {"org": organisation_id, "now": now, "vis": visibility_seconds, "limit": limit}
+    async with planned_per_call(session):  # as the outbox's claim (``leases.CLAIM``), and for the same reasons
+        rows = (await session.execute(_FETCH, params)).all()
+    return sorted((MailboxRow(*r) for r in rows), key=lambda m: m.created_at)
 
 
 async def mailbox_ack(
