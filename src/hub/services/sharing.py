@@ -170,6 +170,34 @@ async def decide_share(
     return answer
 
 
+async def decide_and_record(
+    on: AsyncSession | Any,
+    facts: SharingFacts,
+    question: ShareQuestion,
+    *,
+    actor: Actor,
+    child: Child,
+    runtime: Runtime,
+    limits: SharingLimits | None = None,
+) -> tuple[uuid.UUID, Decision]:
+    """One organisation's share decided on loaded facts (:func:`decide_on_facts`) and recorded with its
+    audit entry in the caller's transaction (:func:`record_share`): each plan member's, each SIP invitee's."""
+    decision_id = uuid.uuid4()
+    decision, entry = decide_on_facts(
+        facts,
+        question,
+        actor=actor,
+        child=child,
+        runtime=runtime,
+        decision_id=decision_id,
+        dry_run=False,
+        limits=limits,
+    )
+    decided = (decision_id, decision, entry)
+    await record_share(on, actor, child, to_org=question.to_organisation, purpose=question.purpose, decided=decided)
+    return decision_id, decision
+
+
 async def record_share(
     on: AsyncSession | Any,
     actor: Actor,

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Header, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.deps import RuntimeDep, actor_for
-from hub.api.rest.schemas import ChildRef
-from hub.api.rest.teams import PIN_HEADER, OrganisationRefRead, Party, Reader
+from hub.api.rest.schemas import ChildRef, OrganisationRefRead
+from hub.api.rest.teams import PIN_HEADER, Party, Reader
 from hub.domain.errors import NotFound
 from hub.domain.principal import Role
 from hub.services import plans as svc

@@ -58,3 +58,12 @@ class Explanation(BaseModel):
     categories: list[str] = []
     legal_basis: str | None = None
     basis_reference: str | None = None
+
+
+class OrganisationRefRead(BaseModel):
+    """An organisation as a team, a plan or a meeting names it."""
+
+    model_config = ConfigDict(from_attributes=True)
+    organisation_id: str
+    name: str | None
+    type: str | None

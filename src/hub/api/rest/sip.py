@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, actor_for
-from hub.api.rest.schemas import ChildRef, Explanation, Instant
+from hub.api.rest.schemas import ChildRef, Explanation, Instant, OrganisationRefRead
 from hub.domain.errors import NotFound
 from hub.domain.principal import Principal, Role
 from hub.domain.sip import MAX_INVITEES, NOT_FOUND
@@ -62,13 +62,6 @@ class CancelCreate(BaseModel):
     reason: str | None = Field(default=None, max_length=500)
 
 
-class OrganisationRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    organisation_id: str
-    name: str | None
-    type: str | None
-
-
 class ExplanationRead(Explanation):
     model_config = ConfigDict(from_attributes=True)
 
@@ -84,7 +77,7 @@ class DecisionRead(BaseModel):
 class InvitationRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
-    organisation: OrganisationRead
+    organisation: OrganisationRefRead
     outcome: Literal["invited", "withheld"] | None = Field(
         description="The inviter's view: invited (queued to its system) or withheld (no basis; it got nothing)"
     )
@@ -99,7 +92,7 @@ class MeetingRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
     state: Literal["open", "cancelled"]
-    inviter: OrganisationRead
+    inviter: OrganisationRefRead
     times: list[datetime]
     duration_minutes: int
     format: str

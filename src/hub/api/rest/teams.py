@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, actor_for
-from hub.api.rest.schemas import ChildRef, Instant
+from hub.api.rest.schemas import ChildRef, Instant, OrganisationRefRead
 from hub.domain.errors import NotFound
 from hub.domain.principal import Principal, Role
 from hub.services import teams as svc
@@ -26,13 +26,6 @@ Reader = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL, Ro
 _STRICT = ConfigDict(extra="forbid")
 PIN_HEADER = "Child-Personal-Identity-Number"
 Ref = Field(default=None, max_length=200, description="An opaque reference to the professional (an HSA-id later)")
-
-
-class OrganisationRefRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    organisation_id: str
-    name: str | None
-    type: str | None
 
 
 class AssignmentRead(BaseModel):

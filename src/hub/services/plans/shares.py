@@ -18,7 +18,7 @@ from hub.domain.vocabulary import ChildPlanSchemaDoc, Vocabulary
 from hub.runtime import Runtime
 from hub.services.children import Child
 from hub.services.context import Actor
-from hub.services.sharing import ShareQuestion, decide_on_facts, record_share
+from hub.services.sharing import ShareQuestion, decide_and_record
 
 # The purpose a plan is shared for, as the consents and assessments the engine weighs name purposes: the
 # referral kind "request for collaboration" (samverkansförfrågan) is the work a shared plan coordinates.
@@ -88,12 +88,6 @@ async def _decide(
         purpose=PLAN_PURPOSE,
         data_categories=sorted(categories_of(version.sections, categories)),
     )
-    decision_id = uuid.uuid4()
-    decision, entry = decide_on_facts(
-        facts, question, actor=actor, child=child, runtime=runtime, decision_id=decision_id, dry_run=False
-    )
+    decision_id, decision = await decide_and_record(session, facts, question, actor=actor, child=child, runtime=runtime)
     share = ChildPlan.share(organisation, version, categories, frozenset(decision.permitted_categories))
-    await record_share(
-        session, actor, child, to_org=organisation, purpose=PLAN_PURPOSE, decided=(decision_id, decision, entry)
-    )
     return db.NewShare(uuid.uuid4(), share, decision_id, decision.legal_basis if share.sections else None)

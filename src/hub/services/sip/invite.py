@@ -27,7 +27,7 @@ from hub.services import rate_limits
 from hub.services.auditing import audit
 from hub.services.children import Child, identify_child
 from hub.services.context import Actor
-from hub.services.sharing import ShareQuestion, decide_on_facts, record_share
+from hub.services.sharing import ShareQuestion, decide_and_record
 from hub.services.sip.read import view_of
 from hub.services.sip.views import MeetingView
 
@@ -132,21 +132,9 @@ async def _decide(
     facts = await sharing_facts(
         session, sender=actor.organisation_id, recipient=organisation, candidates=child.candidates
     )
-    decision_id = uuid.uuid4()
-    decision, entry = decide_on_facts(
-        facts,
-        question,
-        actor=actor,
-        child=child,
-        runtime=runtime,
-        decision_id=decision_id,
-        dry_run=False,
-        limits=rate_limits.for_runtime(runtime),  # each invitee counts as a share attempt: no consent oracle
-    )
-    await record_share(
-        session, actor, child, to_org=organisation, purpose=PURPOSE, decided=(decision_id, decision, entry)
-    )
-    return decision_id, decision
+    # Each invitee counts as a share attempt (rate limits): inviting is no consent oracle.
+    limits = rate_limits.for_runtime(runtime)
+    return await decide_and_record(session, facts, question, actor=actor, child=child, runtime=runtime, limits=limits)
 
 
 def _setting(actor: Actor, draft: MeetingDraft, child: Child, meeting_id: uuid.UUID, runtime: Runtime) -> db.Setting:

@@ -9,7 +9,7 @@ from typing import Any
 
 from hub.db import sip as db
 from hub.domain.sip import Invitation, Meeting
-from hub.services.teams.views import OrganisationRef
+from hub.services.teams.views import OrganisationRef, org
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,6 @@ class MeetingView:
     invitations: list[InvitationView]
 
 
-def _org(names: dict[str, tuple[str, str, str | None]], organisation: str) -> OrganisationRef:
-    name, type_, hsa = names.get(organisation, (None, None, None))
-    return OrganisationRef(organisation, name, type_, hsa)
-
-
 def explained(decision_id: str, legal_basis: str | None, kept: dict[str, Any]) -> Explained:
     def items(key: str) -> list[ExplanationView]:
         return [
@@ -98,7 +93,7 @@ def meeting_view(
     return MeetingView(
         id=str(meeting.id),
         state=meeting.state,
-        inviter=_org(names, meeting.inviter),
+        inviter=org(meeting.inviter, names),
         times=list(meeting.times),
         duration_minutes=setting.duration_minutes,
         format=setting.format,
@@ -120,7 +115,7 @@ def _invitation(
 ) -> InvitationView:
     return InvitationView(
         id=str(i.id),
-        organisation=_org(names, i.organisation),
+        organisation=org(i.organisation, names),
         outcome=i.outcome if inviter else None,
         decision=decision,
         answer=i.answer,
