@@ -50,6 +50,7 @@ class LoadResult:
     latencies: list[float] = field(repr=False)  # seconds, requests started inside the window
     generator_cpu_seconds: float = 0.0  # CPU this process used inside the window
     first_error: str | None = None
+    reconnects: int = 0  # connections the server closed (Connection: close) and the clients opened again
 
     @property
     def throughput(self) -> float:
@@ -74,8 +75,8 @@ class LoadResult:
             f"{self.throughput:8,.0f} req/s at {self.concurrency} concurrent clients; "
             f"latency at {self.concurrency} clients p50 {self.percentile(50) * ms:.2f} ms, "
             f"p90 {self.percentile(90) * ms:.2f} ms, p99 {self.percentile(99) * ms:.2f} ms "
-            f"({self.completed:,} requests in {self.seconds:.1f} s, {self.errors} errors; "
-            f"generator {self.generator_cpu_share:.0%} of a core)"
+            f"({self.completed:,} requests in {self.seconds:.1f} s, {self.errors} errors, "
+            f"{self.reconnects} reconnects; generator {self.generator_cpu_share:.0%} of a core)"
         )
 
 
@@ -83,7 +84,8 @@ class HttpError(Exception):
     pass
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """Status, body, and whether the server closes the connection after it (``Connection: close``)."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     start = head.find(b"content-length:")
@@ -94,7 +96,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     end = head.find(b"\r\n", start)
     length = int(head[start + 15 : end])
     body = await reader.readexactly(length) if length else b""
-    return status, body
+    return status, body, b"\r\nconnection: close\r\n" in head.lower()
 
 
 def _cpu_seconds() -> float:
@@ -127,7 +129,7 @@ async def run_load(
     window_start = began + warmup
     window_end = window_start + seconds
     latencies: list[float] = []
-    counters = {"completed": 0, "errors": 0, "sent": 0}
+    counters = {"completed": 0, "errors": 0, "sent": 0, "reconnects": 0}
     first_error: list[str] = []
     cpu_marks: dict[str, float] = {}
 
@@ -147,6 +149,7 @@ async def run_load(
     async def client(index: int) -> None:
         reader, writer = await asyncio.open_connection(host, port)
         n = 0
+        closed = False
         try:
             while counters["sent"] < max_requests:
                 data = make(index, n)
@@ -155,8 +158,12 @@ async def run_load(
                 t0 = clock()
                 if t0 >= window_end:
                     return
+                if closed:  # as any HTTP/1.1 client does, within the request's time
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                    counters["reconnects"] += 1
                 writer.write(data)
-                status, body = await _read_response(reader)
+                status, body, closed = await _read_response(reader)
                 t1 = clock()
                 if t1 > window_end or t0 < window_start:
                     if t0 < window_start and status >= 300 and not first_error:
@@ -182,6 +189,7 @@ async def run_load(
         latencies=latencies,
         generator_cpu_seconds=cpu_marks.get("end", 0.0) - cpu_marks.get("start", 0.0),
         first_error=first_error[0] if first_error else None,
+        reconnects=counters["reconnects"],
     )
 
 

@@ -3,75 +3,17 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import psutil
 import pytest
 
-from tests.loopback import free_port
-
-HUB = Path(sys.executable).parent / "hub"
-START_TIMEOUT = 120.0  # a bound on a slow machine, not a measurement
-STOP_TIMEOUT = 60.0
-
-
-class Hub:
-    def __init__(self, data_dir: Path, *args: str) -> None:
-        self.port = free_port()
-        env = {**os.environ, "HUB_DATA_DIR": str(data_dir), "HUB_DEV_MODE": "true", "HUB_LOG_LEVEL": "WARNING"}
-        command = [str(HUB), "serve", "--port", str(self.port), *args]
-        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stderr.read().decode() if self.process.stderr else ""
-            if self.ready():
-                return
-            time.sleep(0.2)
-        pytest.fail(f"hub serve was not ready within {START_TIMEOUT} s")
-
-    def ready(self) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=5).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def interrupt(self) -> int:
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=STOP_TIMEOUT)
+from tests.hub_process import STOP_TIMEOUT, Hub, postmaster_of, running, started_hubs
 
 
 @pytest.fixture
 def hubs(tmp_path: Path) -> Iterator[list[Hub]]:
-    started: list[Hub] = []
-    yield started
-    for hub in started:  # whatever a failed test left running
-        if hub.process.poll() is None:
-            hub.process.kill()
-            hub.process.wait(timeout=STOP_TIMEOUT)
-    postmaster = _postmaster(tmp_path)
-    if postmaster is not None and psutil.pid_exists(postmaster):
-        os.kill(postmaster, signal.SIGQUIT)
-
-
-def _postmaster(data_dir: Path) -> int | None:
-    pid_file = data_dir / "pg" / "postmaster.pid"
-    return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
-
-
-def _running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    yield from started_hubs(tmp_path)
 
 
 def test_ctrl_c_stops_the_embedded_postgresql(tmp_path: Path, hubs: list[Hub]) -> None:
@@ -80,16 +22,16 @@ def test_ctrl_c_stops_the_embedded_postgresql(tmp_path: Path, hubs: list[Hub]) -
     killed.wait_ready()
     killed.process.kill()
     killed.process.wait(timeout=STOP_TIMEOUT)
-    postmaster = _postmaster(tmp_path)
-    assert postmaster is not None and _running(postmaster)
+    postmaster = postmaster_of(tmp_path)
+    assert postmaster is not None and running(postmaster)
 
     hubs.append(hub := Hub(tmp_path, "--demo"))
     hub.wait_ready()
-    assert _postmaster(tmp_path) == postmaster  # joined the running server
+    assert postmaster_of(tmp_path) == postmaster  # joined the running server
 
     assert hub.interrupt() == 0
-    assert not _running(postmaster)
-    assert _postmaster(tmp_path) is None
+    assert not running(postmaster)
+    assert postmaster_of(tmp_path) is None
 
 
 def test_a_hub_still_using_the_database_keeps_it_up(tmp_path: Path, hubs: list[Hub]) -> None:
@@ -97,12 +39,12 @@ def test_a_hub_still_using_the_database_keeps_it_up(tmp_path: Path, hubs: list[H
     first.wait_ready()
     hubs.append(second := Hub(tmp_path))
     second.wait_ready()
-    postmaster = _postmaster(tmp_path)
+    postmaster = postmaster_of(tmp_path)
     assert postmaster is not None
 
     assert first.interrupt() == 0
-    assert _running(postmaster)
+    assert running(postmaster)
     assert second.ready()  # and it still answers from the database
 
     assert second.interrupt() == 0
-    assert not _running(postmaster)
+    assert not running(postmaster)

@@ -30,6 +30,7 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from hub.api.connection_share import ConnectionShare
 from hub.config import Settings
 from hub.domain.errors import FieldError, Unauthenticated
 
@@ -99,9 +100,10 @@ def _der(value: str) -> bytes | None:
         return None
 
 
-def certificate_protocol(base: type[Any]) -> type[Any]:
+def certificate_protocol(base: type[Any], share: ConnectionShare | None = None) -> type[Any]:
     """A subclass of uvicorn's HTTP protocol ``base`` that puts the TLS peer certificate (the ASGI TLS
-    extension's ``client_cert_chain``) and the TCP peer (``hub.peer``) into every request's scope."""
+    extension's ``client_cert_chain``) and the TCP peer (``hub.peer``) into every request's scope, and
+    counts its connections in ``share`` (hub.api.connection_share) when the process is one of several."""
 
     class CertificateProtocol(base):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
@@ -109,7 +111,14 @@ def certificate_protocol(base: type[Any]) -> type[Any]:
             ssl_object = transport.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             chain = [_pem(der)] if der else []
-            self.app: Any = _WithConnection(self.app, peer=self.client, chain=chain)
+            self.app: Any = _WithConnection(self.app, peer=self.client, chain=chain, share=share)
+            if share is not None:
+                share.opened()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if share is not None:
+                share.closed()
+            super().connection_lost(exc)
 
     CertificateProtocol.__name__ = f"Certificate{base.__name__}"
     return CertificateProtocol
@@ -122,10 +131,11 @@ def _pem(der: bytes) -> str:
 class _WithConnection:
     """Adds what the connection knows to each scope (one per connection, so no lookups per request)."""
 
-    def __init__(self, app: Any, *, peer: Any, chain: list[str]) -> None:
+    def __init__(self, app: Any, *, peer: Any, chain: list[str], share: ConnectionShare | None) -> None:
         self.app = app
         self.peer = peer
         self.tls = {"client_cert_chain": chain} if chain else None
+        self.share = share
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         extensions = dict(scope.get("extensions") or {})
@@ -133,4 +143,6 @@ class _WithConnection:
         if self.tls is not None:
             extensions["tls"] = {**(extensions.get("tls") or {}), **self.tls}
         scope["extensions"] = extensions
+        if self.share is not None and scope["type"] == "http":
+            send = self.share.closing_send(send) or send
         await self.app(scope, receive, send)

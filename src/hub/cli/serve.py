@@ -16,8 +16,11 @@ from hub.config import Settings
 
 if TYPE_CHECKING:
     import multiprocessing.process
+    from collections.abc import MutableSequence
 
     from fastapi import FastAPI
+
+    from hub.api.connection_share import ConnectionShare
 
 
 def serve(
@@ -160,14 +163,15 @@ def _tls_options(cert: str | None, key: str | None, ca: str | None, client_certs
     return {"ssl_certfile": cert, "ssl_keyfile": key, "ssl_ca_certs": ca, "ssl_cert_reqs": _CLIENT_CERTS[client_certs]}
 
 
-def _with_protocol(tls: dict[str, Any]) -> dict[str, Any]:
+def _with_protocol(tls: dict[str, Any], share: ConnectionShare | None = None) -> dict[str, Any]:
     """The TLS options and uvicorn's HTTP protocol extended to hand each request the client certificate
-    and the TCP peer (hub.api.tls): uvicorn itself passes neither to the app."""
+    and the TCP peer (hub.api.tls), and to keep this worker's share of the connections (``share``, with
+    ``--workers N``): uvicorn itself passes neither to the app."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     from hub.api.tls import certificate_protocol
 
-    return {**tls, "http": certificate_protocol(AutoHTTPProtocol)}
+    return {**tls, "http": certificate_protocol(AutoHTTPProtocol, share)}
 
 
 # No `Server: uvicorn` banner: it tells an attacker which server (and which of its bugs) to try.
@@ -199,11 +203,14 @@ def _stopping_exits_0() -> None:
         signal.signal(signum, exit_0)
 
 
-def _worker_main(host: str, port: int, tls: dict[str, Any]) -> None:
-    """One worker: its own listening socket on the shared port (SO_REUSEPORT), serving ``worker_app``."""
+def _worker_main(host: str, port: int, tls: dict[str, Any], counts: MutableSequence[int], index: int) -> None:
+    """One worker: its own listening socket on the shared port (SO_REUSEPORT), serving ``worker_app``,
+    its open connections kept in ``counts[index]`` beside the other workers'."""
     import uvicorn
 
-    options = {**_UVICORN_OPTIONS, **_with_protocol(tls)}
+    from hub.api.connection_share import ConnectionShare
+
+    options = {**_UVICORN_OPTIONS, **_with_protocol(tls, ConnectionShare(counts, index))}
     config = uvicorn.Config("hub.cli.serve:worker_app", factory=True, host=host, port=port, **options)
     server = uvicorn.Server(config)
     _stopping_exits_0()
@@ -231,15 +238,17 @@ def _supervise_workers(host: str, port: int, workers: int, tls: dict[str, Any]) 
         return 1
     spawn = multiprocessing.get_context("spawn")
     stop: list[int] = []
+    counts = spawn.RawArray("i", workers)  # each worker's open connections (hub.api.connection_share)
 
-    def start() -> multiprocessing.process.BaseProcess:
-        process = spawn.Process(target=_worker_main, args=(host, port, tls), name="hub-worker")
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        counts[index] = 0  # a replaced worker's connections died with it
+        process = spawn.Process(target=_worker_main, args=(host, port, tls, counts, index), name="hub-worker")
         process.start()
         return process
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, _frame: stop.append(signum))
-    processes = [start() for _ in range(workers)]
+    processes = [start(i) for i in range(workers)]
     started = [time.monotonic()] * workers
     status = 0
     try:
@@ -255,7 +264,7 @@ def _supervise_workers(host: str, port: int, workers: int, tls: dict[str, Any]) 
                     status = _STARTUP_FAILURE
                     break
                 log.warning("a worker exited; starting another", extra={"count": process.exitcode})
-                processes[i], started[i] = start(), time.monotonic()
+                processes[i], started[i] = start(i), time.monotonic()
     finally:
         _stop_workers(processes)
         reserved.close()
