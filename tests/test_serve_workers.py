@@ -1,5 +1,6 @@
-"""``hub serve --workers 2`` spreads keep-alive connections evenly over its workers (hub.api.connection_share):
-a real hub process, real TCP connections on loopback, each connection's worker read from the system."""
+"""``hub serve --workers 2`` spreads keep-alive connections evenly over its workers
+(hub.api.connection_share), and its workers do not outlive it: a real hub process, real TCP connections
+on loopback, each connection's worker read from the system."""
 
 from __future__ import annotations
 
@@ -23,8 +24,15 @@ def hubs(tmp_path: Path) -> Iterator[list[Hub]]:
 
 
 def _workers(hub: Hub) -> list[psutil.Process]:
-    children = psutil.Process(hub.process.pid).children()
-    return [p for p in children if any("spawn_main" in part for part in p.cmdline())]
+    """The worker processes, once each listens on the port (the supervisor's readiness is any one's)."""
+    for _ in range(600):
+        children = psutil.Process(hub.process.pid).children()
+        workers = [p for p in children if any("spawn_main" in part for part in p.cmdline())]
+        listening = [w for w in workers if any(c.status == psutil.CONN_LISTEN for c in w.net_connections("tcp"))]
+        if len(listening) == len(workers):
+            return workers
+        time.sleep(0.1)
+    raise AssertionError("the workers did not all listen")
 
 
 def _worker_of(connection: socket.socket, workers: list[psutil.Process], port: int) -> int:
@@ -93,9 +101,23 @@ def test_keep_alive_connections_all_on_one_worker_end_spread_evenly(tmp_path: Pa
     assert hub.interrupt() == 0
 
 
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, hubs: list[Hub]) -> None:
+    hubs.append(hub := Hub(tmp_path, "--workers", "2"))
+    hub.wait_ready()
+    workers = _workers(hub)
+    assert len(workers) == 2
+
+    hub.process.kill()  # as the OOM killer would: no handler runs, nothing is passed on
+    hub.process.wait()
+    _, alive = psutil.wait_procs(workers, timeout=60)
+    assert alive == []
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", hub.port), timeout=5)  # nobody serves the port any more
+
+
 def test_a_worker_closes_one_connection_at_a_time_and_only_when_two_above_the_least_loaded() -> None:
     counts = [0, 0]
-    share = ConnectionShare(counts, 0)
+    share = ConnectionShare(counts, [1, 1], 0)
     for _ in range(3):
         share.opened()
     counts[1] = 2
@@ -108,9 +130,12 @@ def test_a_worker_closes_one_connection_at_a_time_and_only_when_two_above_the_le
     assert counts[0] == 2
     assert share.closing_send(_send) is None  # 2 against 1
 
+    counts[0], counts[1] = 5, 0
+    assert ConnectionShare(counts, [1, 0], 0).closing_send(_send) is None  # the other does not listen yet
+
 
 async def test_the_closing_response_says_connection_close_and_keeps_its_headers() -> None:
-    share = ConnectionShare([2, 0], 0)
+    share = ConnectionShare([2, 0], [1, 1], 0)
     sent: list[dict[str, object]] = []
 
     async def send(message: dict[str, object]) -> None:

@@ -23,12 +23,18 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 class ConnectionShare:
     """This worker's open connections, beside every other worker's (``counts``, in shared memory: each
-    worker writes only its own element, from its event loop, so no lock is needed)."""
+    worker writes only its own element, from its event loop, so no lock is needed). Only workers that
+    serve (``serving``, set by each once it listens) are compared with: while one starts, the kernel
+    gives it no connections, and closing others' would only send them back where they were."""
 
-    def __init__(self, counts: MutableSequence[int], index: int) -> None:
+    def __init__(self, counts: MutableSequence[int], serving: MutableSequence[int], index: int) -> None:
         self._counts = counts
+        self._serving = serving
         self._index = index
         self._closing = False
+
+    def listening(self) -> None:
+        self._serving[self._index] = 1
 
     def opened(self) -> None:
         self._counts[self._index] += 1
@@ -42,8 +48,9 @@ class ConnectionShare:
         connections than the least-loaded worker and is not already closing one; otherwise None."""
         if self._closing:
             return None
-        counts = self._counts[:]
-        if counts[self._index] < min(counts) + 2:
+        serving = self._serving[:]
+        fewest = min((n for n, on in zip(self._counts[:], serving, strict=True) if on), default=0)
+        if self._counts[self._index] < fewest + 2:
             return None
         self._closing = True
 

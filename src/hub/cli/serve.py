@@ -16,7 +16,6 @@ from hub.config import Settings
 
 if TYPE_CHECKING:
     import multiprocessing.process
-    from collections.abc import MutableSequence
 
     from fastapi import FastAPI
 
@@ -203,20 +202,38 @@ def _stopping_exits_0() -> None:
         signal.signal(signum, exit_0)
 
 
-def _worker_main(host: str, port: int, tls: dict[str, Any], counts: MutableSequence[int], index: int) -> None:
+def _worker_main(host: str, port: int, tls: dict[str, Any], share: ConnectionShare, supervisor: int) -> None:
     """One worker: its own listening socket on the shared port (SO_REUSEPORT), serving ``worker_app``,
-    its open connections kept in ``counts[index]`` beside the other workers'."""
+    its open connections kept in ``share`` beside the other workers'."""
     import uvicorn
 
-    from hub.api.connection_share import ConnectionShare
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if not self.should_exit:
+                share.listening()
 
-    options = {**_UVICORN_OPTIONS, **_with_protocol(tls, ConnectionShare(counts, index))}
+    options = {**_UVICORN_OPTIONS, **_with_protocol(tls, share)}
     config = uvicorn.Config("hub.cli.serve:worker_app", factory=True, host=host, port=port, **options)
-    server = uvicorn.Server(config)
+    server = Server(config)
     _stopping_exits_0()
+    _stopping_with(supervisor)
     server.run(sockets=[_listening_socket(host, port)])
     if not server.started:
         sys.exit(_STARTUP_FAILURE)
+
+
+def _stopping_with(supervisor: int) -> None:
+    """A worker whose supervisor was killed (SIGKILL, the OOM killer) would go on serving the port with
+    nobody to stop or replace it: on Linux the kernel sends it SIGTERM when its parent dies, and it stops
+    gracefully; one orphaned before it got here exits at once."""
+    import ctypes
+    import signal
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != supervisor:
+        sys.exit(0)
 
 
 def _supervise_workers(host: str, port: int, workers: int, tls: dict[str, Any]) -> int:
@@ -230,6 +247,8 @@ def _supervise_workers(host: str, port: int, workers: int, tls: dict[str, Any]) 
     import signal
     import time
 
+    from hub.api.connection_share import ConnectionShare
+
     log = logging.getLogger("hub")
     try:
         reserved = _listening_socket(host, port)  # fails here, once, if the port is taken; never listens
@@ -238,11 +257,13 @@ def _supervise_workers(host: str, port: int, workers: int, tls: dict[str, Any]) 
         return 1
     spawn = multiprocessing.get_context("spawn")
     stop: list[int] = []
-    counts = spawn.RawArray("i", workers)  # each worker's open connections (hub.api.connection_share)
+    # Each worker's open connections, and whether it listens yet (hub.api.connection_share).
+    counts, serving = spawn.RawArray("i", workers), spawn.RawArray("b", workers)
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
-        counts[index] = 0  # a replaced worker's connections died with it
-        process = spawn.Process(target=_worker_main, args=(host, port, tls, counts, index), name="hub-worker")
+        counts[index] = serving[index] = 0  # a replaced worker's connections died with it
+        share = ConnectionShare(counts, serving, index)
+        process = spawn.Process(target=_worker_main, args=(host, port, tls, share, os.getpid()), name="hub-worker")
         process.start()
         return process
 
