@@ -29,7 +29,7 @@ def pin(n: int) -> str:
     return f"20{nine[:6]}-{nine[6:]}{luhn_check_digit(nine)}"
 
 
-async def _client(runtime: Runtime, **limits: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def tuned_client(runtime: Runtime, **limits: Any) -> AsyncIterator[httpx.AsyncClient]:
     # Its own runtime object, hence its own in-process counters, with small limits and a long window
     # (nothing drains while the test runs).
     tuned = dataclasses.replace(
@@ -50,13 +50,13 @@ async def demo(db: Runtime) -> Runtime:
 
 @pytest.fixture
 async def tight(demo: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in _client(demo, sharing_limit_per_child=3, sharing_limit_per_organisation=5):
+    async for c in tuned_client(demo, sharing_limit_per_child=3, sharing_limit_per_organisation=5):
         yield c
 
 
 @pytest.fixture
 async def flagging(demo: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in _client(demo, sharing_refusals_flag_per_child=2, sharing_refusals_flag_per_organisation=4):
+    async for c in tuned_client(demo, sharing_refusals_flag_per_child=2, sharing_refusals_flag_per_organisation=4):
         yield c
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from hub.runtime import Runtime
 from hub.services.delivery.polling import purge
+from tests.api.test_rate_limits import assert_limited, tuned_client
 from tests.plans.helpers import PIN, plan_consent, plan_document, post_plan, review_answers, school_and_social
 from tests.referrals.helpers import CHILD, mailbox, sent, set_endpoint, worker_for
 from tests.teams.test_team_story import SCHOOL, SOCIAL, child, county, name_school
@@ -162,3 +163,20 @@ async def test_a_child_with_protected_identity_is_sent_as_the_marker_not_the_ide
     body = message["body"]["plan_version"]
     assert body["protected_identity"]["contact"]["organisation"]["organisation_id"] == SOCIAL
     assert "child" not in body and "2383" not in str(message)
+
+
+async def test_each_member_of_a_plan_version_counts_as_a_share_attempt(
+    client: httpx.AsyncClient, auth: Any, county: Runtime
+) -> None:
+    # A version shows its author what each member gets: sent again and again it would probe the members'
+    # consents, so each member's decision is rate limited like any other (per organisation and child).
+    await school_and_social(client, auth)
+    async for tight in tuned_client(county, sharing_limit_per_child=2):  # its own rate-limit counters
+        etag = None
+        for _ in range(2):
+            r = await post_plan(tight, auth, SCHOOL, if_match=etag)
+            assert r.status_code == 201, r.text
+            etag = r.json()["etag"]
+        assert_limited(await post_plan(tight, auth, SCHOOL, if_match=etag))
+    current = (await client.get("/v1/children/plan", headers={**auth(SCHOOL), **PIN})).json()
+    assert current["version"] == 2, "the limited version was not written"
