@@ -101,7 +101,8 @@ async def hub(client: httpx.AsyncClient, runtime: Runtime, settings: Settings) -
     async with runtime.engine.begin() as conn:
         await conn.execute(text("update organisation set hsa_id = :h where id = :o"), {"h": BUP_HSA, "o": RECEIVER})
     await record_consent(client, dev_auth(settings))
-    with serve(create_app(settings.model_copy(update={"serve_runs_worker": False}))) as url:
+    # No public URL: links (a search's next page) name the loopback address the client called.
+    with serve(create_app(settings.model_copy(update={"serve_runs_worker": False, "public_url": ""}))) as url:
         yield url + "/fhir/r4"
 
 
@@ -232,3 +233,27 @@ async def test_a_patient_labelled_restricted_marks_the_childs_identity_protected
         permitted = await conn.scalar(text("select permitted_categories from referral"))
     assert marks == 1
     assert "identity" not in permitted  # BUP is no recipient the default policy names
+
+
+async def test_a_task_search_reads_on_page_by_page_through_next_links(hub: str, settings: Settings) -> None:
+    school = fhir(hub, settings, SENDER)
+    sent = []
+    for n in range(5):
+        answer = await school.execute("", method="post", data=bundle(key=f"journal-1|remiss-{n}"))
+        sent.append(answer["entry"][-1]["response"]["location"].split("/")[1])
+
+    every = await school.resources("Task").search(_count=2).fetch_all()  # fhirpy follows the next links
+    assert [t.id for t in every] == sent[::-1], "each Task once, newest first"
+
+    headers = {"Authorization": f"Bearer {mint_dev_token(settings, organisation_id=SENDER, roles=['system'])}"}
+    async with httpx.AsyncClient(headers=headers) as http:
+        first = (await http.get(f"{hub}/Task", params={"_count": 4})).json()
+        assert len(first["entry"]) == 4 and "total" not in first, "a page of several: no total of the page"
+        [onward] = [link["url"] for link in first["link"] if link["relation"] == "next"]
+        last = (await http.get(onward)).json()
+        assert [e["resource"]["id"] for e in last["entry"]] == sent[:1]
+        assert [link["relation"] for link in last["link"]] == ["self"] and "total" not in last
+        whole = (await http.get(f"{hub}/Task", params={"_count": 5})).json()
+        assert whole["total"] == 5 and [link["relation"] for link in whole["link"]] == ["self"]
+        forged = await http.get(f"{hub}/Task", params={"_cursor": "bm90IGEgY3Vyc29y"})
+        assert forged.status_code == 422 and forged.json()["resourceType"] == "OperationOutcome"

@@ -19,9 +19,10 @@ from hub.db.tables import Organisation
 from hub.domain.errors import FieldError, InvalidInput
 from hub.domain.hsa import HSA_ID_SYSTEM, InvalidHsaId, parse_hsa_id
 from hub.services.referrals import ReferralQuery, ReferralView, list_referrals, visible_referral
+from hub.services.referrals.read import cursor_after
 from hub.services.referrals.views import referral_view
 
-__all__ = ["TaskQuery", "organisation_for_identifier", "organisations", "search_tasks", "task_view"]
+__all__ = ["TaskPage", "TaskQuery", "organisation_for_identifier", "organisations", "search_tasks", "task_view"]
 
 _PAGE = 200
 _MAX_SCANNED = 2_000  # a search reads at most this many of the organisation's referrals
@@ -39,7 +40,16 @@ class TaskQuery:
     updated_from: datetime | None = None
     updated_to: datetime | None = None
     count: int = 50
+    cursor: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """A page of a Task search, and where the next one starts (None: this is the last)."""
+
+    items: list[ReferralView]
+    next_cursor: str | None
 
 
 async def task_view(session: AsyncSession, *, organisation_id: str, referral_id: str) -> ReferralView:
@@ -63,21 +73,26 @@ def _role(organisation_id: str, q: TaskQuery) -> tuple[str | None, str | None] |
     return None, None
 
 
-async def search_tasks(session: AsyncSession, *, organisation_id: str, q: TaskQuery) -> list[ReferralView]:
-    """The organisation's referrals matching ``q``, newest first, at most ``q.count``."""
+async def search_tasks(session: AsyncSession, *, organisation_id: str, q: TaskQuery) -> TaskPage:
+    """The organisation's referrals matching ``q``, newest first, at most ``q.count`` from ``q.cursor`` on.
+    A search reads at most ``_MAX_SCANNED`` referrals: where that bound stopped it, the page may hold fewer
+    than ``q.count`` (none, even) and still have a next one."""
     role = _role(organisation_id, q)
     if role is None:
-        return []
+        return TaskPage([], None)
     found: list[ReferralView] = []
-    cursor: str | None = None
+    cursor = q.cursor
     for _ in range(_MAX_SCANNED // _PAGE):
         query = ReferralQuery(role=role[0], statuses=list(q.statuses), counterpart=role[1], cursor=cursor, limit=_PAGE)
         page = await list_referrals(session, organisation_id=organisation_id, query=query)
         found += [v for v in page.items if _matches(v, q)]
         cursor = page.next_cursor
-        if cursor is None or len(found) >= q.count:
+        if cursor is None or len(found) > q.count:
             break
-    return found[: q.count]
+    if len(found) > q.count:
+        last = found[q.count - 1]
+        return TaskPage(found[: q.count], cursor_after(last.created_at, last.id))
+    return TaskPage(found, cursor)
 
 
 def _matches(view: ReferralView, q: TaskQuery) -> bool:

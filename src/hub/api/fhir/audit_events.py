@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from hub import fhir
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
-from hub.api.fhir.common import FHIR_JSON, NO_STORE, PREFIX, UNSUPPORTED, FHIRResponse, base_url, invalid, not_supported
+from hub.api.fhir.common import (
+    FHIR_JSON,
+    NO_STORE,
+    UNSUPPORTED,
+    FHIRResponse,
+    base_url,
+    invalid,
+    not_supported,
+    search_url,
+)
 from hub.api.problems import PROBLEM_JSON
 from hub.domain.errors import FieldError, NotFound
 from hub.domain.principal import Principal, Role
@@ -55,11 +63,6 @@ def _agent(agent: str | None, agent_identifier: str | None) -> str | None:
     return orgs.pop() if orgs else None
 
 
-def _audit_url(base: str, params: list[tuple[str, str]]) -> str:
-    query = urlencode(params, safe=":|/")
-    return f"{base}{PREFIX}/AuditEvent" + (f"?{query}" if query else "")
-
-
 @router.get(
     "/AuditEvent",
     summary="Search AuditEvent (auditor role)",
@@ -100,11 +103,13 @@ async def search_audit_events(
     )
     found = [e for e in page.items if id_ is None or e.id == wanted]
     base = base_url(request, runtime)
-    bundle = fhir.searchset_bundle([fhir_audit.audit_event(e) for e in found], base, self_url=_audit_url(base, used))
+    resources = [fhir_audit.audit_event(e) for e in found]
+    bundle = fhir.searchset_bundle(resources, base, self_url=search_url(base, "AuditEvent", used))
     del bundle["total"]  # one page: how many match in all is not counted
     if page.next_cursor is not None and id_ is None:
         params = [(k, v) for k, v in used if k != "_cursor"]
-        bundle["link"].append({"relation": "next", "url": _audit_url(base, [*params, ("_cursor", page.next_cursor)])})
+        onward = search_url(base, "AuditEvent", [*params, ("_cursor", page.next_cursor)])
+        bundle["link"].append({"relation": "next", "url": onward})
     return FHIRResponse(bundle, headers=NO_STORE)
 
 

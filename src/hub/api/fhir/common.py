@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Header, Path, Request, Response
 from fastapi.responses import JSONResponse
@@ -47,6 +48,12 @@ ROUTE: dict[str, Any] = {"response_class": FHIRResponse, "responses": {**FHIR_OK
 
 def base_url(request: Request, runtime: RuntimeDep) -> str:
     return (runtime.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+def search_url(base: str, resource_type: str, params: list[tuple[str, str]]) -> str:
+    """A search's URL on this hub (a Bundle's ``self`` and ``next`` links)."""
+    query = urlencode(params, safe=":|/")
+    return f"{base}{PREFIX}/{resource_type}" + (f"?{query}" if query else "")
 
 
 def invalid(pointer: str, message: str) -> InvalidInput:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from hub.api.auth import Caller, require
 from hub.api.deps import RuntimeDep, Session, actor_for
-from hub.api.fhir.common import FHIR_JSON, NO_STORE, PREFIX, FHIRResponse, base_url
+from hub.api.fhir.common import FHIR_JSON, NO_STORE, PREFIX, FHIRResponse, base_url, search_url
 from hub.api.fhir.outcome import OutcomeRoute
 from hub.domain.errors import FieldError, InvalidInput
 from hub.domain.hsa import HSA_ID_SYSTEM
@@ -156,7 +156,9 @@ async def _org_param(session: Session, params: list[tuple[str, str]], name: str)
 async def search_tasks(request: Request, principal: Party, session: Session, runtime: RuntimeDep) -> Response:
     """``_id``, ``status`` (comma: any of), ``owner``/``requester`` (an organisation id or
     ``Organization/<id>``; ``owner:identifier=<system>|<value>`` by HSA-id), ``_lastUpdated`` (``ge``/``gt``/
-    ``le``/``lt`` + instant, repeatable), ``_count`` (at most 200). Newest first; one page."""
+    ``le``/``lt`` + instant, repeatable), ``_count`` (at most 200), ``_cursor`` (from a ``next`` link). Newest
+    first, a page at a time: the Bundle's ``next`` link reads on, and ``total`` is given only when the whole
+    result is one page."""
     params = list(request.query_params.multi_items())
     ids = tuple(v for k, v in params if k == "_id" for v in v.split(","))
     statuses = [s for k, v in params if k == "status" for s in v.split(",")]
@@ -186,17 +188,26 @@ async def search_tasks(request: Request, principal: Party, session: Session, run
         updated_from=updated_from,
         updated_to=updated_to,
         count=int(count),
+        cursor=next((v for k, v in params if k == "_cursor"), None),
     )
-    views = (
-        []
+    page = (
+        svc.TaskPage([], None)
         if not (owner_found and requester_found)
         else await svc.search_tasks(session, organisation_id=principal.organisation_id, q=query)
     )
     orgs = await svc.organisations(
-        session, (o for v in views for o in (v.sender_organisation, v.recipient_organisation))
+        session, (o for v in page.items for o in (v.sender_organisation, v.recipient_organisation))
     )
-    entries = [{"resource": fhir_tasks.task_resource(v, orgs)} for v in views]
-    return FHIRResponse(_bundle(entries, "searchset", base_url(request, runtime)), headers=NO_STORE)
+    entries = [{"resource": fhir_tasks.task_resource(v, orgs)} for v in page.items]
+    base = base_url(request, runtime)
+    bundle = _bundle(entries, "searchset", base)
+    bundle["link"] = [{"relation": "self", "url": search_url(base, "Task", params)}]
+    if page.next_cursor is not None:
+        onward = [(k, v) for k, v in params if k != "_cursor"] + [("_cursor", page.next_cursor)]
+        bundle["link"].append({"relation": "next", "url": search_url(base, "Task", onward)})
+    if page.next_cursor is not None or query.cursor is not None:
+        del bundle["total"]  # a page of several: how many match in all is not counted
+    return FHIRResponse(bundle, headers=NO_STORE)
 
 
 async def _move(

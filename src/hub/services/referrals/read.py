@@ -65,8 +65,13 @@ class ReferralListPage:
     next_cursor: str | None
 
 
+def cursor_after(created_at: datetime, referral_id: uuid.UUID | str) -> str:
+    """The cursor of the listing (newest first) right after this referral."""
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{referral_id}".encode()).decode()
+
+
 def _cursor(row: db.ReferralRow) -> str:
-    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+    return cursor_after(row.created_at, row.id)
 
 
 def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
