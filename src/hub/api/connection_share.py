@@ -3,9 +3,10 @@
 Each worker listens on its own SO_REUSEPORT socket, and the kernel gives each new connection to one of them
 by a hash of its addresses: with the few long-lived connections the hub's clients hold (a case system's
 pool of a handful), that is uneven more often than not: eight connections on two workers are 4/4 in only
-70 of the 256 equally likely placements. In a benchmark run they ended 6/2, and the worker with six
-did three times the other's work while the other's core idled: throughput and the tail latency were the
-unlucky worker's, and varied by a third from run to run.
+70 of the 256 equally likely placements, and 7/1 or 8/0 in 18. Where one worker's share of the requests
+needs more than the core it runs on (7/1 and 8/0 at the benchmark's load on two cores; sooner with more
+workers and as few connections), its clients queue behind it while other cores have time to spare, for as
+long as the connections live.
 
 So the workers count their open connections in one shared array, and a worker holding two or more than
 the least-loaded one closes one connection after its current response (``Connection: close``, which
