@@ -107,13 +107,13 @@ def certificate_protocol(base: type[Any], share: ConnectionShare | None = None) 
 
     class CertificateProtocol(base):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
+            if share is not None:
+                share.opened()  # first: connection_lost follows even if what comes next raises
             super().connection_made(transport)
             ssl_object = transport.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             chain = [_pem(der)] if der else []
             self.app: Any = _WithConnection(self.app, peer=self.client, chain=chain, share=share)
-            if share is not None:
-                share.opened()
 
         def connection_lost(self, exc: Exception | None) -> None:
             if share is not None:
