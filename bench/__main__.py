@@ -43,12 +43,17 @@ def run_all(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """Run the benchmark named by ``argv[0]`` (or ``all``) with the remaining arguments."""
-    if not argv or (argv[0] not in BENCHMARKS and argv[0] != "all"):
-        print(f"usage: python -m bench {{{','.join([*BENCHMARKS, 'all'])}}} [args...]", file=sys.stderr)
+    """Run the benchmark named by ``argv[0]`` (or ``all``, or ``compare``: before/after pairs of
+    ``referrals`` from two source trees, bench.compare) with the remaining arguments."""
+    if not argv or (argv[0] not in BENCHMARKS and argv[0] not in ("all", "compare")):
+        print(f"usage: python -m bench {{{','.join([*BENCHMARKS, 'all', 'compare'])}}} [args...]", file=sys.stderr)
         return 2
     if argv[0] == "all":
         return run_all(argv[1:])
+    if argv[0] == "compare":
+        from bench.compare import main as compare
+
+        return compare(argv[1:])
     return run(argv[0], argv[1:])
 
 
