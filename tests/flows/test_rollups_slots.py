@@ -5,14 +5,17 @@ exactly what one row per cell (a rebuild) gives. Runs after the other flow tests
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.services.delivery.polling import purge
 from tests.flows import workload
 from tests.flows.conftest import Flows
 from tests.referrals.helpers import ack, event, mailbox, worker_for
@@ -42,6 +45,20 @@ async def _answers(county: Flows) -> list[Any]:
         assert r.status_code == 200, r.text
         found.append(r.json())
     return found
+
+
+_MONTH_CELL = "measure, dimension, month::text, municipality, sender_type, recipient_type, kind, trappan_step"
+
+
+async def _month_cells(conn: AsyncConnection) -> dict[tuple[Any, ...], tuple[int, int, int, dict[int, int]]]:
+    """``flow_rollup_month``'s base cells, each the sum of its slots (as ``workload.rollups`` the weeks')."""
+    rows = await conn.execute(text(f"select {_MONTH_CELL}, value, children, cell_key, hist from flow_rollup_month"))
+    cells: dict[tuple[Any, ...], tuple[int, int, int, Counter[int]]] = {}
+    for *key, value, children, cell_key, hist in rows.all():
+        v, c, k, h = cells.get(tuple(key), (0, 0, 0, Counter()))
+        h.update({e >> 32: e & 0xFFFFFFFF for e in hist or []})  # one element per bucket in a row
+        cells[tuple(key)] = (v + value, c + children, (k + cell_key) % 2**32, h)
+    return {key: (v, c, k, dict(h)) for key, (v, c, k, h) in cells.items() if v or c or k or +h}
 
 
 async def _slots(conn: AsyncConnection, table: str) -> set[int]:
@@ -116,7 +133,22 @@ async def test_the_answers_over_many_slots_are_the_answers_of_one_row_per_cell(c
         assert negative > 0, "a status left in another slot than it was entered in"
         spread = await workload.rollups(conn)
         assert spread == await workload.from_scratch(conn)
+        months = await _month_cells(conn)
     answers = await _answers(county)
+
+    # The worker's hourly housekeeping folds only weeks before last week: this week's rows stay spread.
+    await purge(county.runtime)
+    async with county.runtime.engine.connect() as conn:
+        assert {0, 2} <= await _slots(conn, "flow_rollup")
+    # Folded (migration 0027): one row per base cell, every figure and answer as it was.
+    async with county.runtime.engine.begin() as conn:
+        removed = await conn.scalar(text("select flow_compact(:before)"), {"before": date(2100, 1, 1)})
+    async with county.runtime.engine.connect() as conn:
+        assert removed > 0
+        assert await _slots(conn, "flow_rollup") == {0} and await _slots(conn, "flow_rollup_month") == {0}
+        assert await workload.rollups(conn) == spread
+        assert await _month_cells(conn) == months
+    assert await _answers(county) == answers
 
     for rebuild in ("flow_rebuild", "flow_rebuild_bulk"):
         async with county.runtime.engine.begin() as conn:
@@ -124,4 +156,5 @@ async def test_the_answers_over_many_slots_are_the_answers_of_one_row_per_cell(c
         async with county.runtime.engine.connect() as conn:
             assert await _slots(conn, "flow_rollup") == {0} and await _slots(conn, "flow_rollup_month") == {0}
             assert await workload.rollups(conn) == spread, rebuild
+            assert await _month_cells(conn) == months, rebuild
         assert await _answers(county) == answers, rebuild

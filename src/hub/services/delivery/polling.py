@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from hub.adapters.base import Adapter, DeliveryError, InboundStatus, OpenReferral
 from hub.adapters.registry import UnknownAdapter, adapter_class
+from hub.db import flows as flows_db
 from hub.db import plans as plans_db
 from hub.db import referrals as db
 from hub.db.uow import UnitOfWork
@@ -76,7 +77,8 @@ async def _apply(runtime: Runtime, organisation_id: str, adapter: str, change: I
 
 
 async def purge(runtime: Runtime) -> int:
-    """Referrals' payloads past their retention, and plan versions' content past the plan retention."""
+    """Referrals' payloads past their retention, and plan versions' content past the plan retention; and,
+    housekeeping of the same hour, the flow rollups' slots of past weeks folded into one row per cell."""
     now = utcnow()
     async with UnitOfWork.of(runtime.sessions) as uow:
         purged = await db.purge_payloads(
@@ -86,7 +88,10 @@ async def purge(runtime: Runtime) -> int:
         plans = await plans_db.purge(
             uow.session, before=now - timedelta(days=runtime.settings.plan_retention_days), at=now
         )
+        compacted = await flows_db.compact_rollups(uow.session, now)
         await uow.commit()
     if purged or plans:
         log.info("payloads purged", extra={"count": purged, "plan_versions": plans})
+    if compacted:
+        log.info("flow rollup slots folded", extra={"count": compacted})
     return purged + plans
