@@ -11,9 +11,12 @@ older referral still writes its week), so their slots can be folded into slot 0 
 month before ``before``'s month in ``flow_rollup_month``: it deletes the rows in other slots than 0 and
 adds each base cell's sums (``value``, ``children``, ``cell_key`` mod 2^32 and the histograms' counts per
 bucket: all plain sums, as the readers take them) to its slot-0 row, in one statement per table, and
-returns how many rows it removed. Every figure and disclosure adjustment stays what it was. A writer that
-meets a row being folded waits for it and then writes a new row in its slot, so nothing written
-concurrently is lost. The hub's worker runs it in its hourly housekeeping for the weeks before last week.
+returns how many rows it removed. Every figure and disclosure adjustment stays what it was. Rows a running
+transaction holds are skipped (``skip locked``: they are folded the next time), so the fold never waits for
+a writer's slot row and no writer can deadlock with it; a writer that meets a row being folded waits for it
+and then writes a new row in its slot, so nothing written concurrently is lost. The only rows the fold
+waits for are slot-0 rows, which writers in other slots never hold. The hub's worker runs it in its hourly
+housekeeping for the weeks before last week.
 
 Revision ID: 0027
 Revises: 0026
@@ -33,8 +36,13 @@ declare
     more bigint;
 begin
     -- Data-modifying CTEs run once and to the end whether or not the query reads them (the insert too).
-    with moved as (
-        delete from flow_rollup f where f.slot <> 0 and f.week < before
+    with picked as (
+        select measure, dimension, week, cell, slot from flow_rollup
+        where slot <> 0 and week < before
+        for update skip locked
+    ), moved as (
+        delete from flow_rollup f using picked p
+        where (f.measure, f.dimension, f.week, f.cell, f.slot) = (p.measure, p.dimension, p.week, p.cell, p.slot)
         returning f.*
     ), buckets as (
         select m.measure, m.dimension, m.week, m.cell, e >> 32 as b, sum(e & 4294967295)::bigint as c
@@ -69,9 +77,17 @@ begin
     )
     select coalesce(sum(c.rows), 0) into removed from cells c;
 
-    with moved as (
-        delete from flow_rollup_month f
-        where f.slot <> 0 and f.month < date_trunc('month', before)::date
+    with picked as (
+        select measure, dimension, month, municipality, sender_type, recipient_type, kind, trappan_step, slot
+        from flow_rollup_month
+        where slot <> 0 and month < date_trunc('month', before)::date
+        for update skip locked
+    ), moved as (
+        delete from flow_rollup_month f using picked p
+        where (f.measure, f.dimension, f.month, f.municipality, f.sender_type, f.recipient_type, f.kind,
+               f.trappan_step, f.slot)
+            = (p.measure, p.dimension, p.month, p.municipality, p.sender_type, p.recipient_type, p.kind,
+               p.trappan_step, p.slot)
         returning f.*
     ), buckets as (
         select m.measure, m.dimension, m.month, m.municipality, m.sender_type, m.recipient_type, m.kind,
