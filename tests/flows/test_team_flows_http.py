@@ -306,3 +306,32 @@ async def test_plans_with_a_lead_professional_and_reviews_per_plan(
     found = await ask(client, auth, "plans", by="stage")
     assert found[("school",)]["with_lead_professional"] == 0
     assert shown(found[("school",)]["plans"], eight[("school",)])
+
+
+async def test_days_from_a_childs_first_referral_to_its_first_plan(
+    client: httpx.AsyncClient, auth: Auth, runtime: Runtime, clock: Clock, teams: dict[str, str]
+) -> None:
+    from tests.plans.helpers import plan_document
+    from tests.referrals.helpers import record_consent, sent
+
+    # Eight children referred fourteen days before their plans; four of them referred again two days before:
+    # the first referral counts. The ninth child, referred too, has no plan.
+    clock.at = datetime(2027, 2, 24, 9, 0, tzinfo=UTC)
+    grantors = [{"role": role, "reference": role} for role in ("guardian", "guardian-2", "child")]
+    grantors[1]["role"] = "guardian"  # two guardians and, at sixteen, the child
+    identity = {"data_categories": ["identity"], "information": {}, "concern": {"dimensions": ["healthy"]}}
+    for number in SCHOOL_2011:
+        await record_consent(client, auth, child={"personal_identity_number": number}, grantors=grantors)
+        await sent(client, auth, child={"personal_identity_number": number}, **identity)
+    clock.at = datetime(2027, 3, 8, 9, 0, tzinfo=UTC)
+    for number in SCHOOL_2011[1:5]:
+        await sent(client, auth, child={"personal_identity_number": number}, **identity)
+    clock.at = datetime(2027, 3, 10, 9, 0, tzinfo=UTC)
+    for number in SCHOOL_2011[1:]:
+        await post(client, "/../plan/versions", {**child(number), "plan": plan_document()}, auth(NORA_SOCIAL))
+
+    found = await ask(client, auth, "plans", by="stage")
+    assert found[("school",)]["concern_to_plan_median_days"] == 14
+    assert found[("*",)]["concern_to_plan_median_days"] == 14
+    clock.at = datetime(2027, 3, 9, 9, 0, tzinfo=UTC)  # the day before the plans: none yet
+    assert (await ask(client, auth, "plans", by="stage"))[("*",)]["concern_to_plan_median_days"] is None
