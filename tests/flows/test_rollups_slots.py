@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.services.delivery.polling import purge
+from hub.services.delivery.polling import fold_flow_slots
 from tests.flows import workload
 from tests.flows.conftest import Flows
 from tests.referrals.helpers import ack, event, mailbox, worker_for
@@ -137,7 +137,7 @@ async def test_the_answers_over_many_slots_are_the_answers_of_one_row_per_cell(c
     answers = await _answers(county)
 
     # The worker's hourly housekeeping folds only weeks before last week: this week's rows stay spread.
-    await purge(county.runtime)
+    await fold_flow_slots(county.runtime)
     async with county.runtime.engine.connect() as conn:
         assert {0, 2} <= await _slots(conn, "flow_rollup")
     # Rows a running transaction holds are skipped, not waited for (no writer can deadlock with the fold).

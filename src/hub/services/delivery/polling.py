@@ -77,8 +77,7 @@ async def _apply(runtime: Runtime, organisation_id: str, adapter: str, change: I
 
 
 async def purge(runtime: Runtime) -> int:
-    """Referrals' payloads past their retention, and plan versions' content past the plan retention; and,
-    housekeeping of the same hour, the flow rollups' slots of past weeks folded into one row per cell."""
+    """Referrals' payloads past their retention, and plan versions' content past the plan retention."""
     now = utcnow()
     async with UnitOfWork.of(runtime.sessions) as uow:
         purged = await db.purge_payloads(
@@ -88,10 +87,18 @@ async def purge(runtime: Runtime) -> int:
         plans = await plans_db.purge(
             uow.session, before=now - timedelta(days=runtime.settings.plan_retention_days), at=now
         )
-        compacted = await flows_db.compact_rollups(uow.session, now)
         await uow.commit()
     if purged or plans:
         log.info("payloads purged", extra={"count": purged, "plan_versions": plans})
-    if compacted:
-        log.info("flow rollup slots folded", extra={"count": compacted})
     return purged + plans
+
+
+async def fold_flow_slots(runtime: Runtime) -> int:
+    """The flow rollups' slots of the weeks before last week folded into one row per cell (migration 0027):
+    how many rows that removed."""
+    async with UnitOfWork.of(runtime.sessions) as uow:
+        folded = await flows_db.compact_rollups(uow.session, utcnow())
+        await uow.commit()
+    if folded:
+        log.info("flow rollup slots folded", extra={"count": folded})
+    return folded

@@ -192,7 +192,16 @@ class Worker:
         return await polling.poll_statuses(self.runtime, self._adapter)
 
     async def purge(self) -> int:
-        return await polling.purge(self.runtime)
+        """The hourly housekeeping: payloads and plan content past their retention, then the flow rollups'
+        past slots folded, in a transaction of its own: a failure there never holds up the purge."""
+        purged = await polling.purge(self.runtime)
+        try:
+            await polling.fold_flow_slots(self.runtime)
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise
+            log.error("folding the flow rollup slots failed", extra={"error_class": type(exc).__name__})
+        return purged
 
     # --- one entry -------------------------------------------------------------------------------------------
 
