@@ -49,9 +49,9 @@ class ConnectionShare:
         connections than the least-loaded worker and is not already closing one; otherwise None."""
         if self._closing:
             return None
-        serving = self._serving[:]
-        fewest = min((n for n, on in zip(self._counts[:], serving, strict=True) if on), default=0)
-        if self._counts[self._index] < fewest + 2:
+        counts = self._counts[:]
+        fewest = min((n for n, on in zip(counts, self._serving[:], strict=True) if on), default=0)
+        if counts[self._index] < fewest + 2:
             return None
         self._closing = True
 

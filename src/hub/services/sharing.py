@@ -42,7 +42,7 @@ from hub.services.auditing import audit, audit_record
 from hub.services.children import Child, identify_child
 from hub.services.codes import unknown_codes
 from hub.services.context import Actor
-from hub.services.rate_limits import SharingLimits
+from hub.services.rate_limits import SharingLimits, for_runtime
 
 _Fact = TypeVar("_Fact", Consent, NecessityAssessment, ConsentRefusal)
 
@@ -178,10 +178,11 @@ async def decide_and_record(
     actor: Actor,
     child: Child,
     runtime: Runtime,
-    limits: SharingLimits | None = None,
 ) -> tuple[uuid.UUID, Decision]:
     """One organisation's share decided on loaded facts (:func:`decide_on_facts`) and recorded with its
-    audit entry in the caller's transaction (:func:`record_share`): each plan member's, each SIP invitee's."""
+    audit entry in the caller's transaction (:func:`record_share`): each plan member's, each SIP invitee's.
+    Each counts as a share attempt against the caller's rate limits: the caller sees what each got, so
+    asking again and again would be a consent oracle."""
     decision_id = uuid.uuid4()
     decision, entry = decide_on_facts(
         facts,
@@ -191,7 +192,7 @@ async def decide_and_record(
         runtime=runtime,
         decision_id=decision_id,
         dry_run=False,
-        limits=limits,
+        limits=for_runtime(runtime),
     )
     decided = (decision_id, decision, entry)
     await record_share(on, actor, child, to_org=question.to_organisation, purpose=question.purpose, decided=decided)

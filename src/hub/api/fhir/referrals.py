@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from hub import fhir
 from hub.api.auth import Caller, require
 from hub.api.deps import RuntimeDep, Session, actor_for
 from hub.api.fhir.common import FHIR_JSON, NO_STORE, PREFIX, FHIRResponse, base_url, search_url
@@ -39,14 +40,8 @@ async def _json(request: Request) -> Any:
         raise InvalidInput("The body is not JSON.", errors=[FieldError("/", "send FHIR JSON")]) from None
 
 
-def _bundle(entries: list[dict[str, Any]], kind: str, base: str) -> dict[str, Any]:
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": kind, "entry": entries}
-    if kind == "searchset":
-        bundle["total"] = len(entries)
-        for entry in entries:
-            entry["fullUrl"] = f"{base}{PREFIX}/{entry['resource']['resourceType']}/{entry['resource']['id']}"
-            entry["search"] = {"mode": "match"}
-    return bundle
+def _transaction_response(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
 
 
 async def _task(session: Session, organisation_id: str, referral_id: str) -> dict[str, Any]:
@@ -116,7 +111,7 @@ async def transaction(request: Request, principal: Party, runtime: RuntimeDep, s
     headers = {**NO_STORE, "Location": f"{base_url(request, runtime)}{PREFIX}/Task/{referral_id}"}
     if sent.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return FHIRResponse(_bundle(entries, "transaction-response", ""), headers=headers)
+    return FHIRResponse(_transaction_response(entries), headers=headers)
 
 
 @router.get(
@@ -198,10 +193,9 @@ async def search_tasks(request: Request, principal: Party, session: Session, run
     orgs = await svc.organisations(
         session, (o for v in page.items for o in (v.sender_organisation, v.recipient_organisation))
     )
-    entries = [{"resource": fhir_tasks.task_resource(v, orgs)} for v in page.items]
     base = base_url(request, runtime)
-    bundle = _bundle(entries, "searchset", base)
-    bundle["link"] = [{"relation": "self", "url": search_url(base, "Task", params)}]
+    tasks = [fhir_tasks.task_resource(v, orgs) for v in page.items]
+    bundle = fhir.searchset_bundle(tasks, base, self_url=search_url(base, "Task", params))
     if page.next_cursor is not None:
         onward = [(k, v) for k, v in params if k != "_cursor"] + [("_cursor", page.next_cursor)]
         bundle["link"].append({"relation": "next", "url": search_url(base, "Task", onward)})
@@ -281,5 +275,5 @@ async def search_organizations(request: Request, principal: Caller, session: Ses
         ids = {org.id} if org is not None else set()
         by_id |= {org.id: org} if org is not None else {}
         matches = ids if matches is None else matches & ids
-    entries = [{"resource": fhir_tasks.organization_resource(by_id[i])} for i in sorted(matches or ())]
-    return FHIRResponse(_bundle(entries, "searchset", base_url(request, runtime)), headers=NO_STORE)
+    found = [fhir_tasks.organization_resource(by_id[i]) for i in sorted(matches or ())]
+    return FHIRResponse(fhir.searchset_bundle(found, base_url(request, runtime)), headers=NO_STORE)

@@ -16,7 +16,6 @@ from hub.db.lawful import SharingFacts, sharing_facts
 from hub.domain.plans import ChildPlan, PlanVersion, Share, categories_of
 from hub.domain.vocabulary import ChildPlanSchemaDoc, Vocabulary
 from hub.runtime import Runtime
-from hub.services import rate_limits
 from hub.services.children import Child
 from hub.services.context import Actor
 from hub.services.sharing import ShareQuestion, decide_and_record
@@ -89,11 +88,6 @@ async def _decide(
         purpose=PLAN_PURPOSE,
         data_categories=sorted(categories_of(version.sections, categories)),
     )
-    # Each member counts as a share attempt (rate limits), as a SIP invitee does: a plan version shows its
-    # author what each member gets, so sending versions again and again would be a consent oracle.
-    limits = rate_limits.for_runtime(runtime)
-    decision_id, decision = await decide_and_record(
-        session, facts, question, actor=actor, child=child, runtime=runtime, limits=limits
-    )
+    decision_id, decision = await decide_and_record(session, facts, question, actor=actor, child=child, runtime=runtime)
     share = ChildPlan.share(organisation, version, categories, frozenset(decision.permitted_categories))
     return db.NewShare(uuid.uuid4(), share, decision_id, decision.legal_basis if share.sections else None)

@@ -23,7 +23,6 @@ from hub.domain.identity import parse_personal_identity_number
 from hub.domain.sharing import Decision
 from hub.domain.sip import CATEGORIES, PURPOSE, Meeting, check_invitees, check_times, permits_invitation
 from hub.runtime import Runtime
-from hub.services import rate_limits
 from hub.services.auditing import audit
 from hub.services.children import Child, identify_child
 from hub.services.context import Actor
@@ -132,9 +131,7 @@ async def _decide(
     facts = await sharing_facts(
         session, sender=actor.organisation_id, recipient=organisation, candidates=child.candidates
     )
-    # Each invitee counts as a share attempt (rate limits): inviting is no consent oracle.
-    limits = rate_limits.for_runtime(runtime)
-    return await decide_and_record(session, facts, question, actor=actor, child=child, runtime=runtime, limits=limits)
+    return await decide_and_record(session, facts, question, actor=actor, child=child, runtime=runtime)
 
 
 def _setting(actor: Actor, draft: MeetingDraft, child: Child, meeting_id: uuid.UUID, runtime: Runtime) -> db.Setting:
