@@ -257,3 +257,4 @@ async def test_a_task_search_reads_on_page_by_page_through_next_links(hub: str, 
         assert whole["total"] == 5 and [link["relation"] for link in whole["link"]] == ["self"]
         forged = await http.get(f"{hub}/Task", params={"_cursor": "bm90IGEgY3Vyc29y"})
         assert forged.status_code == 422 and forged.json()["resourceType"] == "OperationOutcome"
+        assert ["_cursor"] in [issue.get("expression") for issue in forged.json()["issue"]], "the parameter named"

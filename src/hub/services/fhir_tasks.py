@@ -19,7 +19,7 @@ from hub.db.tables import Organisation
 from hub.domain.errors import FieldError, InvalidInput
 from hub.domain.hsa import HSA_ID_SYSTEM, InvalidHsaId, parse_hsa_id
 from hub.services.referrals import ReferralQuery, ReferralView, list_referrals, visible_referral
-from hub.services.referrals.read import cursor_after
+from hub.services.referrals.read import cursor_after, position_of
 from hub.services.referrals.views import referral_view
 
 __all__ = ["TaskPage", "TaskQuery", "organisation_for_identifier", "organisations", "search_tasks", "task_view"]
@@ -82,6 +82,7 @@ async def search_tasks(session: AsyncSession, *, organisation_id: str, q: TaskQu
         return TaskPage([], None)
     found: list[ReferralView] = []
     cursor = q.cursor
+    position_of(cursor, "_cursor")  # a bad one named as the FHIR parameter is, before any reading
     for _ in range(_MAX_SCANNED // _PAGE):
         query = ReferralQuery(role=role[0], statuses=list(q.statuses), counterpart=role[1], cursor=cursor, limit=_PAGE)
         page = await list_referrals(session, organisation_id=organisation_id, query=query)

@@ -74,7 +74,8 @@ def _cursor(row: db.ReferralRow) -> str:
     return cursor_after(row.created_at, row.id)
 
 
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+def position_of(cursor: str | None, field: str = "cursor") -> tuple[datetime, uuid.UUID] | None:
+    """Where ``cursor`` (a listing's ``next_cursor``) points; a 422 at ``field`` for anything else."""
     if cursor is None:
         return None
     try:
@@ -82,7 +83,7 @@ def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         return datetime.fromisoformat(at), uuid.UUID(rid)
     except ValueError:
         raise InvalidInput(
-            "The cursor is not valid.", errors=[FieldError("cursor", "not a cursor from this API")]
+            "The cursor is not valid.", errors=[FieldError(field, "not a cursor from this API")]
         ) from None
 
 
@@ -101,7 +102,7 @@ async def list_referrals(
             counterpart=query.counterpart,
             created_from=query.created_from,
             created_to=query.created_to,
-            after=_after(query.cursor),
+            after=position_of(query.cursor),
             limit=query.limit + 1,
         ),
     )
