@@ -131,10 +131,28 @@ UNQUEUED = (
         ("update audit_event set outcome = '8' where id = (select max(id) from audit_event)", "column outcome"),
         ("delete from audit_event where id = (select min(id) + 1 from audit_event)", "is gone"),
         ("delete from audit_leaf where seq = 1", "position 1 of the log is missing"),
-        ("delete from audit_node where level = 2 and index = 0", "stored Merkle tree does not match"),
+        ("delete from audit_node where level = 2 and index = 0", "node (2, 0) (level, index) of the stored"),
+        # Nodes off the tree head's right edge: only the proofs made of them would fail.
+        (
+            "delete from audit_node where level = 1 and index = 1",
+            "node (1, 1) (level, index) of the stored Merkle tree is missing",
+        ),
+        (
+            "update audit_node set hash = sha256(hash) where level = 1 and index = 0",
+            "node (1, 0) (level, index) of the stored Merkle tree does not match the entries it covers",
+        ),
         (UNQUEUED, "neither sealed nor queued"),
     ],
-    ids=["content-rewritten", "indexed-column-edited", "entry-deleted", "position-deleted", "node-deleted", "unqueued"],
+    ids=[
+        "content-rewritten",
+        "indexed-column-edited",
+        "entry-deleted",
+        "position-deleted",
+        "node-deleted",
+        "interior-node-deleted",
+        "interior-node-rewritten",
+        "unqueued",
+    ],
 )
 async def test_hub_audit_verify_finds_the_edited_row(
     audited, owner_runtime: Runtime, settings: Settings, statement: str, problem: str
@@ -262,3 +280,21 @@ async def test_a_checkpoint_without_a_signing_key_is_one_line_to_the_operator(
         == "cannot sign a checkpoint: Set HUB_AUDIT_SIGNING_KEY (dev mode makes a key; production must not)."
     )
     assert not kept.exists()
+
+
+async def test_every_stored_node_is_compared_whatever_the_walk_s_chunks(
+    audited, owner_runtime: Runtime, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nodes are compared a stretch of leaves at a time: with stretches of two leaves, a node completed
+    in the second stretch and one in the last, partial stretch are found as in one stretch."""
+    from hub.services import audit_verify
+
+    monkeypatch.setattr(audit_verify, "NODES_PER_CHECK", 2)
+    report = await audit_verify.verify_log(runtime.engine)
+    assert report.intact and report.sealed == 5, report.problems
+
+    await behind_the_hubs_back(owner_runtime, "update audit_node set hash = sha256(hash) where level = 1 and index = 1")
+    report = await audit_verify.verify_log(runtime.engine)
+    assert report.problems == [
+        "node (1, 1) (level, index) of the stored Merkle tree does not match the entries it covers"
+    ]

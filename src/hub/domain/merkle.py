@@ -53,6 +53,18 @@ def perfect_parts(lo: int, hi: int) -> list[Node]:
     return parts
 
 
+def completed_by(lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """The perfect nodes above the leaves that appending leaves ``lo`` to ``hi - 1`` completes, as
+    ``(level, first index, last index)`` per level, lowest level first: node ``(level, index)`` is completed
+    by its last leaf, ``(index + 1)·2^level - 1``. At each level they complete in index order."""
+    ranges = []
+    for level in range(1, hi.bit_length()):
+        first, last = -(-(lo + 1) >> level) - 1, (hi >> level) - 1  # ceil((lo+1)/2^L) - 1, floor(hi/2^L) - 1
+        if first <= last:
+            ranges.append((level, first, last))
+    return ranges
+
+
 def fold(hashes: Sequence[bytes]) -> bytes:
     """The hash of a range from its perfect parts' hashes (largest first): ``H(1||p0||H(1||p1||…))``."""
     if not hashes:

@@ -13,14 +13,16 @@ organisation chains.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from itertools import chain
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.db import audit as audit_db
 from hub.db import audit_tree
 from hub.domain.checkpoint import Checkpoint
-from hub.domain.merkle import Frontier, leaf_hash
+from hub.domain.merkle import Frontier, completed_by, leaf_hash
 from hub.keys import signature_valid
 
 
@@ -41,10 +43,17 @@ def _describe(cp: Checkpoint) -> str:
     return f"checkpoint of {cp.head.size} entries signed at {cp.head.signed_at.isoformat()} by key {cp.key_id}"
 
 
+NODES_PER_CHECK = 50_000
+"""Leaves walked between two comparisons of the stored nodes they complete (one query each)."""
+
+
 async def _walk(conn: AsyncConnection, report: LogReport, sizes: set[int]) -> dict[int, bytes]:
-    """Recompute the tree in the log's order; the roots at ``sizes`` (those the log reaches)."""
+    """Recompute the tree in the log's order; the roots at ``sizes`` (those the log reaches). Every stored
+    node is compared with the recomputed one as the walk completes it (:func:`_same_nodes`)."""
     tree = Frontier()
     roots: dict[int, bytes] = {0: tree.root()} if 0 in sizes else {}
+    completed: list[list[bytes]] = []  # per level above the leaves, in index order: as they complete
+    compared = 0  # leaves whose completed nodes were compared
     async for leaf in audit_tree.walk(conn):
         if leaf.seq != tree.size:
             report.problems.append(f"position {tree.size} of the log is missing (the next is {leaf.seq})")
@@ -58,12 +67,41 @@ async def _walk(conn: AsyncConnection, report: LogReport, sizes: set[int]) -> di
                 f"entry {leaf.entry_id} at position {leaf.seq}: its content does not match its sealed leaf hash"
             )
             return roots
-        tree.append(recomputed)
+        for (level, _), h in tree.append(recomputed):
+            if level > len(completed):
+                completed.append([])
+            completed[level - 1].append(h)
         if tree.size in sizes:
             roots[tree.size] = tree.root()
+        if tree.size - compared == NODES_PER_CHECK:
+            if not await _same_nodes(conn, report, compared, tree.size, completed):
+                return roots
+            compared, completed = tree.size, []
+    if not await _same_nodes(conn, report, compared, tree.size, completed):
+        return roots
     report.sealed = tree.size
     roots[-1] = tree.root()
     return roots
+
+
+async def _same_nodes(
+    conn: AsyncConnection, report: LogReport, lo: int, hi: int, recomputed: list[list[bytes]]
+) -> bool:
+    """The stored nodes that leaves ``lo`` to ``hi - 1`` complete are those recomputed from the entries
+    (compared by a digest of each stretch; node by node only to name the first that differs). The
+    inclusion and consistency proofs the hub serves are made of stored nodes: one rewritten or lost would
+    make an intact entry's proof fail against a signed checkpoint while the tree head still matched."""
+    if await audit_tree.completed_digest(conn, lo, hi) == hashlib.sha256(b"".join(chain(*recomputed))).digest():
+        return True
+    stored = await audit_tree.completed_nodes(conn, lo, hi)
+    for (level, first, _), hashes in zip(completed_by(lo, hi), recomputed, strict=True):
+        for index, h in enumerate(hashes, start=first):
+            if stored.get((level, index)) != h:
+                state = "is missing" if (level, index) not in stored else "does not match the entries it covers"
+                report.problems.append(f"node {(level, index)} (level, index) of the stored Merkle tree {state}")
+                return False
+    report.problems.append(f"the stored Merkle tree holds nodes over positions {lo} to {hi - 1} that it should not")
+    return False
 
 
 async def verify_log(engine: AsyncEngine, *, external: Checkpoint | None = None) -> LogReport:
