@@ -9,13 +9,14 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 
 from hub import fhir
 from hub.api.auth import Caller, require
 from hub.api.deps import RuntimeDep, Session, actor_for
 from hub.api.fhir.common import FHIR_JSON, NO_STORE, PREFIX, FHIRResponse, base_url, search_url
 from hub.api.fhir.outcome import OutcomeRoute
+from hub.api.routing import Router
 from hub.domain.errors import FieldError, InvalidInput
 from hub.domain.hsa import HSA_ID_SYSTEM
 from hub.domain.principal import Principal, Role
@@ -25,7 +26,7 @@ from hub.services import fhir_tasks as svc
 from hub.services import referrals as referrals_svc
 from hub.services import registry as registry_svc
 
-router = APIRouter(prefix=PREFIX, tags=["fhir"], route_class=OutcomeRoute)
+router = Router(prefix=PREFIX, tags=["fhir"], route_class=OutcomeRoute)
 Party = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
 _FHIR_BODY: dict[str, Any] = {"requestBody": {"content": {FHIR_JSON: {"schema": {"type": "object"}}}}}
 _ANSWERS: dict[int | str, dict[str, Any]] = {

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi import Header, Path, Request, Response
 
 from hub import fhir
 from hub.api.deps import RuntimeDep, VocabularyDep
@@ -34,12 +34,13 @@ from hub.api.fhir.common import (
 from hub.api.fhir.documents import RESOURCE_TYPES, checksum, document, published, render
 from hub.api.language import negotiate
 from hub.api.rest.vocabulary import conditional_response
+from hub.api.routing import Router
 from hub.domain.vocabulary import Vocabulary
 from hub.fhir import audit as fhir_audit
 from hub.fhir import search as fhir_search
 from hub.fhir.tasks import declare_referrals
 
-router = APIRouter(prefix=PREFIX, tags=["fhir"])
+router = Router(prefix=PREFIX, tags=["fhir"])
 
 LATEST_CACHE = "public, max-age=300"
 VERSION_CACHE = "public, max-age=31536000, immutable"

@@ -7,18 +7,19 @@ import base64
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
 from hub.api.rest.schemas import ChildRef, Instant
+from hub.api.routing import Router
 from hub.domain.audit import AuditAction
 from hub.domain.checkpoint import Checkpoint
 from hub.domain.principal import Principal, Role
 from hub.services import audit_log as svc
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = Router(prefix="/v1/audit", tags=["audit"])
 Auditor = Annotated[Principal, Depends(require(Role.AUDITOR))]
 CheckpointReader = Annotated[Principal, Depends(require(Role.AUDITOR, Role.COORDINATOR))]
 

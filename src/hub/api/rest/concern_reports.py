@@ -8,17 +8,18 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, status
+from fastapi import Depends, Header, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, actor_for
 from hub.api.rest.schemas import ChildRef
+from hub.api.routing import Router
 from hub.domain.errors import FieldError, InvalidInput
 from hub.domain.principal import Principal, Role
 from hub.services import concern_reports as svc
 
-router = APIRouter(prefix="/v1", tags=["reports of concern"])
+router = Router(prefix="/v1", tags=["reports of concern"])
 Party = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
 # A coordinator is let in to find what everyone but the receiving social services finds: nothing (not a 403,
 # which would say there is something to refuse).

@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, status
+from fastapi import Depends, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, actor_for
 from hub.api.rest.consents import InformationGivenIn, PartiesIn
 from hub.api.rest.schemas import Instant
+from hub.api.routing import Router
 from hub.domain.principal import Principal, Role
 from hub.services import consent_requests as svc
 
-router = APIRouter(prefix="/v1/consent-requests", tags=["consents"])
+router = Router(prefix="/v1/consent-requests", tags=["consents"])
 Requester = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
 
 _STRICT = ConfigDict(extra="forbid")

@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, status
+from fastapi import Depends, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, actor_for
 from hub.api.rest.schemas import ChildRef, Instant
+from hub.api.routing import Router
 from hub.domain.principal import Principal, Role
 from hub.services import consents as svc
 from hub.services.consents import ConsentDraft, ConsentView
 
-router = APIRouter(prefix="/v1/consents", tags=["consents"])
+router = Router(prefix="/v1/consents", tags=["consents"])
 Recorder = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
 # An admin of the recording organisation may withdraw too (the service checks the organisation).
 Withdrawer = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL, Role.ADMIN))]

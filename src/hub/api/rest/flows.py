@@ -12,17 +12,18 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import Depends, Header, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.api.auth import require
 from hub.api.deps import FlowsSession, RuntimeDep, actor_for
+from hub.api.routing import Router
 from hub.domain.principal import Principal, Role
 from hub.services import concern_flows, flow_teams
 from hub.services import flows as svc
 
-router = APIRouter(prefix="/v1/flows", tags=["flows"])
+router = Router(prefix="/v1/flows", tags=["flows"])
 Coordinator = Annotated[Principal, Depends(require(Role.COORDINATOR))]
 CSV = "text/csv"
 HIDDEN = ".."  # in CSV, as Statistics Sweden marks a value that cannot be shown

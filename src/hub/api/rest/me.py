@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from hub.api.auth import Caller
 from hub.api.deps import Session
+from hub.api.routing import Router
 from hub.services.organisations import get_organisation, organisation_standing
 
-router = APIRouter(prefix="/v1", tags=["auth"])
+router = Router(prefix="/v1", tags=["auth"])
 
 
 class OrganisationRead(BaseModel):

@@ -9,17 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Response, status
+from fastapi import Header, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.deps import RuntimeDep, actor_for
 from hub.api.rest.schemas import ChildRef, OrganisationRefRead
 from hub.api.rest.teams import PIN_HEADER, Party, Reader
+from hub.api.routing import Router
 from hub.domain.errors import NotFound
 from hub.domain.principal import Role
 from hub.services import plans as svc
 
-router = APIRouter(prefix="/v1/children/plan", tags=["plan"])
+router = Router(prefix="/v1/children/plan", tags=["plan"])
 _STRICT = ConfigDict(extra="forbid")
 PinHeader = Annotated[str, Header(alias=PIN_HEADER, min_length=10, max_length=13, description="The child's PIN")]
 Number = Annotated[int, Path(ge=1, le=1_000_000, description="The version's number (1, 2, …)")]

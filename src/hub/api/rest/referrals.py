@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import Depends, Header, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hub.adapters.base import MessageKind
@@ -14,13 +14,14 @@ from hub.api.auth import require
 from hub.api.deps import RuntimeDep, Session, actor_for
 from hub.api.rest.concern_reports import ConcernRead
 from hub.api.rest.schemas import Instant, ProtectableChild
+from hub.api.routing import Router
 from hub.domain.principal import Principal, Role
 from hub.runtime import Runtime
 from hub.services import mailbox as mailbox_svc
 from hub.services import referrals as svc
 from hub.services.concern_states import clock as concern_clock
 
-router = APIRouter(prefix="/v1", tags=["referrals"])
+router = Router(prefix="/v1", tags=["referrals"])
 Party = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
 System = Annotated[Principal, Depends(require(Role.SYSTEM))]
 _STRICT = ConfigDict(extra="forbid")

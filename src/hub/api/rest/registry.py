@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import Depends, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import Caller, require
 from hub.api.deps import RuntimeDep, Session, actor_for
+from hub.api.routing import Router
 from hub.domain.principal import Principal, Role
 from hub.services import registry as svc
 
-router = APIRouter(prefix="/v1/registry", tags=["registry"])
+router = Router(prefix="/v1/registry", tags=["registry"])
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 AdminOrSystem = Annotated[Principal, Depends(require(Role.ADMIN, Role.SYSTEM))]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]

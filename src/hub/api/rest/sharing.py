@@ -7,18 +7,19 @@ import dataclasses
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, actor_for
 from hub.api.rest.schemas import ChildRef, Explanation, Instant, ProtectableChild
+from hub.api.routing import Router
 from hub.domain.principal import Principal, Role
 from hub.services import protected_identity as protection_svc
 from hub.services import sharing as svc
 from hub.services.rate_limits import for_runtime
 
-router = APIRouter(prefix="/v1", tags=["lawful sharing"])
+router = Router(prefix="/v1", tags=["lawful sharing"])
 Sender = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
 
 

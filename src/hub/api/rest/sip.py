@@ -7,18 +7,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import Depends, Header, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, actor_for
 from hub.api.rest.schemas import ChildRef, Explanation, Instant, OrganisationRefRead
+from hub.api.routing import Router
 from hub.domain.errors import NotFound
 from hub.domain.principal import Principal, Role
 from hub.domain.sip import MAX_INVITEES, NOT_FOUND
 from hub.services import sip as svc
 
-router = APIRouter(prefix="/v1/sip-meetings", tags=["sip-meetings"])
+router = Router(prefix="/v1/sip-meetings", tags=["sip-meetings"])
 Party = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
 # A coordinator is let in to be told what everyone else is told: 404, not 403 (a 403 would say there is
 # something to be refused).

@@ -8,17 +8,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import Depends, Header, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import require
 from hub.api.deps import RuntimeDep, actor_for
 from hub.api.rest.schemas import ChildRef, Instant, OrganisationRefRead
+from hub.api.routing import Router
 from hub.domain.errors import NotFound
 from hub.domain.principal import Principal, Role
 from hub.services import teams as svc
 
-router = APIRouter(prefix="/v1/children/team", tags=["team"])
+router = Router(prefix="/v1/children/team", tags=["team"])
 Party = Annotated[Principal, Depends(require(Role.SYSTEM, Role.PROFESSIONAL))]
 # A coordinator's token is let in to be told what everyone off the team is told: 404, not 403 (a 403 would
 # say there is something to be refused).

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from hub.api.deps import VocabularyDep
 from hub.api.language import negotiate
 from hub.api.problems import HTTP_PROBLEMS, PROBLEM_JSON, problem_response
+from hub.api.routing import Router
 from hub.domain.vocabulary import Translation
 from hub.services.child_plan import validate_child_plan
 
-router = APIRouter(prefix="/v1/vocabulary", tags=["vocabulary"])
+router = Router(prefix="/v1/vocabulary", tags=["vocabulary"])
 
 LATEST_CACHE = "public, max-age=300"
 # A published version never changes: caches may keep it for good.
