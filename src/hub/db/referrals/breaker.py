@@ -3,8 +3,14 @@
 
 A row exists while a receiver's deliveries are failing: ``consecutive_failures`` transient failures in a
 row (any answer from the receiver deletes the row); at the threshold ``opened_at`` is set, and from then
-on the claim (``outbox.CLAIM``) skips the receiver and ``outbox.CLAIM_PROBES`` sends it one entry at a
-time when ``next_probe_at`` comes."""
+on its pending entries are parked (``outbox.parked_at``, migration 0028): all of them when it opens, and the
+ones that come later as the claim (``leases.CLAIM``) meets them; ``leases.CLAIM_PROBES`` sends it one entry at
+a time when ``next_probe_at`` comes. Closing it releases them.
+
+Nothing stays parked behind a breaker that is not open: what parks holds a lock on the open breaker row in
+the same transaction (the failure's upsert here, the claim's ``for key share``), the deletion that closes it
+waits for those transactions, and the release runs after the deletion, as a statement of its own that sees
+what they parked."""
 
 from __future__ import annotations
 
@@ -39,21 +45,40 @@ FAILED = Statement(
             else b.next_probe_at end,
         probe_lease_until = case when {_PROBE} then null else b.probe_lease_until end,
         updated_at = {_NOW}
-    returning opened_at is not null
+    returning opened_at is not null, opened_at = {_NOW}
+    """
+)
+
+# The breaker has just opened: every pending entry of the receiver that no worker holds is parked, due or
+# not (the probes take the oldest of them). A walk of the unparked pending entries, once per outage.
+PARK_QUEUE = Statement(
+    """
+    update outbox set parked_at = :now
+    where recipient_organisation = :recipient and state in ('queued', 'retrying') and parked_at is null
+      and (lease_until is null or lease_until < :now)
     """
 )
 
 
 # An answer from the receiver (delivered, or refused for good: it is up). Closed: the row goes; if it was
-# open, everything of the receiver's that waits for a retry is due at once (the queue is released).
-ANSWERED = Statement(
+# open, everything of the receiver's that waits is due at once (the queue is released): its parked entries
+# unparked (each keeping its place, oldest first) and any entry not parked waiting for a retry due now. Two
+# statements: the release must see what was parked by transactions the deletion waited for. Entries in
+# flight are left to their outcome (waiting for them could deadlock with a worker closing it too).
+CLOSE = Statement("delete from delivery_breaker where recipient_organisation = :recipient returning opened_at")
+
+RELEASE = Statement(
     """
-    with closed as (
-        delete from delivery_breaker where recipient_organisation = :recipient returning opened_at
+    with waiting as (
+        select id from outbox
+        where recipient_organisation = :recipient and state in ('queued', 'retrying') and parked_at is not null
+        union all
+        select id from outbox
+        where recipient_organisation = :recipient and state in ('queued', 'retrying') and parked_at is null
+          and next_attempt_at > :now and (lease_until is null or lease_until < :now)
     )
-    update outbox set next_attempt_at = :now
-    where recipient_organisation = :recipient and state in ('queued', 'retrying') and next_attempt_at > :now
-      and exists (select 1 from closed where opened_at is not null)
+    update outbox set parked_at = null, next_attempt_at = least(next_attempt_at, :now)
+    where id = any(array(select id from waiting))
     returning 1
     """
 )
@@ -62,7 +87,8 @@ ANSWERED = Statement(
 async def failed(
     on: AsyncSession | Any, recipient: str, *, probe: bool, threshold: int, probe_delay: float, now: datetime
 ) -> bool:
-    """Count a transient failure; True when the receiver's breaker is (now) open."""
+    """Count a transient failure; True when the receiver's breaker is (now) open. When this failure opened
+    it, the receiver's pending entries are parked."""
     params = {
         "recipient": recipient,
         "probe": probe,
@@ -70,12 +96,18 @@ async def failed(
         "probe_delay": float(probe_delay),
         "now": now,
     }
-    return bool(await FAILED.fetchval(on, params))
+    down, opened = await FAILED.fetchrow(on, params)
+    if opened:
+        await PARK_QUEUE.execute(on, {"recipient": recipient, "now": now})
+    return bool(down)
 
 
 async def answered(on: AsyncSession | Any, recipient: str, *, now: datetime) -> int:
     """The receiver answered: its breaker closes; returns how many waiting entries were released."""
-    return len(await ANSWERED.fetch(on, {"recipient": recipient, "now": now}))
+    closed = await CLOSE.fetch(on, {"recipient": recipient})
+    if not any(opened_at is not None for (opened_at,) in closed):
+        return 0
+    return len(await RELEASE.fetch(on, {"recipient": recipient, "now": now}))
 
 
 async def troubled(on: AsyncSession | Any, recipients: list[str]) -> set[str]:

@@ -32,56 +32,83 @@ class Claimed:
 
 
 _CLAIMED = f"{_fields(OutboxRow)}, checked_outcome, coalesce(requeued_at, created_at) as since"
+_PENDING = "state in ('queued', 'retrying')"
 
-# Reserve due entries for one worker: rows other workers hold are skipped, not waited for, and so are the
-# receivers whose circuit breaker is open (only their probe goes, below). The locked pick is a materialized
-# CTE, run once: as ``id in (select ... limit ... for update skip locked)`` a plan could re-run it for every
-# outbox row, each run skipping the rows this statement had already updated, which claimed every due entry
-# (not ``limit``) at a cost of outbox rows times batch. Returned oldest first.
+# Reserve due entries for one worker, oldest first: rows other workers hold are skipped, not waited for.
+# The entries of a receiver whose circuit breaker is open are parked (``parked_at``, migration 0028: out of
+# ``outbox_due``) instead of claimed, so a claim meets each of them once, and never walks a down receiver's
+# held backlog again (only its probe goes, below). The breaker is locked ``for key share``: its deletion
+# (``breaker.CLOSE``), which then releases what is parked, waits for this statement's transaction, so nothing
+# is parked behind a breaker that closed; ``skip locked``: a breaker being closed is taken as closed, never
+# waited for. The locked pick is a materialized CTE, run once: as ``id in (select ... limit ... for update skip
+# locked)`` a plan could re-run it for every outbox row, each run skipping the rows this statement had already
+# updated, which claimed every due entry (not ``limit``) at a cost of outbox rows times batch. The last column
+# says whether the row was parked rather than claimed.
 CLAIM = Statement(
     f"""
     with picked as materialized (
-        select id from outbox
-        where state in ('queued', 'retrying') and next_attempt_at <= :now
+        select id, recipient_organisation from outbox
+        where {_PENDING} and parked_at is null and next_attempt_at <= :now
           and (lease_until is null or lease_until < :now)
-          and not exists (select 1 from delivery_breaker b
-                          where b.recipient_organisation = outbox.recipient_organisation and b.opened_at is not null)
         order by next_attempt_at
         limit :limit
         for update skip locked
+    ), down as materialized (
+        select recipient_organisation from delivery_breaker
+        where opened_at is not null
+          and recipient_organisation = any(array(select distinct recipient_organisation from picked))
+        for key share skip locked
+    ), parked as (
+        update outbox set parked_at = :now
+        where id = any(array(select id from picked join down using (recipient_organisation)))
+        returning {_CLAIMED}
     ), claimed as (
         update outbox set lease_until = :now + make_interval(secs => :lease), attempts = attempts + 1,
                           updated_at = :now
-        where id = any(array(select id from picked))
+        where id = any(array(select id from picked
+                             where recipient_organisation not in (select recipient_organisation from down)))
         returning {_CLAIMED}
     )
-    select {_fields(OutboxRow)}, checked_outcome, since from claimed order by next_attempt_at, id
+    select {_fields(OutboxRow)}, checked_outcome, since, false from claimed
+    union all
+    select {_fields(OutboxRow)}, checked_outcome, since, true from parked
+    order by next_attempt_at, id
     """
 )
 
 # One probe per open breaker whose time has come and that has no probe out: the breaker row is leased
 # (``probe_lease_until``) so that across every worker one probe at a time goes to a receiver that is down.
-# The probe is the receiver's oldest pending entry, due or not. The entries are fetched by id (``= any``)
-# rather than joined, which a plan may do by reading all of outbox.
+# The probe is the receiver's oldest pending entry, due or not: its oldest parked one (``outbox_parked``), or
+# when it has none parked, its oldest one not parked. The probe is unparked while it is out (a leased entry is
+# never parked: releasing a closed breaker's queue waits for no delivery in flight); its failure parks it
+# again (``hub.services.delivery.outcomes.failed``). The breaker is locked ``for no key update``, which
+# ``CLAIM``'s ``for key share`` does not wait for. The entries are fetched by id (``= any``) rather than
+# joined, which a plan may do by reading all of outbox.
 CLAIM_PROBES = Statement(
     f"""
     with due as (
         select recipient_organisation from delivery_breaker
         where opened_at is not null and next_probe_at <= :now
           and (probe_lease_until is null or probe_lease_until < :now)
-        for update skip locked
+        for no key update skip locked
     ), picked as (
-        select (select o.id from outbox o
-                where o.recipient_organisation = due.recipient_organisation
-                  and o.state in ('queued', 'retrying') and (o.lease_until is null or o.lease_until < :now)
-                order by o.next_attempt_at limit 1 for update skip locked) as id,
+        select coalesce(
+                   (select o.id from outbox o
+                    where o.recipient_organisation = due.recipient_organisation and o.{_PENDING}
+                      and o.parked_at is not null and (o.lease_until is null or o.lease_until < :now)
+                    order by o.next_attempt_at limit 1 for update skip locked),
+                   (select o.id from outbox o
+                    where o.recipient_organisation = due.recipient_organisation and o.{_PENDING}
+                      and o.parked_at is null and (o.lease_until is null or o.lease_until < :now)
+                    order by o.next_attempt_at limit 1 for update skip locked)) as id,
                due.recipient_organisation
         from due
     ), leased as (
         update delivery_breaker b set probe_lease_until = :now + make_interval(secs => :probe_lease)
         from picked where b.recipient_organisation = picked.recipient_organisation and picked.id is not null
     )
-    update outbox set lease_until = :now + make_interval(secs => :lease), attempts = attempts + 1, updated_at = :now
+    update outbox set lease_until = :now + make_interval(secs => :lease), attempts = attempts + 1, updated_at = :now,
+                      parked_at = null
     where id = any(array(select id from picked where id is not null))
     returning {_CLAIMED}
     """
@@ -93,11 +120,17 @@ async def claim_due(
 ) -> list[Claimed]:
     """Reserve up to ``limit`` due entries for this worker, and one probe for each receiver whose breaker
     is open and due a probe (``probe_lease_seconds`` > 0). Rows other workers hold are skipped, not
-    waited for; a reservation (lease) that outlives its worker expires and the entry is claimed again."""
+    waited for; a reservation (lease) that outlives its worker expires and the entry is claimed again.
+    Entries of receivers that are down are parked on the way, and the claim goes on for the rest of the
+    batch: each of them is met once."""
     params = {"now": now, "lease": float(lease_seconds), "limit": limit}
+    claimed: list[Claimed] = []
     async with planned_per_call(session):  # linear in what is claimed whatever the outbox was when planned
-        rows = await CLAIM.fetch(session, params)
-        claimed = [_claimed(r) for r in rows]
+        while True:
+            rows = await CLAIM.fetch(session, params | {"limit": limit - len(claimed)})
+            claimed += [_claimed(r) for r in rows if not r[-1]]
+            if len(claimed) >= limit or all(not r[-1] for r in rows):
+                break
         if probe_lease_seconds > 0:
             probes = await CLAIM_PROBES.fetch(session, params | {"probe_lease": float(probe_lease_seconds)})
             claimed += [_claimed(r, probe=True) for r in probes]

@@ -263,7 +263,7 @@ async def retry_dead(
     result = await session.execute(
         text(
             f"update outbox set state = 'queued', attempts = 0, next_attempt_at = :now, lease_until = null, "
-            f"requeued_at = :now, updated_at = :now where {where} returning id, kind, referral_id"
+            f"parked_at = null, requeued_at = :now, updated_at = :now where {where} returning id, kind, referral_id"
         ),
         {"now": now, "ids": list(outbox_ids or [])},
     )

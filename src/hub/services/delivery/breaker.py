@@ -1,8 +1,9 @@
 """Each receiving organisation's circuit breaker, as the worker uses it.
 
 After ``delivery_breaker_threshold`` transient failures in a row, by any workers, a receiver is down
-(open): no worker claims its entries, and one probe at a time goes to it, about every
-``delivery_breaker_probe_seconds`` (jittered: half to all of it). A probe every half second costs a
+(open): its queue is parked (``hub.db.referrals.breaker``: out of the claim's index, so what waits for it
+costs the other receivers' deliveries nothing), no worker claims its entries, and one probe at a time goes
+to it, about every ``delivery_breaker_probe_seconds`` (jittered: half to all of it). A probe every half second costs a
 receiver that is down two requests a second (a refused connection, mostly), and finds it back within half a
 second, so the queue drains at full speed almost as soon as it returns (bench/RESULTS.md, issue #11). Any
 answer from the receiver (a delivery, or a refusal for good: it is up) closes the breaker and releases

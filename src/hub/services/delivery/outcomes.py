@@ -100,6 +100,11 @@ async def failed(
     )
     remembered = {"checked_outcome": checked.outcome, "checked_decision_id": checked.decision_id}
     async with UnitOfWork.of(runtime.sessions) as uow:
+        # The breaker first: an entry to retry behind an open breaker is parked, and only a transaction
+        # holding the open breaker's row may park (``hub.db.referrals.breaker``).
+        down = not permanent and await breakers.failed(
+            uow.session, entry.recipient_organisation, probe=claimed.probe, now=now
+        )
         recorded = await db.finish(
             uow.session,
             claimed,
@@ -107,16 +112,15 @@ async def failed(
             next_attempt_at=now + timedelta(seconds=delay),
             last_error=exc.detail[:500],
             updated_at=now,
+            parked_at=now if down and not dead else None,
             **{k: v for k, v in remembered.items() if v is not None},
         )
         if recorded and dead and entry.kind == "referral" and entry.referral_id is not None:
             await tell_sender(uow.session, runtime, entry.referral_id, REFUSED if permanent else UNREACHABLE, now)
         if permanent:
             await breakers.answered(uow.session, entry.recipient_organisation, probe=claimed.probe, now=now)
-        else:
-            down = await breakers.failed(uow.session, entry.recipient_organisation, probe=claimed.probe, now=now)
-            if down and claimed.probe:
-                await expire(uow.session, runtime, entry.recipient_organisation, now)
+        elif down and claimed.probe:
+            await expire(uow.session, runtime, entry.recipient_organisation, now)
         await uow.commit()
     if not recorded:
         log.warning("outcome refused: lease lost", extra={"outbox_id": str(entry.id), "attempt": entry.attempts})
