@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import referrals
 from hub.db.referrals import breaker
+from hub.db.referrals import outbox as outbox_db
 from hub.runtime import Runtime
 from tests.loopback import serve
 from tests.referrals.helpers import RECEIVER, SENDER, Auth, referral, sent, set_endpoint, worker_for
@@ -208,4 +209,34 @@ async def test_a_claim_parking_and_a_worker_closing_the_breaker_at_once_leave_no
         await claiming.commit()
         await breaker.RELEASE.fetch(closing, {"recipient": DOWN, "now": NOW})
         await closing.commit()
+    assert await _parked(db) == {}
+
+
+async def _expiry_reads(runtime: Runtime) -> int:
+    """What one expiry of DOWN's entries past a 72-hour horizon reads (none is that old; run, rolled back)."""
+    params = {"recipient": DOWN, "now": NOW, "horizon_start": NOW - timedelta(hours=72)}
+    async with runtime.sessions() as session:
+        rows = await session.execute(text("explain (analyze, format json) " + outbox_db.EXPIRE_PENDING.sql), params)
+        found = rows.scalar_one()
+        plan = json.loads(found) if isinstance(found, str) else found
+        await session.rollback()
+    return _rows_read(plan[0]["Plan"])
+
+
+async def test_the_expiry_on_each_failed_probe_reads_what_it_expires_not_the_whole_held_backlog(
+    db: Runtime, owner_runtime: Runtime
+) -> None:
+    """Each failed probe of a down receiver gives up what waits past the retry horizon: twice a second, over
+    an outage that holds the queue for days."""
+    reads = {}
+    for held in (2_000, 20_000):
+        await _down_with_backlog(db, owner_runtime, held)
+        reads[held] = await _expiry_reads(db)
+    assert reads[20_000] == reads[2_000], reads
+    assert reads[2_000] < 100, reads
+    async with db.sessions() as session:  # and what is past the horizon, parked or not, is given up
+        await _add(session, DOWN, "unparked-", 3, NOW - timedelta(hours=2))
+        expired = await outbox_db.expire_pending(session, DOWN, now=NOW, horizon_start=NOW - timedelta(minutes=30))
+        await session.commit()
+    assert len(expired) == 20_003
     assert await _parked(db) == {}

@@ -272,12 +272,22 @@ async def retry_dead(
 
 # The pending entries of a receiver that is down (its breaker open) whose retry horizon has passed: they
 # will not be claimed while it is down, so its probes' failures give them up.
+# A receiver's entries past the horizon, parked (``outbox_parked_since``, migration 0029: only those past it
+# are read, however long the parked backlog) or not (the few a claim has not parked yet, through
+# ``outbox_due``), fetched by id rather than matched in one scan, which would read every pending entry.
 EXPIRE_PENDING = Statement(
     f"""
     update outbox set state = 'dead-lettered', lease_until = null, updated_at = :now,
                       last_error = left('retry horizon passed; last: ' || coalesce(last_error, ''), 500)
-    where recipient_organisation = :recipient and state in ('queued', 'retrying')
-      and (lease_until is null or lease_until < :now) and coalesce(requeued_at, created_at) < :horizon_start
+    where id = any(array(
+            select id from outbox
+            where recipient_organisation = :recipient and state in ('queued', 'retrying') and parked_at is not null
+              and coalesce(requeued_at, created_at) < :horizon_start
+            union all
+            select id from outbox
+            where recipient_organisation = :recipient and state in ('queued', 'retrying') and parked_at is null
+              and coalesce(requeued_at, created_at) < :horizon_start))
+      and state in ('queued', 'retrying') and (lease_until is null or lease_until < :now)
     returning {_fields(OutboxRow)}
     """
 )
