@@ -25,15 +25,19 @@ time (a second waits, then sees what the first left). It is exactly what the tri
   lookups, which saw the other transaction's rows only once it had committed, exactly as a fold sees
   rows only once they are committed). The organisations' types and municipalities are read when the
   row is folded (about a second later) rather than at insert, as the rebuilds read them.
-- **The fast path.** A batch's referrals that are the first of their child in the database *and* the only
-  one of their child in the batch, in an initial status (the common case), are entered set-based
-  (``flow_fold_new``): their ``flow_child`` rows (1), ``flow_referral`` rows and the grouped ``sent``
-  increments (value and children: how many; cell key: the sum of the children's keys) in one statement,
-  as ``flow_enter`` enters such a referral (no other referral of the child to share a dimension with, no
-  suggestion it could follow). Every other row (later referrals of a child, referrals of one child
-  twice in the batch, non-initial statuses, and every event) is replayed by ``flow_enter``/``flow_event``
-  in ``seq`` order after them; nothing a replayed row reads is written by the fast path except the
-  ``flow_referral`` row of a referral whose events follow it, which must be there first.
+- **The fast path.** A batch's referrals are entered set-based (``flow_fold_new``) for every child whose
+  referrals in the batch all start in an initial status, who has no open suggestion (a rejection of one
+  of its referrals that named another organisation and was not yet followed) and none of whose referrals
+  is rejected with a suggestion in the batch: the common case. Its ``flow_child`` count (plus its
+  referrals in the batch), its ``flow_referral`` rows and the grouped ``sent`` increments (value: the
+  referrals; children and cell key: the children with no referral entered before in the cell with that
+  dimension) in one statement. This is what ``flow_enter`` gives such referrals in any order: ``sent``'s
+  children count distinct children per row, which does not depend on the order, and there is no
+  suggestion such a referral could follow. Every other row (the other children's referrals, and every
+  event) is replayed by ``flow_enter``/``flow_event`` in ``seq`` order after them: an event reads nothing
+  the fast path writes but its referral's row (which must be there first) and the child's other
+  referrals in the cell, which count only in ``sent`` while they are in their initial status, and
+  ``sent`` is the one measure no event moves.
 - **Slots.** The fold is the only writer of the rollups, so it writes slot 0 (``hub.flow_rollup_slot``
   set for its transaction, as ``flow_rebuild`` does) and takes no slot lock; the slots stay for the rows
   already spread and for compatibility.
@@ -95,11 +99,19 @@ declare
     entered bigint[];
 begin
     with entries as (
-        select p.seq, ref.*, p.status as at_insert,
-               flow_record_key(ref.child_pseudonym, s.inner_pad, s.outer_pad) as child_key
+        select p.seq, ref.id, ref.created_at, ref.kind, ref.dimensions, ref.trappan_step,
+               ref.sender_organisation, ref.recipient_organisation, p.status,
+               flow_record_key(ref.child_pseudonym, s.inner_pad, s.outer_pad) as child_key,
+               exists (select from referral_status_class c where c.status = p.status and c.initial) as initial
         from flow_pending p join referral ref on ref.id = p.referral_id, flow_state s
         where p.seq = any(batch) and p.event_id is null and s.id = 1
-    ), fresh as (
+    ), suggesting as (  -- children a rejection in this batch may suggest another organisation for
+        select flow_record_key(ref.child_pseudonym, s.inner_pad, s.outer_pad) as child_key
+        from flow_pending p join referral_event e on e.id = p.event_id join referral ref on ref.id = e.referral_id,
+             flow_state s
+        where p.seq = any(batch) and p.event_id is not null and s.id = 1
+          and (e.suggested_organisation is not null or e.suggested_service is not null)
+    ), built as (
         select e.seq, e.id as referral_id,
                md5(concat_ws('|', x.week, x.sender_municipality, so.type, x.recipient_municipality, ro.type,
                              e.kind, x.trappan_step))::uuid as cell,
@@ -111,36 +123,54 @@ begin
                                  when 1 then e.dimensions::text[]
                                  else array(select distinct d from unnest(e.dimensions::text[]) as d order by d)
                              end as dimensions,
-               e.child_key, e.at_insert as status, e.created_at
-        from (select e.*, count(*) over (partition by e.child_key) as of_child from entries e) as e
-        join organisation so on so.id = e.sender_organisation
-        join organisation ro on ro.id = e.recipient_organisation
-        join referral_status_class c on c.status = e.at_insert and c.initial
+               e.child_key, e.status, e.created_at,
+               bool_and(e.initial and so.id is not null and ro.id is not null)
+                   over (partition by e.child_key) as eligible
+        from entries e
+        left join organisation so on so.id = e.sender_organisation
+        left join organisation ro on ro.id = e.recipient_organisation
         cross join lateral (
             select date_trunc('week', e.created_at at time zone 'Europe/Stockholm')::date as week,
                    coalesce(so.municipality_code, 'county') as sender_municipality,
                    coalesce(ro.municipality_code, 'county') as recipient_municipality,
                    coalesce(e.trappan_step, -1)::smallint as trappan_step
         ) as x
-        where e.of_child = 1 and not exists (select from flow_child fc where fc.child_key = e.child_key)
+    ), fresh as (
+        select b.* from built b
+        where b.eligible
+          and not exists (select from flow_suggestion fs where fs.child_key = b.child_key and fs.followed_by is null)
+          and b.child_key not in (select child_key from suggesting)
     ), children as (
-        insert into flow_child (child_key, referrals) select child_key, 1 from fresh
+        insert into flow_child as c (child_key, referrals)
+        select child_key, count(*) from fresh group by child_key order by child_key
+        on conflict (child_key) do update set referrals = c.referrals + excluded.referrals
     ), referrals as (
         insert into flow_referral
         select referral_id, cell, week, municipality, sender_municipality, sender_type, recipient_municipality,
                recipient_type, kind, trappan_step, dimensions, child_key, status, null, false, false, '{}',
                created_at, created_at
         from fresh
+    ), per_child as (
+        -- A child counts in a row once: unless a referral of it entered before (the statement's snapshot
+        -- is before this batch's rows) is in the cell with the dimension.
+        select f.cell, d.dimension, f.week, f.municipality, f.sender_municipality, f.sender_type,
+               f.recipient_municipality, f.recipient_type, f.kind, f.trappan_step, f.child_key, count(*) as n,
+               not exists (select from flow_referral o
+                           where o.cell = f.cell and o.child_key = f.child_key and d.dimension = any(o.dimensions))
+                   as new
+        from fresh f cross join unnest(f.dimensions) as d(dimension)
+        group by f.cell, d.dimension, f.week, f.municipality, f.sender_municipality, f.sender_type,
+                 f.recipient_municipality, f.recipient_type, f.kind, f.trappan_step, f.child_key
     ), rollups as (
         insert into flow_rollup_sent as f (measure, dimension, week, cell, municipality, sender_municipality,
             sender_type, recipient_municipality, recipient_type, kind, trappan_step, value, children, cell_key, slot)
-        select 'sent', d.dimension, n.week, n.cell, n.municipality, n.sender_municipality, n.sender_type,
-               n.recipient_municipality, n.recipient_type, n.kind, n.trappan_step, count(*), count(*),
-               sum(n.child_key) % 4294967296, 0
-        from fresh n cross join unnest(n.dimensions) as d(dimension)
-        group by d.dimension, n.week, n.cell, n.municipality, n.sender_municipality, n.sender_type,
-                 n.recipient_municipality, n.recipient_type, n.kind, n.trappan_step
-        order by d.dimension, n.week, n.cell
+        select 'sent', g.dimension, g.week, g.cell, g.municipality, g.sender_municipality, g.sender_type,
+               g.recipient_municipality, g.recipient_type, g.kind, g.trappan_step, sum(g.n),
+               count(*) filter (where g.new), coalesce(sum(g.child_key) filter (where g.new), 0) % 4294967296, 0
+        from per_child g
+        group by g.dimension, g.week, g.cell, g.municipality, g.sender_municipality, g.sender_type,
+                 g.recipient_municipality, g.recipient_type, g.kind, g.trappan_step
+        order by g.dimension, g.week, g.cell
         on conflict (measure, dimension, week, cell, slot) do update
             set value = f.value + excluded.value,
                 children = f.children + excluded.children,
