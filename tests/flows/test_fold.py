@@ -160,6 +160,17 @@ async def _play(conn: AsyncConnection, s: Story, *, fold: bool) -> None:
         await conn.execute(text("select flow_fold(1000000)"))
 
 
+async def _by_triggers(conn: AsyncConnection, s: Story) -> dict[str, list[tuple[Any, ...]]]:
+    """The flow tables after ``s`` written by 0027's per-row triggers (in a savepoint, rolled back)."""
+    per_row = await conn.begin_nested()
+    for statement in PER_ROW:
+        await conn.execute(text(statement))
+    await _play(conn, s, fold=False)
+    written = await snapshot(conn)
+    await per_row.rollback()
+    return written
+
+
 async def _template(conn: AsyncConnection) -> tuple[uuid.UUID, list[str]]:
     template = await conn.scalar(text("select id from referral order by created_at limit 1"))
     kinds = list((await conn.execute(text("select distinct kind from referral order by kind"))).scalars())
@@ -178,12 +189,7 @@ async def test_folding_gives_what_the_triggers_wrote_and_the_rebuilds_make(
         await conn.execute(text("select flow_fold(1000000)"))
         s = story(seed, *await _template(conn))
         assert sum(1 for k, e in s.steps if k == "event" and e["suggested"]), "a rejection suggests"
-        per_row = await conn.begin_nested()
-        for statement in PER_ROW:
-            await conn.execute(text(statement))
-        await _play(conn, s, fold=False)
-        by_triggers = await snapshot(conn)
-        await per_row.rollback()
+        by_triggers = await _by_triggers(conn, s)
 
         await _play(conn, s, fold=True)
         assert await conn.scalar(text("select count(*) from flow_pending")) == 0
@@ -210,12 +216,7 @@ async def test_the_fast_path_counts_a_child_once_per_row(county: Flows, owner_ru
             one = {"id": uuid.UUID(int=n + 1), "sender": workload.ELEVHALSA, "recipient": workload.BUP}
             one |= {"kind": s.kinds[0], "status": "requested", "child": f"fast-{child}", "dims": dims, "step": 2}
             s.steps.append(("referral", one | {"key": f"fast-{n}", "template": s.template, "at": at + timedelta(n)}))
-        per_row = await conn.begin_nested()
-        for statement in PER_ROW:
-            await conn.execute(text(statement))
-        await _play(conn, s, fold=False)
-        by_triggers = await snapshot(conn)
-        await per_row.rollback()
+        by_triggers = await _by_triggers(conn, s)
 
         first, rest = Story(0, s.template, s.kinds, steps=s.steps[:1]), Story(0, s.template, s.kinds, steps=s.steps[1:])
         await _play(conn, first, fold=True)

@@ -9,7 +9,6 @@ so one runs at a time and the others wait their turn and find less to do. Before
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.config import Settings
 from hub.database_availability import is_database_unavailable
 from hub.db import flow_fold
+from hub.services.background import running_task
 
 log = logging.getLogger("hub.flows")
 
@@ -64,10 +64,5 @@ async def _fold_forever(engine: AsyncEngine, settings: Settings) -> None:
 @asynccontextmanager
 async def running_folder(engine: AsyncEngine, settings: Settings) -> AsyncIterator[None]:
     """Run the folder beside whatever the block does (``hub serve``, ``hub worker``)."""
-    task = asyncio.create_task(_fold_forever(engine, settings), name="hub-flow-folder")
-    try:
+    async with running_task(_fold_forever(engine, settings), name="hub-flow-folder"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
