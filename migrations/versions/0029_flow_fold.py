@@ -23,8 +23,9 @@ time (a second waits, then sees what the first left). It is exactly what the tri
   order, not commit order, under the triggers as well (two children's rows touch disjoint flow rows;
   one child's referrals meet only through ``flow_child``, ``flow_suggestion`` and the shared-dimension
   lookups, which saw the other transaction's rows only once it had committed, exactly as a fold sees
-  rows only once they are committed). The organisations' types and municipalities are read when the
-  row is folded (about a second later) rather than at insert, as the rebuilds read them.
+  rows only once they are committed). The organisations' types and municipalities, and the status
+  classes, are read when the row is folded (about a second later) rather than at insert, as the
+  rebuilds read them.
 - **The fast path.** A batch's referrals are entered set-based (``flow_fold_new``) for every child whose
   referrals in the batch all start in an initial status, who has no open suggestion (a rejection of one
   of its referrals that named another organisation and was not yet followed) and none of whose referrals
