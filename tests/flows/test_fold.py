@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.runtime import Runtime
-from hub.services.flow_folder import fold_all
+from hub.services.flow_folder import fold_all, running_folder
 from tests.flows import workload
 from tests.flows.conftest import Flows
 from tests.synth.test_rebuild_bulk import snapshot
@@ -268,6 +268,19 @@ async def test_a_referral_answered_202_is_in_the_next_flows_read(county: Flows, 
     assert await _queued(county.runtime) == 0 and await _entered(county.runtime, sent)
     async with county.runtime.engine.connect() as conn:
         assert await workload.rollups(conn) == await workload.from_scratch(conn)
+
+
+async def test_the_folder_folds_in_the_background(county: Flows) -> None:
+    body = workload._remiss(2, step=2, dimensions=["included"])
+    sent = await workload._send(county.client, county.auth, workload.ELEVHALSA, body, "background-fold")
+    assert await _queued(county.runtime) >= 1
+    on = county.runtime.settings.model_copy(update={"flow_folder": True, "flow_fold_interval_seconds": 0.01})
+    async with running_folder(county.runtime.engine, on):
+        for _ in range(3000):
+            if await _queued(county.runtime) == 0:
+                break
+            await asyncio.sleep(0.01)
+    assert await _queued(county.runtime) == 0 and await _entered(county.runtime, sent)
 
 
 async def test_two_folders_at_once_fold_each_row_once(county: Flows) -> None:

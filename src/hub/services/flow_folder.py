@@ -63,6 +63,10 @@ async def _fold_forever(engine: AsyncEngine, settings: Settings) -> None:
 
 @asynccontextmanager
 async def running_folder(engine: AsyncEngine, settings: Settings) -> AsyncIterator[None]:
-    """Run the folder beside whatever the block does (``hub serve``, ``hub worker``)."""
+    """Run the folder beside whatever the block does (``hub serve``, ``hub worker``), unless HUB_FLOW_FOLDER
+    is off (the readers still fold before they read)."""
+    if not settings.flow_folder:
+        yield
+        return
     async with running_task(_fold_forever(engine, settings), name="hub-flow-folder"):
         yield
