@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     # Whether `hub serve` and `hub worker` run the sealer (the lock keeps it to one of them at a time).
     audit_sealer: bool = True
     # The flows' folder (docs/operations.md, "The flows' folder"): the referral triggers only queue
-    # (migration 0029); every `hub serve` and `hub worker` folds the queue into the coordinators' flow
+    # (migration 0030); every `hub serve` and `hub worker` folds the queue into the coordinators' flow
     # tables every flow_fold_interval_seconds (one process at a time: an advisory lock), at most
     # flow_fold_batch_size queued rows a transaction (flow_folder: whether they run one). Readers fold what
     # is still queued before they read, folder or not.

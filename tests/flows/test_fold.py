@@ -1,4 +1,4 @@
-"""The flows' fold (migration 0029): the triggers queue, ``flow_fold`` applies the queue in batches (set-based
+"""The flows' fold (migration 0030): the triggers queue, ``flow_fold`` applies the queue in batches (set-based
 for most referrals), and every figure is what the triggers wrote row by row, what the rebuilds make and what
 a computation from scratch gives; readers count every committed referral; two folders fold each row once; a
 row the fold cannot apply stays queued and the readers still answer."""

@@ -1,6 +1,6 @@
-"""A base cell spread over slots (migration 0025; since 0029 only the rows written before it): every flow
+"""A base cell spread over slots (migration 0025; since 0030 only the rows written before it): every flow
 figure is still its base cells' sums, exactly what one row per cell (a rebuild) gives. And referrals of one
-cell do not wait for each other: the trigger only queues (0029). Runs after the other flow tests: it adds
+cell do not wait for each other: the trigger only queues (0030). Runs after the other flow tests: it adds
 referrals."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ async def _slots(conn: AsyncConnection, table: str) -> set[int]:
 
 
 async def test_a_referral_of_a_transaction_still_open_is_folded_once_it_commits(county: Flows) -> None:
-    """The trigger only queues (migration 0029): a referral of an open transaction holds no rollup row, so
+    """The trigger only queues (migration 0030): a referral of an open transaction holds no rollup row, so
     another of the same cell does not wait for it; a fold (a read's) leaves its queued row, which it
     cannot see, and the next fold after the commit counts it."""
     first = await _send(county, 0, "slot-first")
@@ -96,7 +96,7 @@ async def test_a_referral_of_a_transaction_still_open_is_folded_once_it_commits(
 
 
 # Each base cell of this week split over slots 0 and 2, as overlapping trigger writers left them before
-# migration 0029 (and as the rows already spread stay): +1 referral, child and cell key 5 in slot 2, the rest
+# migration 0030 (and as the rows already spread stay): +1 referral, child and cell key 5 in slot 2, the rest
 # in slot 0, which may then hold a negative value.
 _SPREAD = [
     """insert into flow_rollup (measure, dimension, week, cell, municipality, sender_municipality, sender_type,

@@ -42,7 +42,7 @@ async def _write(runtime: Runtime, classes: Sequence[StatusClass]) -> None:
 
 async def _measures(runtime: Runtime) -> set[str]:
     async with runtime.engine.begin() as conn:
-        await conn.execute(text("select flow_fold(1000000)"))  # what is queued, as a reader (migration 0029)
+        await conn.execute(text("select flow_fold(1000000)"))  # what is queued, as a reader (migration 0030)
         return set((await conn.execute(text("select distinct measure from flow_rollup"))).scalars())
 
 

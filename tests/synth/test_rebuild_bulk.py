@@ -32,7 +32,7 @@ async def snapshot(conn: AsyncConnection) -> dict[str, list[tuple[Any, ...]]]:
     """The tables' rows; a rollup's base cells, each its slots' rows summed (migration 0025: the triggers
     spread a cell over slots when transactions overlap, the rebuild writes one), with its histogram as
     bucket -> count (the triggers append its elements in the order events happened to arrive, the rebuild
-    by bucket: the same histogram). What is queued is folded first (migration 0029), in ``conn``'s transaction."""
+    by bucket: the same histogram). What is queued is folded first (migration 0030), in ``conn``'s transaction."""
     await conn.execute(text("select flow_fold(100000000)"))
     tables = {name: [tuple(r) for r in (await conn.execute(text(sql))).all()] for name, sql in SNAPSHOTS.items()}
     for name in ("flow_rollup", "flow_rollup_month"):

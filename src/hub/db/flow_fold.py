@@ -1,4 +1,4 @@
-"""The flows' queue (migration 0029): the referral triggers queue each referral and status event in
+"""The flows' queue (migration 0030): the referral triggers queue each referral and status event in
 ``flow_pending``; ``flow_fold()`` applies queued rows to the flow tables in ``seq`` order, one fold at a
 time (an advisory lock it takes in the caller's transaction, which must be READ COMMITTED, the default).
 Nothing here commits."""

@@ -1,5 +1,5 @@
 """The flows' folder: applies the queue of new referrals and status events to the coordinators' flow
-tables off the request path (migration 0029, docs/operations.md "The flows' folder").
+tables off the request path (migration 0030, docs/operations.md "The flows' folder").
 
 Every ``hub serve`` and ``hub worker`` process runs :func:`running_folder`; a fold holds an advisory lock,
 so one runs at a time and the others wait their turn and find less to do. Before any flow read,

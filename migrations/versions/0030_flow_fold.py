@@ -55,14 +55,14 @@ The runtime role gets nothing new on referral content: it already reads and writ
 
 The downgrade folds whatever is queued (committed) and restores 0027's triggers and functions.
 
-Revision ID: 0029
-Revises: 0027
+Revision ID: 0030
+Revises: 0029
 """
 
 from alembic import op
 
-revision = "0029"
-down_revision = "0027"
+revision = "0030"
+down_revision = "0029"
 branch_labels = None
 depends_on = None
 
