@@ -62,6 +62,8 @@ def settings(data_dir: Path, pg_url: str) -> Settings:
         # Tests seal when they mean to (seal_all, or a sealer of their own): a background sealer in every
         # loopback server would race their assertions and hold tables the next test's truncate locks.
         audit_sealer=False,
+        # Likewise the flows' folder: the flows' reads fold first, and tests fold when they look at the tables.
+        flow_folder=False,
     )
 
 

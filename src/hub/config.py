@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_seconds: float = Field(default=300.0, gt=0)
     # Whether `hub serve` and `hub worker` run the sealer (the lock keeps it to one of them at a time).
     audit_sealer: bool = True
+    # The flows' folder (docs/operations.md, "The flows' folder"): the referral triggers only queue
+    # (migration 0030); every `hub serve` and `hub worker` folds the queue into the coordinators' flow
+    # tables every flow_fold_interval_seconds (one process at a time: an advisory lock), at most
+    # flow_fold_batch_size queued rows a transaction (flow_folder: whether they run one). Readers fold what
+    # is still queued before they read, folder or not.
+    flow_folder: bool = True
+    flow_fold_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    flow_fold_batch_size: int = Field(default=5000, ge=1, le=100_000)
     # The bearer token a scraper presents at /metrics (Prometheus: `authorization: {credentials: ...}`).
     # Unset, /metrics answers in dev mode only: its series name receiving organisations with their queues
     # and breakers, small counts included, which no organisation or coordinator may read unsuppressed.

@@ -79,8 +79,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
 
 def _lifespan(settings: Settings, runtime: Runtime | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The app's lifespan: ``runtime`` as given (tests), or one opened from ``settings`` with its sealer and,
-    when the settings say so, the in-process delivery worker."""
+    """The app's lifespan: ``runtime`` as given (tests), or one opened from ``settings`` with its sealer, its
+    flows' folder and, when the settings say so, the in-process delivery worker."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,8 +96,9 @@ def _lifespan(settings: Settings, runtime: Runtime | None) -> Callable[[FastAPI]
             gc.freeze()
             # The audit log's sealer: every process runs one, the database lets one at a time seal.
             from hub.services.audit_sealer import running_sealer
+            from hub.services.flow_folder import running_folder
 
-            async with running_sealer(rt.engine, settings):
+            async with running_sealer(rt.engine, settings), running_folder(rt.engine, settings):
                 if not settings.runs_worker_in_serve:
                     yield
                     return

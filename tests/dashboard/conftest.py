@@ -95,6 +95,7 @@ async def county(app: Any, runtime: Runtime, settings: Settings) -> AsyncIterato
             await more_concerns(client, auth, runtime)
             await teams(client, auth)
     async with runtime.engine.begin() as conn:
+        await conn.execute(text("select flow_fold(1000000)"))  # what is queued first (migration 0030)
         await conn.execute(
             text("update flow_referral set changed_at = changed_at - make_interval(days => :d)"),
             {"d": STALLED_FOR_DAYS},

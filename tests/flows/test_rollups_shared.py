@@ -36,6 +36,7 @@ async def _send_all(county: Flows) -> list[str]:
 
 async def _flow_rows(county: Flows, ids: list[str]) -> list[Any]:
     async with county.runtime.engine.connect() as conn:
+        await conn.execute(text("select flow_fold(1000000)"))  # what is queued (migration 0030)
         rows = await conn.execute(
             text("select * from flow_referral where referral_id = any(cast(:ids as uuid[])) order by referral_id"),
             {"ids": ids},

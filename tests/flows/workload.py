@@ -265,7 +265,9 @@ SUMMED_ROLLUP = """select measure, dimension, week::text, municipality, sender_m
 
 async def rollups(conn: AsyncConnection) -> dict[RollupKey, tuple[int, int, int, dict[int, int]]]:
     """The non-empty base cells as stored, each the sum of its slots' rows, histograms summed per bucket
-    (a base cell a status has been left behind by must be all zero)."""
+    (a base cell a status has been left behind by must be all zero). What is queued is folded first (in
+    ``conn``'s transaction), as every reader does (migration 0030)."""
+    await conn.execute(text("select flow_fold(1000000)"))
     rows = (
         await conn.execute(
             text(
@@ -324,6 +326,7 @@ class BaseCell:
 
 
 async def base_cells(conn: AsyncConnection) -> list[BaseCell]:
+    await conn.execute(text("select flow_fold(1000000)"))  # what is queued, as every reader (migration 0030)
     draw = "(hashint8extended(cell_key, children) & 2147483647) % 100"
     rows = (
         await conn.execute(

@@ -30,7 +30,7 @@ async def _empty(runtime: Runtime) -> None:
         await conn.execute(
             text(
                 "truncate referral, referral_event, consent, outbox, flow_referral, flow_rollup, flow_rollup_month, "
-                "flow_child, flow_suggestion, audit_event, audit_chain_head, sharing_decision cascade"
+                "flow_child, flow_suggestion, flow_pending, audit_event, audit_chain_head, sharing_decision cascade"
             )
         )
 

@@ -85,6 +85,7 @@ def worker() -> None:
     from hub.runtime import open_runtime
     from hub.services.audit_sealer import running_sealer
     from hub.services.delivery import running_worker
+    from hub.services.flow_folder import running_folder
 
     settings = load_settings()
     configure_logging(settings.log_level)
@@ -95,7 +96,12 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopped.set)
-        async with open_runtime(settings) as rt, running_sealer(rt.engine, settings), running_worker(rt):
+        async with (
+            open_runtime(settings) as rt,
+            running_sealer(rt.engine, settings),
+            running_folder(rt.engine, settings),
+            running_worker(rt),
+        ):
             await stopped.wait()
 
     asyncio.run(run())

@@ -9,7 +9,6 @@ Appends never wait for it: they insert and queue (``hub.db.audit``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ from hub.database_availability import is_database_unavailable
 from hub.db import audit_tree
 from hub.domain.checkpoint import Checkpoint, TreeHead
 from hub.keys import AuditSigner, audit_signer
+from hub.services.background import running_task
 
 log = logging.getLogger("hub.audit")
 
@@ -103,10 +103,5 @@ async def running_sealer(engine: AsyncEngine, settings: Settings) -> AsyncIterat
     if not settings.audit_sealer:
         yield
         return
-    task = asyncio.create_task(_seal_forever(engine, audit_signer(settings), settings), name="hub-audit-sealer")
-    try:
+    async with running_task(_seal_forever(engine, audit_signer(settings), settings), name="hub-audit-sealer"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

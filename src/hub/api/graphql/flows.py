@@ -17,6 +17,7 @@ from hub.domain.errors import HubError, InvalidInput, NotPermitted
 from hub.domain.principal import Role
 from hub.services import concern_flows, flow_teams
 from hub.services import flows as svc
+from hub.services.flow_folder import fold_before_read
 
 # A flow table runs aggregate queries and writes an audit entry: it costs the most of any field.
 _COORDINATOR = guarded(Role.COORDINATOR, cost=50)
@@ -125,6 +126,7 @@ async def _run(
         return ForbiddenProblem(detail="Referral flows are for the role coordinator.")
     runtime = info.context.runtime
     ctx = svc.Context.of(actor_for(principal), runtime)
+    await fold_before_read(runtime.engine, runtime.settings)  # every committed referral counted
     try:
         async with runtime.flows_sessions() as session:
             answer = await query(session, ctx)

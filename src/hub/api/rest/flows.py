@@ -22,6 +22,7 @@ from hub.api.routing import Router
 from hub.domain.principal import Principal, Role
 from hub.services import concern_flows, flow_teams
 from hub.services import flows as svc
+from hub.services.flow_folder import fold_before_read
 
 router = Router(prefix="/v1/flows", tags=["flows"])
 Coordinator = Annotated[Principal, Depends(require(Role.COORDINATOR))]
@@ -94,6 +95,7 @@ async def _answer(
     principal: Principal, session: FlowsSession, runtime: RuntimeDep, fmt: str | None, accept: str | None, run: Run
 ) -> Any:
     ctx = svc.Context.of(actor_for(principal), runtime)
+    await fold_before_read(runtime.engine, runtime.settings)  # every committed referral counted
     answer = await run(session, ctx)
     if fmt == "csv" or (fmt is None and accept is not None and CSV in accept):
         return Response(

@@ -1,0 +1,23 @@
+"""The flows' queue (migration 0030): the referral triggers queue each referral and status event in
+``flow_pending``; ``flow_fold()`` applies queued rows to the flow tables in ``seq`` order, one fold at a
+time (an advisory lock it takes in the caller's transaction, which must be READ COMMITTED, the default).
+Nothing here commits."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+FOLD_LOCK = 7274229
+"""The transaction-level advisory lock ``flow_fold``, the rebuilds and ``flow_compact`` hold."""
+
+
+async def queued(conn: AsyncConnection) -> bool:
+    """Whether any committed row waits to be folded (one index probe)."""
+    return bool(await conn.scalar(text("select exists (select from flow_pending)")))
+
+
+async def fold(conn: AsyncConnection, *, max_rows: int) -> int:
+    """Fold the oldest ``max_rows`` visible queued rows (waiting for a fold running elsewhere to end);
+    how many it folded."""
+    return int(await conn.scalar(text("select flow_fold(:n)"), {"n": max_rows}) or 0)
