@@ -63,15 +63,19 @@ def _rows_read(plan: dict[str, Any]) -> int:
     return int(own + sum(_rows_read(p) for p in plan.get("Plans", [])))
 
 
-async def _claim_reads(runtime: Runtime) -> int:
-    """What one claim of five entries reads (run, and rolled back)."""
-    params = {"now": NOW, "lease": 60.0, "limit": 5}
+async def _reads(runtime: Runtime, sql: str, params: dict[str, Any]) -> int:
+    """What one run of ``sql`` reads (run, and rolled back)."""
     async with runtime.sessions() as session:
-        rows = await session.execute(text("explain (analyze, format json) " + referrals.CLAIM.sql), params)
+        rows = await session.execute(text("explain (analyze, format json) " + sql), params)
         found = rows.scalar_one()
         plan = json.loads(found) if isinstance(found, str) else found
         await session.rollback()
     return _rows_read(plan[0]["Plan"])
+
+
+async def _claim_reads(runtime: Runtime) -> int:
+    """What one claim of five entries reads."""
+    return await _reads(runtime, referrals.CLAIM.sql, {"now": NOW, "lease": 60.0, "limit": 5})
 
 
 async def test_a_claim_reads_as_much_with_twenty_thousand_entries_held_behind_an_open_breaker_as_with_two_thousand(
@@ -213,14 +217,9 @@ async def test_a_claim_parking_and_a_worker_closing_the_breaker_at_once_leave_no
 
 
 async def _expiry_reads(runtime: Runtime) -> int:
-    """What one expiry of DOWN's entries past a 72-hour horizon reads (none is that old; run, rolled back)."""
+    """What one expiry of DOWN's entries past a 72-hour horizon reads (none is that old)."""
     params = {"recipient": DOWN, "now": NOW, "horizon_start": NOW - timedelta(hours=72)}
-    async with runtime.sessions() as session:
-        rows = await session.execute(text("explain (analyze, format json) " + outbox_db.EXPIRE_PENDING.sql), params)
-        found = rows.scalar_one()
-        plan = json.loads(found) if isinstance(found, str) else found
-        await session.rollback()
-    return _rows_read(plan[0]["Plan"])
+    return await _reads(runtime, outbox_db.EXPIRE_PENDING.sql, params)
 
 
 async def test_the_expiry_on_each_failed_probe_reads_what_it_expires_not_the_whole_held_backlog(
