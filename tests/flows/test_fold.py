@@ -273,7 +273,9 @@ async def test_a_referral_answered_202_is_in_the_next_flows_read(county: Flows, 
 async def test_the_folder_folds_in_the_background(county: Flows) -> None:
     body = workload._remiss(2, step=2, dimensions=["included"])
     sent = await workload._send(county.client, county.auth, workload.ELEVHALSA, body, "background-fold")
-    assert await _queued(county.runtime) >= 1
+    queued = await _queued(county.runtime)
+    assert queued >= 1
+    assert f"hub_flow_pending {float(queued)}" in (await county.client.get("/metrics")).text  # operators see it
     on = county.runtime.settings.model_copy(update={"flow_folder": True, "flow_fold_interval_seconds": 0.01})
     async with running_folder(county.runtime.engine, on):
         for _ in range(3000):
@@ -281,6 +283,7 @@ async def test_the_folder_folds_in_the_background(county: Flows) -> None:
                 break
             await asyncio.sleep(0.01)
     assert await _queued(county.runtime) == 0 and await _entered(county.runtime, sent)
+    assert "hub_flow_pending 0.0" in (await county.client.get("/metrics")).text
 
 
 async def test_two_folders_at_once_fold_each_row_once(county: Flows) -> None:

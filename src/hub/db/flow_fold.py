@@ -21,3 +21,8 @@ async def fold(conn: AsyncConnection, *, max_rows: int) -> int:
     """Fold the oldest ``max_rows`` visible queued rows (waiting for a fold running elsewhere to end);
     how many it folded."""
     return int(await conn.scalar(text("select flow_fold(:n)"), {"n": max_rows}) or 0)
+
+
+async def pending(conn: AsyncConnection) -> int:
+    """How many rows wait to be folded (for ``/metrics``: normally near zero)."""
+    return int(await conn.scalar(text("select count(*) from flow_pending")) or 0)

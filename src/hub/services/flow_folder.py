@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import Settings
@@ -70,3 +71,17 @@ async def running_folder(engine: AsyncEngine, settings: Settings) -> AsyncIterat
         return
     async with running_task(_fold_forever(engine, settings), name="hub-flow-folder"):
         yield
+
+
+async def folder_metrics(engine: AsyncEngine) -> bytes:
+    """``hub_flow_pending`` for ``/metrics``: what the folder has not folded yet (every process's, from the
+    database). Growing while referrals come in means the folder is stuck (docs/operations.md)."""
+    registry = CollectorRegistry()
+    gauge = Gauge(
+        "hub_flow_pending",
+        "Referrals and status events queued for the coordinators' flow tables, not folded yet",
+        registry=registry,
+    )
+    async with engine.connect() as conn:
+        gauge.set(await flow_fold.pending(conn))
+    return generate_latest(registry)

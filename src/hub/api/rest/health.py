@@ -18,6 +18,7 @@ from hub.config import Settings
 from hub.database_availability import is_database_unavailable
 from hub.domain.errors import NotFound, Unauthenticated
 from hub.services.delivery.metrics import outbox_metrics
+from hub.services.flow_folder import folder_metrics
 
 router = APIRouter(tags=["operations"])
 
@@ -65,11 +66,12 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     },
 )
 async def metrics(runtime: RuntimeDep, authorization: Annotated[str, Header()] = "") -> Response:
-    """The process's metrics, and the outbox's (every worker's, from the database): docs/operations.md."""
+    """The process's metrics, the outbox's and the flows' queue (every worker's, from the database):
+    docs/operations.md."""
     _admit_scraper(runtime.settings, authorization)
     try:
         async with asyncio.timeout(runtime.settings.database_connect_timeout):
-            outbox = await outbox_metrics(runtime)
+            outbox = await outbox_metrics(runtime) + await folder_metrics(runtime.engine)
     except Exception as exc:  # the database is away: /readyz says so; the process's own metrics still answer
         if not isinstance(exc, SQLAlchemyError | OSError) and not is_database_unavailable(exc):
             raise
