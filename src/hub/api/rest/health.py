@@ -66,8 +66,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     },
 )
 async def metrics(runtime: RuntimeDep, authorization: Annotated[str, Header()] = "") -> Response:
-    """The process's metrics, the outbox's and the flows' queue (every worker's, from the database):
-    docs/operations.md."""
+    """The process's metrics, the outbox's and the flows' queue (all workers', from the database): see operations.md."""
     _admit_scraper(runtime.settings, authorization)
     try:
         async with asyncio.timeout(runtime.settings.database_connect_timeout):
