@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.db import flow_fold
 from hub.runtime import Runtime
 from hub.services.flow_folder import fold_all, running_folder
 from tests.flows import workload
@@ -241,7 +242,7 @@ async def test_the_fast_path_counts_a_child_once_per_row(county: Flows, owner_ru
 
 async def _queued(runtime: Runtime) -> int:
     async with runtime.engine.connect() as conn:
-        return int(await conn.scalar(text("select count(*) from flow_pending")) or 0)
+        return await flow_fold.pending(conn)
 
 
 async def _entered(runtime: Runtime, referral_id: str) -> bool:

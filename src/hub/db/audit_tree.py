@@ -248,36 +248,24 @@ async def walk(conn: AsyncConnection, *, chunk: int = 50_000) -> AsyncIterator[L
         after = rows[-1][0]
 
 
-_COMPLETED = """
-    select {what} from audit_node n
+_COMPLETED_DIGEST = """
+    select sha256(coalesce(string_agg(n.hash, ''::bytea order by n.level, n.index), '')) from audit_node n
     join unnest($1::smallint[], $2::bigint[], $3::bigint[]) as w(level, first, last)
       on n.level = w.level and n.index between w.first and w.last
 """
-_COMPLETED_NODES = _COMPLETED.format(what="n.level, n.index, n.hash")
-_COMPLETED_DIGEST = _COMPLETED.format(
-    what="sha256(coalesce(string_agg(n.hash, ''::bytea order by n.level, n.index), ''))"
-)
-
-
-async def _completed(conn: AsyncConnection, sql: str, lo: int, hi: int) -> list[Any]:
-    ranges = completed_by(lo, hi)
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
-    return list(await driver.fetch(sql, [r[0] for r in ranges], [r[1] for r in ranges], [r[2] for r in ranges]))
 
 
 async def completed_digest(conn: AsyncConnection, lo: int, hi: int) -> bytes:
     """SHA-256 of the stored hashes of the nodes leaves ``lo`` to ``hi - 1`` complete
     (``hub.domain.merkle.completed_by``), concatenated in (level, index) order: a stretch of the tree
-    compared in one row."""
-    rows = await _completed(conn, _COMPLETED_DIGEST, lo, hi)
-    return bytes(rows[0][0])
-
-
-async def completed_nodes(conn: AsyncConnection, lo: int, hi: int) -> dict[Node, bytes]:
-    """The stored nodes leaves ``lo`` to ``hi - 1`` complete, each with its hash."""
-    rows = await _completed(conn, _COMPLETED_NODES, lo, hi)
-    return {(int(level), int(index)): bytes(h) for level, index, h in rows}
+    compared in one row, read by the primary key a range of indexes per level."""
+    ranges = completed_by(lo, hi)
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    digest = await driver.fetchval(
+        _COMPLETED_DIGEST, [r[0] for r in ranges], [r[1] for r in ranges], [r[2] for r in ranges]
+    )
+    return bytes(digest)
 
 
 async def unsealed(conn: AsyncConnection) -> tuple[int, int]:

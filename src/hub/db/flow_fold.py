@@ -1,15 +1,12 @@
 """The flows' queue (migration 0030): the referral triggers queue each referral and status event in
 ``flow_pending``; ``flow_fold()`` applies queued rows to the flow tables in ``seq`` order, one fold at a
-time (an advisory lock it takes in the caller's transaction, which must be READ COMMITTED, the default).
-Nothing here commits."""
+time (the advisory lock 7274229, which it, the rebuilds and ``flow_compact`` take in the caller's
+transaction, which must be READ COMMITTED, the default). Nothing here commits."""
 
 from __future__ import annotations
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
-
-FOLD_LOCK = 7274229
-"""The transaction-level advisory lock ``flow_fold``, the rebuilds and ``flow_compact`` hold."""
 
 
 async def queued(conn: AsyncConnection) -> bool:

@@ -93,13 +93,17 @@ async def _same_nodes(
     make an intact entry's proof fail against a signed checkpoint while the tree head still matched."""
     if await audit_tree.completed_digest(conn, lo, hi) == hashlib.sha256(b"".join(chain(*recomputed))).digest():
         return True
-    stored = await audit_tree.completed_nodes(conn, lo, hi)
-    for (level, first, _), hashes in zip(completed_by(lo, hi), recomputed, strict=True):
-        for index, h in enumerate(hashes, start=first):
-            if stored.get((level, index)) != h:
-                state = "is missing" if (level, index) not in stored else "does not match the entries it covers"
-                report.problems.append(f"node {(level, index)} (level, index) of the stored Merkle tree {state}")
-                return False
+    expected = {
+        (level, index): h
+        for (level, first, _), hashes in zip(completed_by(lo, hi), recomputed, strict=True)
+        for index, h in enumerate(hashes, start=first)
+    }
+    stored = await audit_tree.nodes(conn, expected)
+    for node, h in expected.items():
+        if stored.get(node) != h:
+            state = "is missing" if node not in stored else "does not match the entries it covers"
+            report.problems.append(f"node {node} (level, index) of the stored Merkle tree {state}")
+            return False
     report.problems.append(f"the stored Merkle tree holds nodes over positions {lo} to {hi - 1} that it should not")
     return False
 

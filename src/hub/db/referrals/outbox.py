@@ -271,10 +271,10 @@ async def retry_dead(
 
 
 # The pending entries of a receiver that is down (its breaker open) whose retry horizon has passed: they
-# will not be claimed while it is down, so its probes' failures give them up.
-# A receiver's entries past the horizon, parked (``outbox_parked_since``, migration 0029: only those past it
-# are read, however long the parked backlog) or not (the few a claim has not parked yet, through
-# ``outbox_due``), fetched by id rather than matched in one scan, which would read every pending entry.
+# will not be claimed while it is down, so its probes' failures give them up. Parked ones through
+# ``outbox_parked_since`` (migration 0029: only those past the horizon are read, however long the backlog),
+# the few a claim has not parked yet through ``outbox_due``; fetched by id rather than matched in one scan,
+# which would read every pending entry.
 EXPIRE_PENDING = Statement(
     f"""
     update outbox set state = 'dead-lettered', lease_until = null, updated_at = :now,
